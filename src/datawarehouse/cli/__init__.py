@@ -1,0 +1,1 @@
+"""cli: the ``dwh`` command, one module per noun; thin, it calls services."""

@@ -1,0 +1,135 @@
+"""The one exception tree of DataWarehouse.
+
+Every package raises these (foreign exceptions are translated once, in the package that owns the
+dependency). No HTTP codes here: the S3 adapter and the CLI each map this tree in one table.
+Messages never contain key material or secrets.
+"""
+
+from __future__ import annotations
+
+
+class DwhError(Exception):
+    """Root of every error DataWarehouse raises on purpose."""
+
+
+# --- input and configuration -------------------------------------------------------------------
+
+
+class InvalidInput(DwhError):
+    """A caller passed something malformed (a name, a size, a range, a parameter)."""
+
+
+class ConfigError(InvalidInput):
+    """Configuration failed validation; the message names the key (``erasure.parity: ...``)."""
+
+
+class InvalidStorageClass(InvalidInput):
+    """An EC(k, m) setting that cannot be honoured on the current disk set."""
+
+
+class InvalidRange(InvalidInput):
+    """A byte range that does not overlap the object."""
+
+
+# --- lookups -----------------------------------------------------------------------------------
+
+
+class NotFound(DwhError):
+    """Something named does not exist."""
+
+
+class NoSuchBucket(NotFound):
+    pass
+
+
+class NoSuchKey(NotFound):
+    pass
+
+
+class NoSuchUpload(NotFound):
+    pass
+
+
+class NoSuchDisk(NotFound):
+    pass
+
+
+class Conflict(DwhError):
+    """The request conflicts with the current state."""
+
+
+class BucketAlreadyExists(Conflict):
+    pass
+
+
+class BucketNotEmpty(Conflict):
+    pass
+
+
+class DiskAlreadyPresent(Conflict):
+    pass
+
+
+# --- integrity and durability ------------------------------------------------------------------
+
+
+class IntegrityError(DwhError):
+    """Stored bytes failed verification (checksum, AEAD tag, chunk id). Never returned as data."""
+
+
+class CorruptFrame(IntegrityError):
+    """A frame, shard header or journal record could not be parsed or failed its checksum."""
+
+
+class AuthenticationFailed(IntegrityError):
+    """An AEAD tag did not verify: the bytes were altered or the key is wrong."""
+
+
+class DataUnavailable(DwhError):
+    """Too few healthy shards remain to reconstruct a chunk (more than m lost)."""
+
+
+class StorageError(DwhError):
+    """A disk operation failed (I/O error, missing disk, permission)."""
+
+
+class BlobNotFound(StorageError, NotFound):
+    """A blob key is not present on a store."""
+
+
+class UnsafePath(InvalidInput):
+    """A key or path would escape the directory it must stay in."""
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+class KeyError_(DwhError):
+    """Key material is missing, malformed or does not match (wrong passphrase, foreign key file)."""
+
+
+class WrongKey(KeyError_):
+    pass
+
+
+# --- state of the data directory ---------------------------------------------------------------
+
+
+class DataDirError(DwhError):
+    """The data directory is missing, foreign, locked by another process, or of an unknown format."""
+
+
+class ForeignDisk(DataDirError):
+    """A disk directory belongs to another data directory or carries another identity."""
+
+
+class DataDirLocked(DataDirError):
+    pass
+
+
+class MetadataError(DwhError):
+    """The metadata repository failed or is inconsistent."""
+
+
+class ConcurrentModification(MetadataError):
+    """A row changed under a transaction (for example GC removed a chunk a write wanted to reuse)."""

@@ -1,0 +1,181 @@
+"""The metadata repository protocol. ``SqlMetaRepo`` (SQLite now, PostgreSQL later) implements
+it; the contract suite in ``tests/contracts/test_meta_contract.py`` runs against each backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.records import BucketRecord, ChunkRecord, DiskRecord, DiskState, ObjectVersion, StorageClass
+
+
+@dataclass(frozen=True)
+class DomainSecretRecord:
+    domain_id: DomainId
+    key_version: int
+    wrapped: bytes
+    master_key_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HealItem:
+    domain_id: DomainId
+    chunk_id: ChunkId
+    reason: str
+    queued_at: datetime
+
+
+@dataclass(frozen=True)
+class ObjectSummary:
+    """A listing row: the latest, non-deleted version of a key."""
+
+    key: str
+    version_id: VersionId
+    size: int
+    etag: str
+    created_at: datetime
+
+
+class MetaTx(Protocol):
+    """One transaction. Leaving the ``with`` block commits; an exception rolls back."""
+
+    # --- settings (format parameters, data directory facts) ------------------------------------
+    def get_setting(self, name: str) -> str | None: ...
+    def set_setting(self, name: str, value: str) -> None: ...
+
+    # --- domains and their secrets -------------------------------------------------------------
+    def put_domain_secret(self, rec: DomainSecretRecord) -> None:
+        """Insert, or replace the row with the same (domain_id, key_version) (used by rewrap)."""
+        ...
+
+    def list_domain_secrets(self) -> list[DomainSecretRecord]: ...
+
+    # --- disks ---------------------------------------------------------------------------------
+    def upsert_disk(self, rec: DiskRecord) -> None: ...
+    def list_disks(self) -> list[DiskRecord]: ...
+    def set_disk_state(self, disk_id: DiskId, state: DiskState) -> None: ...
+
+    # --- buckets -------------------------------------------------------------------------------
+    def create_bucket(
+        self, domain_id: DomainId, name: str, created_at: datetime, storage_class: StorageClass | None
+    ) -> BucketRecord:
+        """Raise ``BucketAlreadyExists`` if a bucket of that name exists in the domain's tenant."""
+        ...
+
+    def insert_bucket(self, rec: BucketRecord) -> None:
+        """Insert with a given id (journal replay); no-op if that id exists."""
+        ...
+
+    def get_bucket(self, name: str) -> BucketRecord:
+        """Raise ``NoSuchBucket``."""
+        ...
+
+    def get_bucket_by_id(self, bucket_id: BucketId) -> BucketRecord | None: ...
+    def list_buckets(self) -> list[BucketRecord]: ...
+
+    def delete_bucket(self, bucket_id: BucketId) -> None:
+        """Raise ``BucketNotEmpty`` if any object version remains."""
+        ...
+
+    # --- object versions -----------------------------------------------------------------------
+    def insert_version(self, version: ObjectVersion) -> None:
+        """Store a version (and its manifest rows); it becomes the latest for its key. No-op when
+        the version id exists already (journal replay is idempotent)."""
+        ...
+
+    def get_version(self, bucket_id: BucketId, key: str, version_id: VersionId | None = None) -> ObjectVersion:
+        """The latest version (or the named one), manifest included. Raise ``NoSuchKey``."""
+        ...
+
+    def delete_version(self, bucket_id: BucketId, key: str, version_id: VersionId) -> ObjectVersion | None:
+        """Remove a version and its manifest rows; return it (with chunks) or ``None`` if absent.
+        If it was the latest, the next newest version (by created_at, version_id) becomes latest."""
+        ...
+
+    def list_objects(
+        self, bucket_id: BucketId, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> list[ObjectSummary]:
+        """Latest non-delete-marker versions, keys in UTF-8 binary order, ``key > start_after``."""
+        ...
+
+    def count_versions(self, bucket_id: BucketId) -> int: ...
+
+    def iter_all_versions(self) -> Iterator[ObjectVersion]:
+        """Every version with its manifest (refcount recomputation, verification)."""
+        ...
+
+    # --- chunks --------------------------------------------------------------------------------
+    def get_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
+        """With ``placement`` filled (shard index -> disk id)."""
+        ...
+
+    def insert_chunk(self, rec: ChunkRecord) -> bool:
+        """Insert a chunk row and its placement; ``False`` (and nothing written) if the id exists."""
+        ...
+
+    def incref(self, domain_id: DomainId, chunk_id: ChunkId, count: int) -> bool:
+        """Add references (clears ``zero_since``); ``False`` if the chunk row does not exist."""
+        ...
+
+    def decref(self, domain_id: DomainId, chunk_id: ChunkId, count: int, at: datetime) -> int:
+        """Remove references; sets ``zero_since = at`` when the count reaches 0. Returns the new count."""
+        ...
+
+    def touch_unreferenced(self, domain_id: DomainId, chunk_id: ChunkId, at: datetime) -> None:
+        """If the chunk has no references, restart its grace period (``zero_since = at``)."""
+        ...
+
+    def set_placement(self, domain_id: DomainId, chunk_id: ChunkId, index: int, disk_id: DiskId) -> None: ...
+
+    def set_refcount(self, domain_id: DomainId, chunk_id: ChunkId, count: int, at: datetime) -> None:
+        """Overwrite the count (rebuild/verification); ``zero_since = at`` if 0, else NULL."""
+        ...
+
+    def list_chunks(
+        self, after: tuple[DomainId, ChunkId] | None = None, limit: int = 1000
+    ) -> list[ChunkRecord]:
+        """Chunks ordered by (domain_id, chunk_id), strictly after ``after``; placement filled."""
+        ...
+
+    def collectable_chunks(self, zero_before: datetime, limit: int = 1000) -> list[ChunkRecord]:
+        """Chunks with refcount 0 and ``zero_since < zero_before``."""
+        ...
+
+    def delete_chunk_if_collectable(self, domain_id: DomainId, chunk_id: ChunkId, zero_before: datetime) -> bool:
+        """Re-check refcount = 0 and age inside this transaction, then delete the row and its
+        placement. ``True`` if deleted."""
+        ...
+
+    def shard_counts_by_disk(self) -> dict[DiskId, int]: ...
+    def chunk_count(self) -> int: ...
+    def stored_size_total(self) -> int:
+        """Sum of sealed sizes of all chunks (before erasure overhead)."""
+        ...
+
+    # --- heal queue ----------------------------------------------------------------------------
+    def enqueue_heal(self, item: HealItem) -> None:
+        """Idempotent per (domain, chunk)."""
+        ...
+
+    def list_heal(self, limit: int = 1000) -> list[HealItem]: ...
+    def remove_heal(self, domain_id: DomainId, chunk_id: ChunkId) -> None: ...
+
+    # --- journal position ----------------------------------------------------------------------
+    def get_journal_positions(self) -> dict[str, int]:
+        """Applied byte offset per journal segment name (``<writer>-<segment>``)."""
+        ...
+
+    def set_journal_position(self, segment: str, offset: int) -> None: ...
+
+
+class MetaRepo(Protocol):
+    def transaction(self) -> AbstractContextManager[MetaTx]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE, so writers serialise, readers do not block)."""
+        ...
+
+    def close(self) -> None: ...

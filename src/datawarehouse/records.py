@@ -1,0 +1,191 @@
+"""Frozen records passed between layers. Sizes are ``int`` bytes named ``*_size``; instants are
+UTC ``datetime`` named ``*_at``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from datawarehouse.errors import InvalidStorageClass
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+
+MAX_SHARDS = 32
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    """EC(k, m): k data shards and m parity shards; any k of the k+m reconstruct a chunk.
+
+    replica-N = EC(1, N-1); RAID 1 = EC(1, 1); RAID 5 ~ EC(k, 1); RAID 6 ~ EC(k, 2);
+    RAID-Z3 ~ EC(k, 3).
+    """
+
+    k: int
+    m: int
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise InvalidStorageClass(f"storage class: data shards k must be >= 1 (got {self.k})")
+        if self.m < 0:
+            raise InvalidStorageClass(f"storage class: parity shards m must be >= 0 (got {self.m})")
+        if self.m == 0 and self.k > 1:
+            raise InvalidStorageClass(
+                f"storage class EC({self.k},0): without parity use k=1 (replica-1); striping adds no safety"
+            )
+        if self.k + self.m > MAX_SHARDS:
+            raise InvalidStorageClass(f"storage class: k+m must be <= {MAX_SHARDS} (got {self.k + self.m})")
+
+    @property
+    def n(self) -> int:
+        return self.k + self.m
+
+    def check_fits(self, disk_count: int) -> None:
+        """Refuse a class that cannot place k+m shards on distinct disks."""
+        if self.n > disk_count:
+            raise InvalidStorageClass(
+                f"storage class EC({self.k},{self.m}) needs {self.n} distinct disks, only {disk_count} available"
+            )
+        if self.m >= disk_count and disk_count > 0 and self.m > 0:
+            raise InvalidStorageClass(
+                f"storage class EC({self.k},{self.m}): parity m={self.m} must be < number of disks ({disk_count})"
+            )
+
+    def __str__(self) -> str:
+        return f"EC({self.k},{self.m})"
+
+
+NAMED_CLASSES: dict[str, StorageClass] = {
+    "replica-1": StorageClass(1, 0),
+    "replica-2": StorageClass(1, 1),
+    "replica-3": StorageClass(1, 2),
+    "raid1": StorageClass(1, 1),
+}
+
+
+def parse_storage_class(text: str, disk_count: int) -> StorageClass:
+    """Parse ``EC(k,m)``/``k+m``/``replica-N``/``raid1``/``raid5``/``raid6``/``raidz3``.
+
+    The RAID names take as many data shards as the disk set allows (at least 1).
+    """
+    t = text.strip().lower().replace(" ", "")
+    if t in NAMED_CLASSES:
+        return NAMED_CLASSES[t]
+    parity = {"raid5": 1, "raid6": 2, "raidz3": 3, "raid-z3": 3}.get(t)
+    if parity is not None:
+        return StorageClass(max(1, disk_count - parity), parity)
+    if t.startswith("ec(") and t.endswith(")"):
+        t = t[3:-1].replace(",", "+")
+    if t.startswith("replica-") and t[8:].isdigit():
+        return StorageClass(1, int(t[8:]) - 1)
+    parts = t.split("+")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return StorageClass(int(parts[0]), int(parts[1]))
+    raise InvalidStorageClass(
+        f"storage class {text!r}: expected EC(k,m), k+m, replica-N, raid1, raid5, raid6 or raidz3"
+    )
+
+
+def default_storage_class(disk_count: int) -> StorageClass:
+    """The default EC(k, m) for a number of disks (1: 1+0, 2: 1+1, 3: 2+1, 4-5: 2+2, 6-11: 4+2, 12+: 8+4)."""
+    if disk_count < 1:
+        raise InvalidStorageClass("at least one disk is needed")
+    if disk_count == 1:
+        return StorageClass(1, 0)
+    if disk_count == 2:
+        return StorageClass(1, 1)
+    if disk_count == 3:
+        return StorageClass(2, 1)
+    if disk_count <= 5:
+        return StorageClass(2, 2)
+    if disk_count <= 11:
+        return StorageClass(4, 2)
+    return StorageClass(8, 4)
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    """FastCDC bounds. Stored with every object version so reads and re-chunking never depend on config."""
+
+    min_size: int = 256 * 1024
+    avg_size: int = 1024 * 1024
+    max_size: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        from datawarehouse.errors import InvalidInput
+
+        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 64 * 1024 * 1024):
+            raise InvalidInput(
+                "chunker: need 64 <= min_size <= avg_size <= max_size <= 64 MiB "
+                f"(got {self.min_size}/{self.avg_size}/{self.max_size})"
+            )
+
+
+class DiskState(StrEnum):
+    ACTIVE = "active"  # receives new shards and serves reads
+    DRAINING = "draining"  # serves reads; shards are being moved away
+    REMOVED = "removed"  # no longer part of the set
+
+
+@dataclass(frozen=True)
+class DiskRecord:
+    disk_id: DiskId
+    path: str
+    weight: float
+    state: DiskState
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A stored chunk: its identity, the generation of its shards and how it was erasure-coded."""
+
+    domain_id: DomainId
+    chunk_id: ChunkId
+    generation: int
+    plain_size: int
+    sealed_size: int
+    k: int
+    m: int
+    refcount: int
+    created_at: datetime
+    zero_since: datetime | None = None
+    placement: tuple[DiskId, ...] = ()  # disk of shard i at index i
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One entry of a manifest: the chunk covering ``[offset, offset + plain_size)`` of the object."""
+
+    chunk_id: ChunkId
+    offset: int
+    plain_size: int
+
+
+@dataclass(frozen=True)
+class BucketRecord:
+    bucket_id: BucketId
+    domain_id: DomainId
+    name: str
+    created_at: datetime
+    storage_class: StorageClass | None = None  # None: the data directory's default
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object. Either ``inline_data`` (a sealed frame, small objects) or a
+    manifest of chunks (``chunks``) holds its bytes."""
+
+    bucket_id: BucketId
+    key: str
+    version_id: VersionId
+    size: int
+    etag: str
+    created_at: datetime
+    storage_class: StorageClass
+    chunker: ChunkerParams
+    content_type: str = "application/octet-stream"
+    user_meta: dict[str, str] = field(default_factory=dict)
+    inline_data: bytes | None = None
+    chunks: tuple[ChunkRef, ...] = ()
+    is_delete_marker: bool = False

@@ -1,0 +1,1 @@
+"""service: use cases (buckets, objects, later multipart, versioning, IAM). Authorization lives here."""

@@ -1,0 +1,95 @@
+"""The ``BlobStore`` protocol that every store implementation (local directory, memory, wrappers)
+satisfies; the contract suite in ``tests/contracts`` runs against each."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from datawarehouse.errors import UnsafePath
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ``UnsafePath``.
+
+    Segments are ``[A-Za-z0-9_][A-Za-z0-9._-]*`` (so no ``..``, no hidden-file tricks, no
+    absolute paths, no backslashes, no NUL); at most 16 segments, 1024 characters.
+    """
+    if not key or len(key) > 1024:
+        raise UnsafePath("blob key: must be 1..1024 characters")
+    parts = key.split("/")
+    if len(parts) > 16 or not all(_SEGMENT.match(p) for p in parts):
+        raise UnsafePath("blob key: invalid segment (allowed: letters, digits, '.', '_', '-')")
+    return key
+
+
+@dataclass(frozen=True)
+class BlobStat:
+    size: int
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class Capacity:
+    total_size: int
+    free_size: int
+
+
+class AppendFile(Protocol):
+    """An open append-only blob (journal segments). ``write`` buffers; ``sync`` makes durable."""
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``; return the offset just after it."""
+        ...
+
+    def sync(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
+        """Atomically write a blob: temp file, write, fsync, rename over ``key``.
+
+        The parent directory is fsynced now, or (``defer_dir_sync``) at the next ``flush`` — the
+        caller must ``flush`` before anything durable refers to the blob.
+        """
+        ...
+
+    def flush(self) -> None:
+        """fsync every directory touched by a deferred put since the last flush."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Whole blob, or ``BlobNotFound``."""
+        ...
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """At most ``length`` bytes from ``offset`` (short at the end of the blob)."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove a blob; ``False`` if it was not there."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys that start with ``prefix`` (a plain string prefix, not only whole segments), in no
+        particular order. Temporary files of unfinished puts are never listed."""
+        ...
+
+    def stat(self, key: str) -> BlobStat: ...
+
+    def open_append(self, key: str) -> AppendFile:
+        """Open (creating if needed) a blob for appending; creation is made durable at once."""
+        ...
+
+    def capacity(self) -> Capacity: ...
+
+    def describe(self) -> str:
+        """A human label (a path) for messages; never a secret."""
+        ...
