@@ -31,6 +31,18 @@ class InvalidRange(InvalidInput):
     """A byte range that does not overlap the object."""
 
 
+class InvalidBucketName(InvalidInput):
+    pass
+
+
+class InvalidKey(InvalidInput):
+    pass
+
+
+class EntityTooLarge(InvalidInput):
+    """An upload is larger than allowed."""
+
+
 # --- lookups -----------------------------------------------------------------------------------
 
 
@@ -68,6 +80,10 @@ class BucketNotEmpty(Conflict):
 
 class DiskAlreadyPresent(Conflict):
     pass
+
+
+class PreconditionFailed(Conflict):
+    """A conditional write or read (If-Match, If-None-Match, ...) did not hold."""
 
 
 # --- integrity and durability ------------------------------------------------------------------

@@ -35,6 +35,13 @@ class StorageClass:
             )
         if self.k + self.m > MAX_SHARDS:
             raise InvalidStorageClass(f"storage class: k+m must be <= {MAX_SHARDS} (got {self.k + self.m})")
+        from datawarehouse.core.erasure import isa_l_vand_is_mds
+
+        if self.k > 1 and not isa_l_vand_is_mds(self.k, self.m):
+            raise InvalidStorageClass(
+                f"storage class EC({self.k},{self.m}): the erasure code cannot recover every set of {self.k} "
+                "shards at this size; use fewer data shards (m=4: k<=21, m=5: k<=5, m>=6: k<=4)"
+            )
 
     @property
     def n(self) -> int:
@@ -114,9 +121,16 @@ class ChunkerParams:
     def __post_init__(self) -> None:
         from datawarehouse.errors import InvalidInput
 
-        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 64 * 1024 * 1024):
+        # The bounds pyfastcdc supports.
+        ok = (
+            64 <= self.min_size <= 1024 * 1024
+            and 256 <= self.avg_size <= 4 * 1024 * 1024
+            and 1024 <= self.max_size <= 16 * 1024 * 1024
+            and self.min_size <= self.avg_size <= self.max_size
+        )
+        if not ok:
             raise InvalidInput(
-                "chunker: need 64 <= min_size <= avg_size <= max_size <= 64 MiB "
+                "chunker: need min_size 64 B..1 MiB <= avg_size 256 B..4 MiB <= max_size 1 KiB..16 MiB "
                 f"(got {self.min_size}/{self.avg_size}/{self.max_size})"
             )
 
@@ -189,3 +203,6 @@ class ObjectVersion:
     inline_data: bytes | None = None
     chunks: tuple[ChunkRef, ...] = ()
     is_delete_marker: bool = False
+    # Headers stored and returned as given (Content-Encoding, Cache-Control, ..., x-amz-checksum-*).
+    system_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)

@@ -3,7 +3,7 @@ it; the contract suite in ``tests/contracts/test_meta_contract.py`` runs against
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,6 +114,10 @@ class MetaTx(Protocol):
         """With ``placement`` filled (shard index -> disk id)."""
         ...
 
+    def get_chunks(self, domain_id: DomainId, chunk_ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkRecord]:
+        """Many chunks at once (a read of an object fetches its manifest's records in one go)."""
+        ...
+
     def insert_chunk(self, rec: ChunkRecord) -> bool:
         """Insert a chunk row and its placement; ``False`` (and nothing written) if the id exists."""
         ...
@@ -136,9 +140,7 @@ class MetaTx(Protocol):
         """Overwrite the count (rebuild/verification); ``zero_since = at`` if 0, else NULL."""
         ...
 
-    def list_chunks(
-        self, after: tuple[DomainId, ChunkId] | None = None, limit: int = 1000
-    ) -> list[ChunkRecord]:
+    def list_chunks(self, after: tuple[DomainId, ChunkId] | None = None, limit: int = 1000) -> list[ChunkRecord]:
         """Chunks ordered by (domain_id, chunk_id), strictly after ``after``; placement filled."""
         ...
 
@@ -176,6 +178,10 @@ class MetaTx(Protocol):
 class MetaRepo(Protocol):
     def transaction(self) -> AbstractContextManager[MetaTx]:
         """A write transaction (SQLite: BEGIN IMMEDIATE, so writers serialise, readers do not block)."""
+        ...
+
+    def read(self) -> AbstractContextManager[MetaTx]:
+        """A read-only snapshot that takes no write lock (reads run in parallel with writers)."""
         ...
 
     def close(self) -> None: ...

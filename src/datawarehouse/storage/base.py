@@ -11,7 +11,7 @@ from typing import Protocol
 
 from datawarehouse.errors import UnsafePath
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 
 
 def validate_key(key: str) -> str:
@@ -23,7 +23,7 @@ def validate_key(key: str) -> str:
     if not key or len(key) > 1024:
         raise UnsafePath("blob key: must be 1..1024 characters")
     parts = key.split("/")
-    if len(parts) > 16 or not all(_SEGMENT.match(p) for p in parts):
+    if len(parts) > 16 or not all(_SEGMENT.fullmatch(p) for p in parts):
         raise UnsafePath("blob key: invalid segment (allowed: letters, digits, '.', '_', '-')")
     return key
 

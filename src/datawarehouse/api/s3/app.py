@@ -1,0 +1,106 @@
+"""The S3 ASGI application: authenticate, route, dispatch, render errors the S3 way.
+
+Every failure becomes an S3 error document with the request id; nothing below ever shows a
+client a stack trace. Unexpected exceptions are logged (without request secrets) and answered
+``InternalError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+
+from datawarehouse.api.s3.errors import S3Error, access_denied, internal_error, not_implemented, s3_error_from
+from datawarehouse.api.s3.handlers import HANDLERS, Context, load_all
+from datawarehouse.api.s3.http import (
+    Offload,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    send_response,
+)
+from datawarehouse.api.s3.router import route
+from datawarehouse.api.s3.sigv4 import SignedRequest, verify_request
+from datawarehouse.clock import Clock, SystemClock
+from datawarehouse.errors import DwhError
+from datawarehouse.service.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+# Operations an unauthenticated request may reach (they check their own rules).
+ANONYMOUS_OK = frozenset({"CorsPreflight", "PostObject"})
+
+
+class S3App:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        lookup_secret: Callable[[str], str | None],
+        *,
+        domain: str | None = None,
+        region: str = "us-east-1",
+        clock: Clock | None = None,
+        threads: int = 16,
+    ) -> None:
+        load_all()
+        self.warehouse = warehouse
+        self.lookup_secret = lookup_secret
+        self.domain = domain
+        self.region = region
+        self.clock = clock or SystemClock()
+        self.offload = Offload(threads)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = secrets.token_hex(8).upper()
+        head = scope.get("method") == "HEAD"
+        try:
+            request = Request.from_scope(scope, receive, request_id)
+            response = await self._handle(request)
+        except S3Error as err:
+            response = error_response(err, request_id)
+        except DwhError as exc:
+            response = error_response(s3_error_from(exc), request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            response = error_response(internal_error(), request_id)
+        await send_response(send, response, request_id, head_only=head)
+
+    async def _handle(self, request: Request) -> Response:
+        endpoint = route(request.method, request.raw_path, request.query, request.headers, self.domain)
+        auth = verify_request(
+            SignedRequest(request.method, request.raw_path, request.query, request.header_list),
+            now=self.clock.now(),
+            lookup_secret=self.lookup_secret,
+        )
+        if auth is None and endpoint.operation not in ANONYMOUS_OK:
+            raise access_denied("Anonymous access is not allowed; sign the request")
+        if auth is not None and auth.session_token is not None:
+            raise access_denied("This server issues no temporary credentials")
+        handler = HANDLERS.get(endpoint.operation)
+        if handler is None:
+            raise not_implemented(f"{endpoint.operation} is not implemented by this server")
+        ctx = Context(self.warehouse, self.offload, request, endpoint, auth, self.region)
+        try:
+            return await handler(ctx)
+        except DwhError as exc:
+            resource = f"/{endpoint.bucket}" + (f"/{endpoint.key}" if endpoint.key else "") if endpoint.bucket else None
+            raise s3_error_from(exc, resource=resource) from exc
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.offload.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

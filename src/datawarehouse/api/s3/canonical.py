@@ -1,0 +1,106 @@
+"""The canonical request, as S3 computes it for SigV4 (the half of verification that is pure text).
+
+S3 differs from the generic SigV4 of other AWS services in one place that matters: the path is
+encoded once and never normalised (``a//b/../c`` is signed as is). The query is re-encoded with
+AWS's UriEncode and sorted by encoded name, then value; header values are trimmed with inner
+runs of spaces collapsed, a repeated header's values joined by ``,``. ``parse_query`` is the
+decoding the app must apply to the raw query for all of this to reproduce what clients signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from urllib.parse import quote, unquote_plus, unquote_to_bytes
+
+from datawarehouse.api.s3.signing import ALGORITHM
+
+_SPACES = re.compile("[ \t]+")
+
+
+def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """Split a raw query string into decoded pairs, order kept; ``uploads`` -> ("uploads", "").
+
+    Decoding is form decoding, as Go's ``url.ParseQuery`` (and so most S3 servers) does it: ``+``
+    is a space and ``%2B`` a plus. SDKs never send a bare ``+`` (they percent-encode everything
+    outside ``A-Za-z0-9-_.~``), so for them both readings agree; for clients that form-encode
+    their query (a space as ``+``) this is the reading that verifies. Undecodable bytes are kept as
+    surrogate escapes so re-encoding reproduces them exactly.
+    """
+    pairs: list[tuple[str, str]] = []
+    for part in raw_query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((_unquote(name), _unquote(value)))
+    return pairs
+
+
+def _unquote(text: str) -> str:
+    return unquote_plus(text, errors="surrogateescape")
+
+
+def uri_encode(text: str) -> str:
+    """AWS's UriEncode for query names and values: everything but ``A-Za-z0-9-_.~`` as ``%XX``."""
+    return quote(text, safe="", errors="surrogateescape")
+
+
+def canonical_uris(raw_path: str) -> list[str]:
+    """Canonical URI candidates: the path decoded and encoded once, then the path as sent.
+
+    SDKs sign the encoded form of the key they send, so the first usually matches; a client that
+    sent a non-canonical encoding (``%7E``, lower-case hex, an encoded ``/``) and signed exactly
+    what it sent matches the second. Both name the same resource, so accepting either is safe.
+    """
+    path = raw_path or "/"
+    encoded = quote(unquote_to_bytes(path.encode("utf-8", "surrogateescape")), safe="/")
+    return [encoded] if encoded == path else [encoded, path]
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    encoded = sorted((uri_encode(name), uri_encode(value)) for name, value in pairs)
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def canonical_headers(headers: dict[str, list[str]], signed_headers: Sequence[str]) -> str:
+    """``name:value`` lines for the signed headers; a signed header that is absent signs as empty."""
+    lines = []
+    for name in signed_headers:
+        values = headers.get(name, [])
+        lines.append(f"{name}:" + ",".join(_SPACES.sub(" ", v.strip(" \t")) for v in values))
+    return "".join(line + "\n" for line in lines)
+
+
+def canonical_request(
+    method: str,
+    uri: str,
+    query: Iterable[tuple[str, str]],
+    headers: dict[str, list[str]],
+    signed_headers: Sequence[str],
+    payload_hash: str,
+) -> str:
+    """The six lines SigV4 hashes; ``signed_headers`` must be sorted and lower-case already."""
+    return "\n".join(
+        (
+            method,
+            uri,
+            canonical_query(query),
+            canonical_headers(headers, signed_headers),
+            ";".join(signed_headers),
+            payload_hash,
+        )
+    )
+
+
+def string_to_sign(timestamp: str, scope: str, canonical: str) -> str:
+    """What the signing key signs: algorithm, timestamp, credential scope, canonical request hash."""
+    digest = hashlib.sha256(canonical.encode("utf-8", errors="surrogateescape")).hexdigest()
+    return "\n".join((ALGORITHM, timestamp, scope, digest))
+
+
+def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Header pairs -> lower-cased name to its values in arrival order (order matters when signed)."""
+    mapped: dict[str, list[str]] = {}
+    for name, value in headers:
+        mapped.setdefault(name.lower(), []).append(value)
+    return mapped

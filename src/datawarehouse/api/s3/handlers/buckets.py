@@ -1,0 +1,68 @@
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation."""
+
+from __future__ import annotations
+
+from datawarehouse.api.s3.body import BodyReader
+from datawarehouse.api.s3.errors import s3_error
+from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.xml import parse_create_bucket_configuration
+from datawarehouse.api.s3.xmlmodel import BucketSummary, ListAllMyBucketsResult, Owner
+from datawarehouse.api.s3.xmlrender import render_list_all_my_buckets, render_location_constraint
+from datawarehouse.errors import BucketAlreadyExists
+
+MAX_CONFIG_SIZE = 64 * 1024
+
+
+def owner(ctx: Context) -> Owner:
+    name = ctx.auth.access_key_id if ctx.auth is not None else "anonymous"
+    return Owner(id=name, display_name=name)
+
+
+@handles("ListBuckets")
+async def list_buckets(ctx: Context) -> Response:
+    buckets = await ctx.offload.run(ctx.warehouse.list_buckets)
+    result = ListAllMyBucketsResult(
+        owner=owner(ctx),
+        buckets=tuple(BucketSummary(b.name, b.created_at, ctx.region) for b in buckets),
+    )
+    return xml_response(render_list_all_my_buckets(result))
+
+
+@handles("CreateBucket")
+async def create_bucket(ctx: Context) -> Response:
+    body = await BodyReader(ctx.request, ctx.auth, MAX_CONFIG_SIZE).read_all(MAX_CONFIG_SIZE)
+    location = parse_create_bucket_configuration(body)
+    if location and location != ctx.region:
+        raise s3_error(
+            "IllegalLocationConstraintException",
+            f"The {location} location constraint is incompatible for the region specific endpoint this "
+            f"request was sent to ({ctx.region}).",
+        )
+    storage_class = ctx.request.headers.get("x-amz-storage-class-dwh")
+    try:
+        await ctx.offload.run(ctx.warehouse.create_bucket, ctx.bucket, storage_class)
+    except BucketAlreadyExists:
+        # One owner for now: re-creating your own bucket is BucketAlreadyOwnedByYou (409), as S3
+        # answers outside us-east-1.
+        raise s3_error("BucketAlreadyOwnedByYou").with_resource(f"/{ctx.bucket}") from None
+    return Response(200).header("location", f"/{ctx.bucket}")
+
+
+@handles("HeadBucket")
+async def head_bucket(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.get_bucket, ctx.bucket)
+    return Response(200).header("x-amz-bucket-region", ctx.region)
+
+
+@handles("DeleteBucket")
+async def delete_bucket(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.delete_bucket, ctx.bucket)
+    return Response(204)
+
+
+@handles("GetBucketLocation")
+async def get_bucket_location(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.get_bucket, ctx.bucket)
+    # us-east-1 is reported as an empty LocationConstraint, as S3 does.
+    return xml_response(render_location_constraint(None if ctx.region == "us-east-1" else ctx.region))

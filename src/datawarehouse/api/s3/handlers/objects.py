@@ -1,0 +1,283 @@
+"""Object operations: PutObject, GetObject (ranges, conditions, response overrides), HeadObject,
+DeleteObject."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+from datawarehouse.api.s3.body import BodyReader
+from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
+from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.http import Response, http_date
+from datawarehouse.errors import InvalidRange, NoSuchKey
+from datawarehouse.records import BucketRecord, ObjectVersion
+from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS
+
+MAX_USER_META = 2 * 1024  # S3: user-defined metadata is limited to 2 KB
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+
+
+def etag_header(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def user_metadata(headers: dict[str, str]) -> dict[str, str]:
+    meta = {k[len("x-amz-meta-") :]: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
+    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_USER_META:
+        raise s3_error(
+            "MetadataTooLarge",
+            f"Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_META} bytes).",
+        )
+    return meta
+
+
+def system_metadata(headers: dict[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
+
+
+def object_headers(resp: Response, v: ObjectVersion) -> Response:
+    resp.header("etag", etag_header(v.etag))
+    resp.header("last-modified", http_date(v.created_at))
+    resp.header("accept-ranges", "bytes")
+    for name, value in v.system_meta.items():
+        if name.startswith("x-amz-checksum-") or name in SYSTEM_HEADERS:
+            resp.header(name, value)
+    for name, value in v.user_meta.items():
+        resp.header(f"x-amz-meta-{name}", value)
+    return resp
+
+
+# --- PUT -----------------------------------------------------------------------------------------------
+
+
+@handles("PutObject")
+async def put_object(ctx: Context) -> Response:
+    headers = ctx.request.headers
+    reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
+    conditions = _write_conditions(headers)
+    wh = ctx.warehouse
+    upload = await ctx.offload.run(
+        lambda: wh.open_upload(
+            ctx.bucket,
+            ctx.key,
+            content_type=headers.get("content-type") or "binary/octet-stream",
+            user_meta=user_metadata(headers),
+            system_meta=system_metadata(headers),
+        )
+    )
+    try:
+        if conditions:
+            await ctx.offload.run(_check_write_conditions, ctx, conditions)
+        async for piece in reader.pieces():
+            await ctx.offload.run(upload.write, piece)
+        verified = reader.verify()
+    except BaseException:
+        upload.abort()
+        raise
+    checksum_meta = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
+    version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
+    resp = Response(200).header("etag", etag_header(version.etag))
+    for name, value in checksum_meta.items():
+        resp.header(name, value)
+    return resp
+
+
+def _write_conditions(headers: dict[str, str]) -> dict[str, str]:
+    return {k: headers[k] for k in ("if-match", "if-none-match") if k in headers}
+
+
+def _check_write_conditions(ctx: Context, conditions: dict[str, str]) -> None:
+    """Early check (before the body is read); ``finish`` re-checks atomically at commit."""
+    try:
+        current: ObjectVersion | None = ctx.warehouse.head_object(ctx.bucket, ctx.key)
+    except NoSuchKey:
+        current = None
+    check_write_conditions(conditions, current)
+
+
+def check_write_conditions(conditions: dict[str, str], current: ObjectVersion | None) -> None:
+    if_none = conditions.get("if-none-match")
+    if if_none is not None:
+        if if_none.strip() != "*":
+            raise not_implemented_condition("If-None-Match on PUT supports only '*'")
+        if current is not None:
+            raise precondition_failed("If-None-Match")
+    if_match = conditions.get("if-match")
+    if if_match is not None:
+        if current is None:
+            raise s3_error("NoSuchKey")
+        if not _etag_matches(if_match, current.etag):
+            raise precondition_failed("If-Match")
+
+
+def not_implemented_condition(message: str) -> S3Error:
+    return s3_error("NotImplemented", message)
+
+
+# --- GET / HEAD ----------------------------------------------------------------------------------------
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for candidate in header.split(","):
+        c = candidate.strip()
+        if c == "*" or c.strip('"') == etag or c.removeprefix("W/").strip('"') == etag:
+            return True
+    return False
+
+
+def _http_time(value: str) -> datetime | None:
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def evaluate_read_conditions(headers: dict[str, str], v: ObjectVersion) -> int | None:
+    """The status the conditional headers force (412, 304), or None to proceed — S3's order."""
+    modified = v.created_at.replace(microsecond=0)
+    if_match = headers.get("if-match")
+    if if_match is not None and not _etag_matches(if_match, v.etag):
+        return 412
+    since = headers.get("if-unmodified-since")
+    if if_match is None and since is not None:
+        moment = _http_time(since)
+        if moment is not None and modified > moment:
+            return 412
+    if_none = headers.get("if-none-match")
+    if if_none is not None and _etag_matches(if_none, v.etag):
+        return 304
+    mod_since = headers.get("if-modified-since")
+    if if_none is None and mod_since is not None:
+        moment = _http_time(mod_since)
+        if moment is not None and modified <= moment:
+            return 304
+    return None
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``bytes=a-b`` / ``a-`` / ``-n`` → [start, end) or None for the whole object (unsupported
+    forms are ignored, as S3 does); InvalidRange when it does not overlap the object."""
+    if header is None:
+        return None
+    m = _RANGE.match(header.strip())
+    if m is None:
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first and not last:
+        return None
+    if not first:
+        n = int(last)
+        if n == 0:
+            raise InvalidRange(f"bytes=-0 on an object of {size} bytes")
+        return max(0, size - n), size
+    start = int(first)
+    end = size if not last else int(last) + 1
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise InvalidRange(f"range starts at {start}, object has {size} bytes")
+    return start, min(end, size)
+
+
+async def _version_for_read(ctx: Context) -> ObjectVersion:
+    return (await _lookup_for_read(ctx))[1]
+
+
+async def _lookup_for_read(ctx: Context) -> tuple[BucketRecord, ObjectVersion]:
+    if ctx.request.param("versionId") not in (None, "null"):
+        raise s3_error("NotImplemented", "Versioning is not supported yet")
+    part = ctx.request.param("partNumber")
+    if part is not None and part != "1":
+        raise invalid_argument("Part number must be 1 for objects not uploaded in parts", name="partNumber", value=part)
+    return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key)
+
+
+def _overrides(ctx: Context, resp: Response) -> None:
+    for param, header in RESPONSE_OVERRIDES.items():
+        value = ctx.request.param(param)
+        if value is not None:
+            if ctx.auth is None:
+                raise invalid_argument("response-* overrides need a signed request")
+            resp.headers = [(n, v) for n, v in resp.headers if n.lower() != header]
+            if header == "content-type":
+                resp.content_type = value
+            else:
+                resp.header(header, value)
+
+
+@handles("HeadObject")
+async def head_object(ctx: Context) -> Response:
+    v = await _version_for_read(ctx)
+    status = evaluate_read_conditions(ctx.request.headers, v)
+    if status is not None:
+        return object_headers(Response(status), v) if status == 304 else Response(412)
+    rng = parse_range(ctx.request.headers.get("range"), v.size)
+    resp = object_headers(Response(206 if rng else 200), v)
+    resp.content_type = v.content_type
+    start, end = rng or (0, v.size)
+    resp.header("content-length", end - start)
+    if rng:
+        resp.header("content-range", f"bytes {start}-{end - 1}/{v.size}")
+    _overrides(ctx, resp)
+    return resp
+
+
+@handles("GetObject")
+async def get_object(ctx: Context) -> Response:
+    bucket, v = await _lookup_for_read(ctx)
+    status = evaluate_read_conditions(ctx.request.headers, v)
+    if status == 304:
+        return object_headers(Response(304), v)
+    if status == 412:
+        raise precondition_failed("If-Match" if "if-match" in ctx.request.headers else "If-Unmodified-Since")
+    try:
+        rng = parse_range(ctx.request.headers.get("range"), v.size)
+    except InvalidRange:
+        raise s3_error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(v.size)) from None
+    start, end = rng or (0, v.size)
+    pieces = ctx.warehouse.engine.read(bucket.domain_id, v, start, end)
+    resp = object_headers(Response(206 if rng else 200), v)
+    resp.content_type = v.content_type
+    resp.header("content-length", end - start)
+    if rng:
+        resp.header("content-range", f"bytes {start}-{end - 1}/{v.size}")
+    _overrides(ctx, resp)
+    if end > start:
+        # The first piece is read before the status line goes out, so that a chunk that cannot be
+        # read (too many shards lost) is a proper S3 error, not a truncated 200.
+        first = await ctx.offload.run(next, pieces, b"")
+        resp.body = _stream(ctx, first, pieces)
+    return resp
+
+
+async def _stream(ctx: Context, first: bytes, pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for piece in ctx.offload.iterate(pieces):
+        yield piece
+
+
+# --- DELETE --------------------------------------------------------------------------------------------
+
+
+@handles("DeleteObject")
+async def delete_object(ctx: Context) -> Response:
+    if ctx.request.param("versionId") not in (None, "null"):
+        raise s3_error("NotImplemented", "Versioning is not supported yet")
+    await ctx.offload.run(ctx.warehouse.delete_object, ctx.bucket, ctx.key)
+    return Response(204)
+
+
+__all__ = ["quote"]

@@ -1,0 +1,162 @@
+"""The ASGI plumbing of the S3 adapter: a request value, a response value, and sending one.
+
+Plain ASGI, no framework: S3 routing is done by ``router.route`` and a framework's router would
+only add per-request cost (Starlette's halves small-request rates here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any, TypeVar
+
+from datawarehouse.api.s3.canonical import parse_query
+from datawarehouse.api.s3.errors import S3Error
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
+
+MAX_HEADER_BYTES = 64 * 1024  # all request headers together (S3: 8 KiB of user metadata + the rest)
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str
+    raw_query: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ","
+    header_list: list[tuple[str, str]]
+    client: str | None
+    receive: Receive
+    request_id: str
+    body_started: bool = False
+
+    @classmethod
+    def from_scope(cls, scope: Scope, receive: Receive, request_id: str) -> Request:
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else str(raw_path)
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        header_list = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        if sum(len(k) + len(v) for k, v in header_list) > MAX_HEADER_BYTES:
+            from datawarehouse.api.s3.errors import s3_error
+
+            raise s3_error("RequestHeaderSectionTooLarge")
+        headers: dict[str, str] = {}
+        for k, v in header_list:
+            headers[k] = f"{headers[k]},{v}" if k in headers else v
+        client = scope.get("client")
+        return cls(
+            method=scope["method"].upper(),
+            raw_path=path.split("?", 1)[0],
+            raw_query=raw_query,
+            query=parse_query(raw_query),
+            headers=headers,
+            header_list=header_list,
+            client=client[0] if client else None,
+            receive=receive,
+            request_id=request_id,
+        )
+
+    def param(self, name: str) -> str | None:
+        for k, v in self.query:
+            if k == name:
+                return v
+        return None
+
+    async def raw_body(self) -> AsyncIterator[bytes]:
+        """The request body as it arrives (still aws-chunked if the client chunked it)."""
+        self.body_started = True
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                from datawarehouse.api.s3.errors import incomplete_body
+
+                raise incomplete_body("the client disconnected before the body was complete")
+            body = message.get("body", b"")
+            if body:
+                yield body
+            if not message.get("more_body", False):
+                return
+
+
+Body = bytes | AsyncIterator[bytes]
+
+
+@dataclass
+class Response:
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: Body = b""
+    content_type: str | None = None
+
+    def header(self, name: str, value: str | int | None) -> Response:
+        if value is not None:
+            self.headers.append((name, str(value)))
+        return self
+
+
+def xml_response(body: bytes, status: int = 200) -> Response:
+    return Response(status, body=body, content_type="application/xml")
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment, usegmt=True)
+
+
+async def send_response(send: Send, response: Response, request_id: str, head_only: bool = False) -> None:
+    headers = [(b"x-amz-request-id", request_id.encode()), (b"server", b"DataWarehouse")]
+    if response.content_type:
+        headers.append((b"content-type", response.content_type.encode()))
+    for name, value in response.headers:
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1", "replace")))
+    if isinstance(response.body, bytes):
+        if not any(n == b"content-length" for n, _ in headers):
+            headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head_only else response.body})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    async for piece in response.body:
+        if piece:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def error_response(err: S3Error, request_id: str) -> Response:
+    resp = Response(err.http_status, body=err.to_xml(request_id), content_type="application/xml")
+    for name, value in err.headers:
+        resp.header(name, value)
+    return resp
+
+
+class Offload:
+    """Runs the synchronous service on worker threads, away from the event loop."""
+
+    def __init__(self, threads: int = 16) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dwh-s3")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def iterate(self, it: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """Pull a blocking iterator on the pool, one prefetched item ahead."""
+        loop = asyncio.get_running_loop()
+        sentinel = object()
+        pending = loop.run_in_executor(self.pool, next, it, sentinel)
+        while True:
+            item = await pending
+            if item is sentinel:
+                return
+            pending = loop.run_in_executor(self.pool, next, it, sentinel)
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

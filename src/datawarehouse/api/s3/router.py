@@ -1,0 +1,158 @@
+"""Routing: an S3 request's method, path, query and Host become one ``Endpoint`` value.
+
+A pure function with table tests. Path-style (``/bucket/key``) always works; virtual-hosted style
+(``bucket.<domain>``) works when the server was given ``--domain``. Subresources that select a
+different operation (``?uploads``, ``?tagging``, ...) are matched here, so handlers never parse
+query strings to decide what they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from datawarehouse.api.s3.errors import S3Error, method_not_allowed, not_implemented
+
+# Subresources of a bucket or object that we do not support yet: answered NotImplemented.
+_UNSUPPORTED_BUCKET = (
+    "accelerate",
+    "acl",
+    "analytics",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "versioning",
+    "website",
+)
+_UNSUPPORTED_OBJECT = ("acl", "attributes", "legal-hold", "restore", "retention", "select", "torrent")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    operation: str
+    bucket: str | None = None
+    key: str | None = None
+
+
+def split_path(raw_path: str, host: str | None, domain: str | None) -> tuple[str | None, str | None]:
+    """(bucket, key) from the request path, honouring virtual-hosted style for ``domain``."""
+    path = unquote(raw_path.split("?", 1)[0])
+    host_name = (host or "").rsplit(":", 1)[0].lower() if host and not host.startswith("[") else ""
+    if domain and host_name.endswith("." + domain.lower()):
+        bucket = host_name[: -len(domain) - 1]
+        key = path[1:] if path.startswith("/") else path
+        return bucket, key or None
+    trimmed = path[1:] if path.startswith("/") else path
+    if not trimmed:
+        return None, None
+    bucket, _, key = trimmed.partition("/")
+    return bucket, key or None
+
+
+def _has(query: Sequence[tuple[str, str]], name: str) -> bool:
+    return any(k == name for k, _ in query)
+
+
+def route(
+    method: str,
+    raw_path: str,
+    query: Sequence[tuple[str, str]],
+    headers: dict[str, str],
+    domain: str | None = None,
+) -> Endpoint:
+    """The operation a request asks for; raises ``S3Error`` (NotImplemented, MethodNotAllowed)."""
+    bucket, key = split_path(raw_path, headers.get("host"), domain)
+    if method == "OPTIONS":
+        return Endpoint("CorsPreflight", bucket, key)
+    if bucket is None:
+        if method in ("GET", "HEAD"):
+            return Endpoint("ListBuckets")
+        raise method_not_allowed(method, ("GET",))
+    if key is None:
+        return Endpoint(_bucket_operation(method, query, headers), bucket)
+    return Endpoint(_object_operation(method, query, headers), bucket, key)
+
+
+def _unsupported(query: Sequence[tuple[str, str]], names: Sequence[str]) -> S3Error | None:
+    for name in names:
+        if _has(query, name):
+            return not_implemented(f"the ?{name} subresource is not supported by this server")
+    return None
+
+
+def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
+    sub = {
+        "GET": [
+            ("location", "GetBucketLocation"),
+            ("uploads", "ListMultipartUploads"),
+            ("cors", "GetBucketCors"),
+            ("tagging", "GetBucketTagging"),
+            ("versions", "ListObjectVersions"),
+        ],
+        "PUT": [("cors", "PutBucketCors"), ("tagging", "PutBucketTagging")],
+        "DELETE": [("cors", "DeleteBucketCors"), ("tagging", "DeleteBucketTagging")],
+        "POST": [("delete", "DeleteObjects")],
+    }
+    for name, operation in sub.get(method, []):
+        if _has(query, name):
+            return operation
+    err = _unsupported(query, _UNSUPPORTED_BUCKET)
+    if err is not None:
+        raise err
+    if method == "GET":
+        return "ListObjectsV2" if ("list-type", "2") in query else "ListObjects"
+    plain = {"PUT": "CreateBucket", "HEAD": "HeadBucket", "DELETE": "DeleteBucket"}
+    if method in plain:
+        return plain[method]
+    if method == "POST":
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            return "PostObject"
+        raise not_implemented("POST on a bucket needs ?delete or a multipart/form-data upload")
+    raise method_not_allowed(method, ("GET", "HEAD", "PUT", "DELETE", "POST"))
+
+
+def _object_operation(method: str, query: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
+    upload = _has(query, "uploadId")
+    if method == "PUT":
+        if upload and _has(query, "partNumber"):
+            return "UploadPartCopy" if "x-amz-copy-source" in headers else "UploadPart"
+        if _has(query, "tagging"):
+            return "PutObjectTagging"
+    elif method == "GET":
+        if upload:
+            return "ListParts"
+        if _has(query, "tagging"):
+            return "GetObjectTagging"
+    elif method == "DELETE":
+        if upload:
+            return "AbortMultipartUpload"
+        if _has(query, "tagging"):
+            return "DeleteObjectTagging"
+    elif method == "POST":
+        if _has(query, "uploads"):
+            return "CreateMultipartUpload"
+        if upload:
+            return "CompleteMultipartUpload"
+        err = _unsupported(query, _UNSUPPORTED_OBJECT)
+        raise err if err is not None else not_implemented("POST on an object needs ?uploads or ?uploadId")
+    err = _unsupported(query, _UNSUPPORTED_OBJECT)
+    if err is not None:
+        raise err
+    if method == "PUT":
+        return "CopyObject" if "x-amz-copy-source" in headers else "PutObject"
+    plain = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
+    if method in plain:
+        return plain[method]
+    raise method_not_allowed(method, ("GET", "HEAD", "PUT", "DELETE", "POST"))

@@ -1,0 +1,98 @@
+"""``dwh put/get/ls/rm/cat``: store files as objects and read them back."""
+
+from __future__ import annotations
+
+import mimetypes
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from datawarehouse.cli.bucket import print_buckets
+from datawarehouse.cli.common import DEFAULT_DATA_DIR, DataDirOpt, console, handle_errors, open_warehouse, split_target
+from datawarehouse.errors import NoSuchBucket, NoSuchKey
+
+DEFAULT_BUCKET = "default"
+
+
+@handle_errors
+def put(
+    source: Annotated[Path, typer.Argument(help="File to store ('-' for standard input).")],
+    target: Annotated[str | None, typer.Argument(help="BUCKET/KEY (default: default/<file name>).")] = None,
+    storage_class: Annotated[
+        str | None, typer.Option("--storage-class", help="EC(k,m), k+m, replica-N, raid5 ...")
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Store a file (creates the data directory and the bucket on first use)."""
+    bucket, key = split_target(target or source.name, DEFAULT_BUCKET)
+    content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    with open_warehouse(data_dir, create=True) as wh:
+        try:
+            wh.get_bucket(bucket)
+        except NoSuchBucket:
+            if bucket != DEFAULT_BUCKET:
+                raise
+            wh.create_bucket(bucket)
+        if str(source) == "-":
+            v = wh.put_object(bucket, key, sys.stdin.buffer, content_type=content_type, storage_class=storage_class)
+        else:
+            with source.open("rb") as f:
+                v = wh.put_object(bucket, key, f, content_type=content_type, storage_class=storage_class)
+    console.print(f"stored {bucket}/{key}: {v.size} bytes, etag {v.etag}, {v.storage_class}", highlight=False)
+
+
+@handle_errors
+def get(
+    source: Annotated[str, typer.Argument(help="BUCKET/KEY")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write ('-' or absent: stdout).")
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Read an object back (verified: a corrupt chunk is never written out)."""
+    bucket, key = split_target(source, DEFAULT_BUCKET)
+    with open_warehouse(data_dir) as wh:
+        _, chunks = wh.get_object(bucket, key)
+        if output is None or str(output) == "-":
+            for piece in chunks:
+                sys.stdout.buffer.write(piece)
+            sys.stdout.buffer.flush()
+            return
+        tmp = output.with_name(output.name + ".dwh-partial")
+        with tmp.open("wb") as f:
+            for piece in chunks:
+                f.write(piece)
+        tmp.replace(output)
+
+
+@handle_errors
+def ls(
+    target: Annotated[str | None, typer.Argument(help="BUCKET or BUCKET/PREFIX; nothing lists buckets.")] = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """List buckets, or the objects in a bucket."""
+    with open_warehouse(data_dir) as wh:
+        if target is None:
+            print_buckets(wh)
+            return
+        bucket, _, prefix = target.partition("/")
+        table = Table("key", "size", "modified", "etag")
+        for o in wh.iter_objects(bucket, prefix):
+            table.add_row(o.key, str(o.size), o.created_at.isoformat(timespec="seconds"), o.etag)
+        console.print(table)
+
+
+@handle_errors
+def rm(
+    target: Annotated[str, typer.Argument(help="BUCKET/KEY")],
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Delete an object (its chunks stay while another object uses them)."""
+    bucket, key = split_target(target, DEFAULT_BUCKET)
+    with open_warehouse(data_dir) as wh:
+        if not wh.delete_object(bucket, key):
+            raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
+    console.print(f"deleted {bucket}/{key}")

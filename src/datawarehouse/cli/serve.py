@@ -1,0 +1,113 @@
+"""``dwh serve``: the S3 endpoint on embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from datawarehouse.cli.common import DEFAULT_DATA_DIR, DataDirOpt, console, err_console, handle_errors, options
+from datawarehouse.engine.datadir import DataDir
+from datawarehouse.errors import ConfigError, DataDirError
+from datawarehouse.service import credentials
+from datawarehouse.service.warehouse import Warehouse
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9000")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def open_for_serving(data_dir: Path, disks: list[Path] | None) -> Warehouse:
+    opts = options(data_dir)
+    if not DataDir.exists(data_dir.absolute()):
+        wh = Warehouse.init(data_dir, disks or None, opts)
+        err_console.print(
+            f"created data directory {data_dir.absolute()} "
+            f"({len(wh.engine.disks.active())} disks, {wh.engine.default_storage_class()})"
+        )
+        return wh
+    wh = Warehouse.open(data_dir, opts)
+    if disks:
+        given = {str(p.absolute()) for p in disks}
+        recorded = {d.path for d in wh.engine.datadir.disks()}
+        if given != recorded:
+            wh.close()
+            raise DataDirError(
+                f"--disk flags differ from the disk set recorded in {data_dir}; use `dwh disk add/remove` "
+                "to change it (recorded: " + ", ".join(sorted(recorded)) + ")"
+            )
+    return wh
+
+
+@handle_errors
+def serve(
+    disk: Annotated[
+        list[Path] | None, typer.Option("--disk", help="Disk directory (repeat); recorded at first start.")
+    ] = None,
+    address: Annotated[
+        str, typer.Option("--address", envvar="DWH_ADDRESS", help="HOST:PORT to listen on.")
+    ] = "127.0.0.1:9000",
+    domain: Annotated[
+        str | None,
+        typer.Option("--domain", envvar="DWH_DOMAIN", help="Enables virtual-hosted-style addressing: BUCKET.<domain>."),
+    ] = None,
+    region: Annotated[str, typer.Option("--region", envvar="DWH_REGION")] = "us-east-1",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Server processes (only 1 is supported: one process owns a data directory)."),
+    ] = 1,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Serve the S3 API (creates the data directory on first start)."""
+    import uvicorn
+
+    from datawarehouse.api.s3.app import S3App
+
+    if workers != 1:
+        raise ConfigError(
+            "--workers: only 1 is supported (one process owns a data directory; it uses every core "
+            "through threads) — see docs/operations.md"
+        )
+    host, port = parse_address(address)
+    wh = open_for_serving(data_dir, disk)
+    try:
+        creds, created = credentials.load_or_create(wh.engine.datadir.keys.dir)
+        app = S3App(wh, lambda key: creds.secret_key if key == creds.access_key else None, domain=domain, region=region)
+        endpoint = f"http://{host}:{port}"
+        console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)
+        if created:
+            console.print(
+                f"root access key: {creds.access_key}\nroot secret key: {creds.secret_key}\n"
+                f"(shown once; kept in {wh.engine.datadir.keys.dir / credentials.FILE}, mode 0600)",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"root access key: {creds.access_key} (secret in {wh.engine.datadir.keys.dir / credentials.FILE}"
+                " or DWH_ROOT_SECRET_KEY)",
+                highlight=False,
+            )
+        console.print(
+            f"try: AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY=... aws --endpoint-url {endpoint} s3 ls",
+            highlight=False,
+        )
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            timeout_graceful_shutdown=30,
+            access_log=False,
+        )
+        uvicorn.Server(config).run()
+    finally:
+        wh.close()

@@ -1,0 +1,116 @@
+"""Configuration: an optional TOML file plus ``DWH_*`` environment variables, validated on load
+into frozen dataclasses. Messages name the key (``engine.compression_level: must be 0..19``).
+
+Only *policy* lives here (how new data is written). Format parameters that reads depend on are
+stored with the data itself, so reads never depend on today's config.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from datawarehouse.errors import ConfigError, InvalidInput
+from datawarehouse.records import ChunkerParams, parse_storage_class
+
+CIPHERS = ("aes-256-gcm", "chacha20-poly1305")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    chunk_min_size: int = 256 * 1024
+    chunk_avg_size: int = 1024 * 1024
+    chunk_max_size: int = 4 * 1024 * 1024
+    inline_max_size: int = 64 * 1024
+    compression_level: int = 3
+    threads: int = 6  # per-chunk work; shard writes wait on fsync, so more than the core count pays
+    gc_grace_seconds: int = 24 * 3600
+    storage_class: str = ""  # empty: follow the number of disks
+    cipher: str = "aes-256-gcm"  # or "chacha20-poly1305" (for CPUs without AES instructions)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.compression_level <= 19:
+            raise ConfigError("engine.compression_level: must be 0..19 (0 disables compression)")
+        if not 0 <= self.inline_max_size <= 1024 * 1024:
+            raise ConfigError("engine.inline_max_size: must be 0..1048576 bytes")
+        if not 1 <= self.threads <= 64:
+            raise ConfigError("engine.threads: must be 1..64")
+        if self.cipher not in CIPHERS:
+            raise ConfigError(f"engine.cipher: must be one of {', '.join(CIPHERS)}")
+        if self.gc_grace_seconds < 0:
+            raise ConfigError("engine.gc_grace_seconds: must be >= 0")
+        if self.storage_class:
+            try:  # syntax and validity only; whether it fits is checked against the disks at use
+                parse_storage_class(self.storage_class, 6)
+            except InvalidInput as exc:
+                raise ConfigError(f"engine.storage_class: {exc}") from exc
+        try:
+            _ = self.chunker
+        except InvalidInput as exc:
+            raise ConfigError(f"engine.chunk_*_size: {exc}") from exc
+
+    @property
+    def aead(self) -> int:
+        """The AEAD id (format.md) new chunks are sealed with; reads use the id in each frame."""
+        return CIPHERS.index(self.cipher) + 1
+
+    @property
+    def chunker(self) -> ChunkerParams:
+        return ChunkerParams(self.chunk_min_size, self.chunk_avg_size, self.chunk_max_size)
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineConfig = EngineConfig()
+
+
+def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
+    key = f"{section}.{name}"
+    if kind in (int, "int"):
+        if isinstance(value, bool | float):  # int(2.5) would silently make it 2
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from exc
+    if kind in (str, "str"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string")
+        return value
+    raise ConfigError(f"{key}: unsupported type")
+
+
+def _section(section: str, cls: type[EngineConfig], data: Mapping[str, Any], env: Mapping[str, str]) -> EngineConfig:
+    known = {f.name: f.type for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in known:
+            raise ConfigError(f"{section}.{name}: unknown setting")
+        values[name] = _coerce(section, name, known[name], value)
+    prefix = f"DWH_{section.upper()}_"
+    for env_name, value in env.items():
+        if env_name.startswith(prefix):
+            name = env_name[len(prefix) :].lower()
+            if name not in known:
+                raise ConfigError(f"{env_name}: unknown setting {section}.{name}")
+            values[name] = _coerce(section, name, known[name], value)
+    return cls(**values)
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (if it exists) and the environment; raise ConfigError naming the bad key."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None and path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    unknown = set(data) - {"engine"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section")
+    return Config(engine=_section("engine", EngineConfig, data.get("engine", {}), env))

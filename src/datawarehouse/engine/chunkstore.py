@@ -1,0 +1,303 @@
+"""Chunks on disks: seal, erasure-code, place and durably write them; read them back verified.
+
+A chunk's shards live in files named by (domain, chunk id, generation, index). Reads take the
+data shards first (decoding is cheapest from them), check each shard's header and checksum, and
+read around any shard that is missing or bad; every such shard is reported for healing. Bytes
+that fail the AEAD tag or the chunk-id check are never returned.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from datawarehouse.core import crypto, frame
+from datawarehouse.core.erasure import ErasureCoder
+from datawarehouse.engine.diskset import DiskSet
+from datawarehouse.engine.keys import KeyRing
+from datawarehouse.engine.placement import place
+from datawarehouse.errors import CorruptFrame, DataUnavailable, DwhError, IntegrityError, NotFound
+from datawarehouse.ids import ChunkId, DiskId, DomainId, new_generation
+from datawarehouse.records import ChunkRecord, StorageClass
+from datawarehouse.storage.base import BlobStore
+
+BadShardReporter = Callable[[ChunkRecord, int, str], None]
+
+
+def shard_prefix(domain_id: int, chunk_id: bytes) -> str:
+    h = chunk_id.hex()
+    return f"shards/{domain_id}/{h[0:2]}/{h}."
+
+
+def shard_key(domain_id: int, chunk_id: bytes, generation: int, index: int) -> str:
+    return f"{shard_prefix(domain_id, chunk_id)}{generation:016x}.{index}"
+
+
+def parse_shard_key(key: str) -> tuple[DomainId, ChunkId, int, int] | None:
+    """(domain, chunk id, generation, index) from a shard key, or ``None`` for anything else."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "shards":
+        return None
+    name = parts[3].split(".")
+    try:
+        if len(name) != 3 or len(name[0]) != 64:
+            return None
+        return DomainId(int(parts[1])), ChunkId(bytes.fromhex(name[0])), int(name[1], 16), int(name[2])
+    except ValueError:
+        return None
+
+
+@dataclass
+class ShardCheck:
+    """The state of each shard of a chunk after reading all of them."""
+
+    good: dict[int, bytes] = field(default_factory=dict)
+    bad: dict[int, str] = field(default_factory=dict)  # index -> reason
+
+
+class ChunkStore:
+    def __init__(self, disks: DiskSet, keyring: KeyRing, report_bad: BadShardReporter | None = None) -> None:
+        self.disks = disks
+        self.keyring = keyring
+        self._report_bad = report_bad
+        # Shard I/O has its own threads: the shards of a chunk are written (and fsynced)
+        # concurrently, which lets the filesystem journal commit their fsyncs together.
+        self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dwh-shard-io")
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+
+    # --- write ---------------------------------------------------------------------------------
+
+    def write(
+        self,
+        domain_id: DomainId,
+        chunk_id: ChunkId,
+        plain: bytes | memoryview,
+        storage_class: StorageClass,
+        created_at: datetime,
+        level: int | None = 3,
+    ) -> tuple[ChunkRecord, set[DiskId]]:
+        """Seal, encode and write all shards (file fsynced, directory fsync deferred).
+
+        Returns the chunk record (refcount 0: the commit sets it) and the disks whose directories
+        must be flushed before the chunk is referenced.
+        """
+        keys = self.keyring.current(domain_id)
+        sealed = crypto.seal_chunk(keys, chunk_id, plain, level)
+        coder = ErasureCoder(storage_class.k, storage_class.m)
+        payloads = coder.encode(sealed)
+        targets = place(chunk_id, self.disks.active(), storage_class.n)
+        generation = new_generation()
+
+        def put(index: int) -> None:
+            blob = frame.pack_shard(
+                coder.scheme,
+                storage_class.k,
+                storage_class.m,
+                index,
+                domain_id,
+                chunk_id,
+                generation,
+                len(sealed),
+                payloads[index],
+            )
+            key = shard_key(domain_id, chunk_id, generation, index)
+            self.disks.store(targets[index]).put(key, blob, defer_dir_sync=True)
+
+        for future in [self._io.submit(put, i) for i in range(len(targets))]:
+            future.result()
+        rec = ChunkRecord(
+            domain_id=domain_id,
+            chunk_id=chunk_id,
+            generation=generation,
+            plain_size=len(plain),
+            sealed_size=len(sealed),
+            k=storage_class.k,
+            m=storage_class.m,
+            refcount=0,
+            created_at=created_at,
+            placement=tuple(targets),
+        )
+        return rec, set(targets)
+
+    def flush(self, disk_ids: Iterable[DiskId]) -> None:
+        """Make deferred directory entries durable, all disks at once."""
+        futures = [self._io.submit(self.disks.store(d).flush) for d in disk_ids]
+        for future in futures:
+            future.result()
+
+    # --- read ----------------------------------------------------------------------------------
+
+    def _read_shard(self, rec: ChunkRecord, index: int) -> bytes:
+        """One verified shard payload; raises IntegrityError/NotFound with a reason."""
+        key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
+        candidates: list[BlobStore] = []
+        if index < len(rec.placement) and self.disks.has(rec.placement[index]):
+            candidates.append(self.disks.store(rec.placement[index]))
+        last: DwhError | None = None
+        for attempt in range(2):
+            if attempt == 1:
+                # Not where the placement says (an interrupted move, a rebuilt index): look everywhere.
+                placed = candidates[0] if candidates else None
+                candidates = [s for s in self.disks.stores().values() if s is not placed]
+            for store in candidates:
+                try:
+                    blob = store.get(key)
+                except NotFound as exc:
+                    last = exc
+                    continue
+                except DwhError as exc:
+                    last = exc
+                    continue
+                header, payload = frame.parse_shard(blob)
+                if (
+                    header.chunk_id != rec.chunk_id
+                    or header.index != index
+                    or header.generation != rec.generation
+                    or header.k != rec.k
+                    or header.m != rec.m
+                ):
+                    raise CorruptFrame("shard header names another chunk, index or generation")
+                return bytes(payload)
+            if last is None or not isinstance(last, NotFound):
+                break
+        raise last if last is not None else NotFound("shard missing")
+
+    def _decode(self, rec: ChunkRecord, shards: dict[int, bytes]) -> bytes:
+        coder = ErasureCoder(rec.k, rec.m)
+        sealed = coder.decode(shards, rec.sealed_size)
+        key_version = struct.unpack_from(">I", sealed, 8)[0] if len(sealed) >= 12 else 0
+        keys = self.keyring.version(rec.domain_id, key_version)
+        return crypto.open_chunk(keys, rec.chunk_id, sealed)
+
+    def read(self, rec: ChunkRecord) -> bytes:
+        """The chunk's plaintext, verified; reads around bad shards and reports them."""
+        shards: dict[int, bytes] = {}
+        order = list(range(rec.k + rec.m))
+        bad: dict[int, str] = {}
+        pos = 0
+        while len(shards) < rec.k and pos < len(order):
+            index = order[pos]
+            pos += 1
+            try:
+                shards[index] = self._read_shard(rec, index)
+            except (IntegrityError, NotFound) as exc:
+                bad[index] = f"{exc.__class__.__name__}: {exc}"
+            except DwhError as exc:
+                bad[index] = f"{exc.__class__.__name__}: {exc}"
+        for index, reason in bad.items():
+            self._bad(rec, index, reason)
+        if len(shards) < rec.k:
+            raise DataUnavailable(
+                f"chunk {rec.chunk_id.hex()[:16]}: only {len(shards)} of the {rec.k} shards needed are readable"
+            )
+        try:
+            return self._decode(rec, shards)
+        except IntegrityError:
+            # Shards with valid checksums decoded to bytes that fail authentication: rare (a
+            # shard rewritten together with its checksum). Try the other shards before giving up.
+            check = self.check(rec)
+            for index, reason in check.bad.items():
+                self._bad(rec, index, reason)
+            return self._decode_any(rec, check.good)
+
+    def _decode_any(self, rec: ChunkRecord, good: dict[int, bytes]) -> bytes:
+        from itertools import combinations, islice
+
+        last: Exception | None = None
+        for subset in islice(combinations(sorted(good), rec.k), 64):
+            try:
+                return self._decode(rec, {i: good[i] for i in subset})
+            except IntegrityError as exc:
+                last = exc
+        if last is not None:
+            raise last
+        raise DataUnavailable(f"chunk {rec.chunk_id.hex()[:16]}: not enough verified shards")
+
+    def _bad(self, rec: ChunkRecord, index: int, reason: str) -> None:
+        if index < len(rec.placement):
+            self.disks.record_error(rec.placement[index])
+        if self._report_bad is not None:
+            self._report_bad(rec, index, reason)
+
+    # --- verify and repair (scrub, heal) -------------------------------------------------------
+
+    def check(self, rec: ChunkRecord) -> ShardCheck:
+        """Read and verify every shard (header, checksum, identity)."""
+        out = ShardCheck()
+        for index in range(rec.k + rec.m):
+            try:
+                out.good[index] = self._read_shard(rec, index)
+            except DwhError as exc:
+                out.bad[index] = f"{exc.__class__.__name__}: {exc}"
+        return out
+
+    def verify_plaintext(self, rec: ChunkRecord, check: ShardCheck) -> None:
+        """Decode and authenticate (deep scrub); raises IntegrityError/DataUnavailable."""
+        if len(check.good) < rec.k:
+            raise DataUnavailable(f"chunk {rec.chunk_id.hex()[:16]}: {len(check.good)} of {rec.k} shards readable")
+        self._decode_any(rec, check.good)
+
+    def repair(self, rec: ChunkRecord, check: ShardCheck) -> dict[int, DiskId]:
+        """Rewrite the bad shards from the good ones (byte-identical to the originals).
+
+        A shard whose disk is gone or no longer active is written to an active disk that holds
+        no other shard of the chunk. Returns the new placement of rewritten shards.
+        """
+        if not check.bad:
+            return {}
+        if len(check.good) < rec.k:
+            raise DataUnavailable(f"chunk {rec.chunk_id.hex()[:16]}: {len(check.good)} of {rec.k} shards readable")
+        coder = ErasureCoder(rec.k, rec.m)
+        # Authenticate before re-encoding so a corrupt set never spreads.
+        self.verify_plaintext(rec, check)
+        rebuilt = coder.reconstruct(check.good, sorted(check.bad))
+        active = {d.disk_id for d in self.disks.active()}
+        used = {rec.placement[i] for i in check.good if i < len(rec.placement)}
+        moved: dict[int, DiskId] = {}
+        touched: set[DiskId] = set()
+        spare = [d for d in place(rec.chunk_id, self.disks.active(), len(active)) if d not in used]
+        for index in sorted(check.bad):
+            target = rec.placement[index] if index < len(rec.placement) else None
+            if target is None or target not in active or target in used:
+                if not spare:
+                    raise DataUnavailable(f"chunk {rec.chunk_id.hex()[:16]}: no free disk to place shard {index}")
+                target = spare.pop(0)
+            elif target in spare:
+                spare.remove(target)
+            used.add(target)
+            blob = frame.pack_shard(
+                coder.scheme,
+                rec.k,
+                rec.m,
+                index,
+                rec.domain_id,
+                rec.chunk_id,
+                rec.generation,
+                rec.sealed_size,
+                rebuilt[index],
+            )
+            self.disks.store(target).put(
+                shard_key(rec.domain_id, rec.chunk_id, rec.generation, index), blob, defer_dir_sync=True
+            )
+            touched.add(target)
+            if index >= len(rec.placement) or rec.placement[index] != target:
+                moved[index] = target
+        self.flush(touched)
+        return moved
+
+    def delete(self, rec: ChunkRecord) -> int:
+        """Remove every shard file of the chunk's generation from every disk; count removed."""
+        removed = 0
+        for store in self.disks.stores().values():
+            for index in range(rec.k + rec.m):
+                try:
+                    if store.delete(shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)):
+                        removed += 1
+                except DwhError:
+                    continue
+        return removed

@@ -1,0 +1,320 @@
+"""The engine of one data directory: keys, disks, chunk store, journal, metadata and commit.
+
+``Engine.open`` locks the data directory, loads the master key, checks the disk set, opens the
+metadata index and replays any journal records the index missed (a crash between journal and
+database). The service layer supplies ``replay`` — how to apply one journaled operation — so
+the engine stays ignorant of buckets and objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from datawarehouse.clock import Clock, SystemClock
+from datawarehouse.config import EngineConfig
+from datawarehouse.core import crypto
+from datawarehouse.engine import journal as jr
+from datawarehouse.engine.chunkstore import ChunkStore
+from datawarehouse.engine.committer import Apply, Committer
+from datawarehouse.engine.datadir import DataDir
+from datawarehouse.engine.diskset import DiskSet
+from datawarehouse.engine.keys import KeyRing, check_passphrase
+from datawarehouse.engine.reader import read_range
+from datawarehouse.engine.writer import ObjectWriter
+from datawarehouse.errors import CorruptFrame, DwhError, KeyError_, MetadataError, WrongKey
+from datawarehouse.ids import DEFAULT_DOMAIN, ChunkId, DiskId, DomainId
+from datawarehouse.meta.repo import DomainSecretRecord, HealItem, MetaTx
+from datawarehouse.meta.sql import SqlMetaRepo
+from datawarehouse.records import (
+    ChunkRecord,
+    DiskRecord,
+    ObjectVersion,
+    StorageClass,
+    default_storage_class,
+    parse_storage_class,
+)
+from datawarehouse.storage.base import BlobStore
+from datawarehouse.storage.localdisk import LocalDiskStore
+
+log = logging.getLogger(__name__)
+
+# Applies one journaled operation during replay (idempotently).
+Replay = Callable[[MetaTx, dict[str, Any]], None]
+
+
+def _open_store(rec: DiskRecord) -> BlobStore:
+    return LocalDiskStore(rec.path)
+
+
+class Engine:
+    def __init__(
+        self,
+        datadir: DataDir,
+        config: EngineConfig,
+        clock: Clock,
+        passphrase: str | None,
+        replay: Replay,
+        *,
+        rebuilding: bool = False,
+    ) -> None:
+        self.datadir = datadir
+        self.config = config
+        self.clock = clock
+        self._replay = replay
+        self.keyring = KeyRing(datadir.keys.load(passphrase), config.aead)
+        self.disks = DiskSet(datadir.disks(), _open_store)
+        self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
+        self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="dwh-chunk")
+        meta_exists = datadir.meta_path.exists()
+        if not meta_exists and not rebuilding and jr.segment_names(self.disks.stores()):
+            raise MetadataError(
+                f"the metadata database {datadir.meta_path} is missing but the disks hold a journal: "
+                "run `dwh repair rebuild-meta` to rebuild it"
+            )
+        self.repo = SqlMetaRepo.for_sqlite(datadir.meta_path)
+        self.journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
+        self._load_domain_secrets()
+        self.replayed = self.catch_up()
+        self.committer = Committer(self.repo, self.journal)
+        self._ensure_domain(DEFAULT_DOMAIN)
+        with self.repo.transaction() as tx:
+            for rec in self.disks.records():
+                tx.upsert_disk(rec)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        root: Path,
+        disk_paths: list[Path] | None,
+        replay: Replay,
+        *,
+        passphrase: str | None = None,
+        config: EngineConfig | None = None,
+        clock: Clock | None = None,
+    ) -> Engine:
+        if passphrase is not None:
+            check_passphrase(passphrase)  # before anything is created: a refusal leaves no half-made directory
+        datadir = DataDir.create(root, disk_paths)
+        try:
+            datadir.keys.create(passphrase)
+            return cls(datadir, config or EngineConfig(), clock or SystemClock(), passphrase, replay)
+        except BaseException:
+            datadir.close()
+            raise
+
+    @classmethod
+    def open(
+        cls,
+        root: Path,
+        replay: Replay,
+        *,
+        passphrase: str | None = None,
+        config: EngineConfig | None = None,
+        clock: Clock | None = None,
+        rebuilding: bool = False,
+    ) -> Engine:
+        datadir = DataDir.open(root)
+        try:
+            return cls(
+                datadir, config or EngineConfig(), clock or SystemClock(), passphrase, replay, rebuilding=rebuilding
+            )
+        except BaseException:
+            datadir.close()
+            raise
+
+    def close(self) -> None:
+        self.committer.close()
+        self.pool.shutdown(wait=True)
+        self.chunks.close()
+        self.journal.close()
+        self.repo.close()
+        self.datadir.close()
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def default_storage_class(self) -> StorageClass:
+        return self.default_storage_class_for(len(self.disks.active()))
+
+    def default_storage_class_for(self, disk_count: int) -> StorageClass:
+        if self.config.storage_class:
+            return parse_storage_class(self.config.storage_class, disk_count)
+        return default_storage_class(disk_count)
+
+    def widest_storage_class(self) -> int | None:
+        with self.repo.transaction() as tx:
+            return tx.max_chunk_width()
+
+    def required_copies(self) -> int:
+        """Journal copies that must be durable: enough to survive losing m disks."""
+        active = len(self.disks.active())
+        return max(1, min(active, self.default_storage_class().m + 1))
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def _load_domain_secrets(self) -> None:
+        """Unwrap every domain secret. One wrapped by a master key that is not loaded (an
+        interrupted passphrase rotation) is looked up in the journal under a loaded key; if none
+        is found, opening fails — a new secret is never made for a domain that has one."""
+        with self.repo.transaction() as tx:
+            records = tx.list_domain_secrets()
+        missing = [
+            r for r in records if not self.keyring.add_wrapped(r.domain_id, r.key_version, r.wrapped, r.master_key_id)
+        ]
+        if not missing:
+            return
+        for entry in jr.read_all(self.disks.stores()):
+            if entry.rtype == jr.RECORD_DOMAIN_SECRET:
+                rec = _secret_from_json(entry.payload)
+                self.keyring.add_wrapped(rec.domain_id, rec.key_version, rec.wrapped, rec.master_key_id)
+        for rec in missing:
+            try:
+                self.keyring.version(rec.domain_id, rec.key_version)
+            except KeyError_ as exc:
+                raise WrongKey(
+                    f"domain {rec.domain_id} is wrapped by master key {rec.master_key_id}, which is not loaded "
+                    "(wrong key file or passphrase?)"
+                ) from exc
+
+    def _ensure_domain(self, domain_id: DomainId) -> None:
+        """Create the secret of a domain that has none (never replace one)."""
+        if self.keyring.has_domain(domain_id):
+            return
+        with self.repo.transaction() as tx:
+            if any(r.domain_id == domain_id for r in tx.list_domain_secrets()):
+                raise WrongKey(f"domain {domain_id} has a secret this process cannot unwrap")
+        master = self.keyring.master(self.keyring.master_ids()[0])
+        if master is None:  # pragma: no cover - _masters() comes from the ring itself
+            raise KeyError_("no master key loaded")
+        secret = secrets.token_bytes(32)
+        wrapped = crypto.wrap_secret(master, domain_id, 1, secret)
+        rec = DomainSecretRecord(domain_id, 1, wrapped, master.key_id, self.now())
+        self.committer.submit(lambda tx: tx.put_domain_secret(rec), lambda: domain_secret_record(rec))
+        self.keyring.add_wrapped(domain_id, 1, wrapped, master.key_id)
+
+    # --- data path -----------------------------------------------------------------------------
+
+    def lookup_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
+        """The existing chunk (for dedup); an unreferenced one gets its grace period restarted so
+        GC cannot remove it while the write that reuses it is still running."""
+        with self.repo.read() as tx:
+            rec = tx.get_chunk(domain_id, chunk_id)
+        if rec is not None and rec.refcount == 0:
+            with self.repo.transaction() as tx:
+                rec = tx.get_chunk(domain_id, chunk_id)
+                if rec is not None and rec.refcount == 0:
+                    tx.touch_unreferenced(domain_id, chunk_id, self.now())
+        return rec
+
+    def get_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
+        with self.repo.read() as tx:
+            return tx.get_chunk(domain_id, chunk_id)
+
+    def get_chunks(self, domain_id: DomainId, chunk_ids: list[ChunkId]) -> dict[ChunkId, ChunkRecord]:
+        with self.repo.read() as tx:
+            return tx.get_chunks(domain_id, chunk_ids)
+
+    def new_writer(self, domain_id: DomainId, storage_class: StorageClass, max_size: int | None = None) -> ObjectWriter:
+        return ObjectWriter(
+            self.chunks,
+            self.pool,
+            self.lookup_chunk,
+            domain_id,
+            storage_class,
+            self.config.chunker,
+            self.now(),
+            inline_max_size=self.config.inline_max_size,
+            compression_level=self.config.compression_level or None,  # 0 disables compression
+            # Enough chunks in flight to keep every pool thread busy while others wait on fsync.
+            max_inflight=self.config.threads + 4,
+            max_size=max_size,
+        )
+
+    def read(
+        self, domain_id: DomainId, version: ObjectVersion, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        return read_range(self.chunks, self.pool, self.get_chunks, domain_id, version, start, end)
+
+    def commit(self, apply: Apply, domain_id: DomainId, op: Callable[[], dict[str, Any]]) -> Any:
+        """Apply an operation to the index and journal it (sealed under the domain's key)."""
+        return self.committer.submit(apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, op())))
+
+    def _report_bad_shard(self, rec: ChunkRecord, index: int, reason: str) -> None:
+        log.warning("shard %d of chunk %s is bad: %s", index, rec.chunk_id.hex()[:16], reason)
+        try:
+            with self.repo.transaction() as tx:
+                tx.enqueue_heal(HealItem(rec.domain_id, rec.chunk_id, f"shard {index}: {reason}"[:500], self.now()))
+        except DwhError as exc:  # the read itself succeeded; healing is best effort here
+            log.error("could not queue chunk %s for heal: %s", rec.chunk_id.hex()[:16], exc)
+
+    def _journal_disk_error(self, disk_id: DiskId, exc: Exception) -> None:
+        self.disks.record_error(disk_id)
+        log.error("journal append failed on disk %s: %s", disk_id, exc)
+
+    # --- journal replay ------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply journal records that the index has not seen; return how many."""
+        with self.repo.transaction() as tx:
+            positions = tx.get_journal_positions()
+        count = 0
+        stores = self.disks.stores()
+        for segment in jr.segment_names(stores):
+            entries = jr.read_segment(stores, segment, positions.get(segment, 0))
+            if not entries:
+                continue
+            with self.repo.transaction() as tx:
+                for entry in entries:
+                    self._apply_entry(tx, entry)
+                tx.set_journal_position(segment, entries[-1].end_offset)
+            count += len(entries)
+        if count:
+            log.info("replayed %d journal records", count)
+        return count
+
+    def _apply_entry(self, tx: MetaTx, entry: jr.JournalEntry) -> None:
+        if entry.rtype == jr.RECORD_DOMAIN_SECRET:
+            rec = _secret_from_json(entry.payload)
+            if self.keyring.add_wrapped(rec.domain_id, rec.key_version, rec.wrapped, rec.master_key_id):
+                tx.put_domain_secret(rec)
+        elif entry.rtype == jr.RECORD_OP:
+            self._replay(tx, jr.open_op(self.keyring, entry.payload))
+        else:
+            log.warning("journal %s: unknown record type %d skipped", entry.segment, entry.rtype)
+
+
+def domain_secret_record(rec: DomainSecretRecord) -> tuple[int, bytes]:
+    doc = {
+        "domain_id": rec.domain_id,
+        "key_version": rec.key_version,
+        "wrapped": base64.b64encode(rec.wrapped).decode(),
+        "master_key_id": rec.master_key_id,
+        "created_at": rec.created_at.astimezone(UTC).isoformat(),
+    }
+    return jr.RECORD_DOMAIN_SECRET, json.dumps(doc, sort_keys=True).encode()
+
+
+def _secret_from_json(payload: bytes) -> DomainSecretRecord:
+    try:
+        doc = json.loads(payload)
+        return DomainSecretRecord(
+            DomainId(doc["domain_id"]),
+            int(doc["key_version"]),
+            base64.b64decode(doc["wrapped"]),
+            str(doc["master_key_id"]),
+            datetime.fromisoformat(doc["created_at"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFrame("journal: malformed domain secret record") from exc

@@ -1,0 +1,201 @@
+"""Writing an object's bytes: chunk, dedup, seal, encode and place — pipelined over threads.
+
+The writer is push-style (``write`` as bytes arrive, ``finish`` at the end) so that the CLI and
+the S3 server stream through it alike, holding only a few chunks in memory. Chunk ids are looked
+up as they are cut: a known chunk only gains a reference at commit; a new one is written once per
+object even if it repeats. Nothing is referenced by metadata until ``finish`` has made every
+shard durable (file fsync at write, directory fsync here).
+
+Objects up to ``inline_max_size`` are not chunked: they become one sealed frame stored in the
+metadata (and its journal), so a small object costs no shard files at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from datawarehouse.core import crypto, digest
+from datawarehouse.core.chunking import FastCDC
+from datawarehouse.engine.chunkstore import ChunkStore
+from datawarehouse.errors import InvalidInput
+from datawarehouse.ids import ChunkId, DiskId, DomainId
+from datawarehouse.records import ChunkerParams, ChunkRecord, ChunkRef, StorageClass
+
+# (domain, chunk id) -> the existing chunk record, or None. Implemented by the caller over meta;
+# it also restarts the grace period of an unreferenced chunk it is about to reuse.
+ChunkLookup = Callable[[DomainId, ChunkId], ChunkRecord | None]
+
+
+@dataclass
+class WrittenData:
+    """What the writer produced; the commit turns it into metadata."""
+
+    size: int
+    md5_hex: str
+    chunks: tuple[ChunkRef, ...]
+    new_chunks: list[ChunkRecord]
+    refs: Counter[ChunkId] = field(default_factory=Counter)
+    inline_data: bytes | None = None
+
+
+_Result = tuple[ChunkId, ChunkRecord | None, set[DiskId]]
+
+
+class _BackgroundMD5:
+    """MD5 of the stream (the S3 ETag), computed on its own thread in input order.
+
+    MD5 runs at ~0.7 GB/s on one core and cannot be parallelised, so computed inline it caps the
+    whole write; hashlib releases the GIL, so on a thread it overlaps chunking and sealing. The
+    thread starts only for objects larger than the inline limit.
+    """
+
+    MAX_PENDING = 8
+
+    def __init__(self) -> None:
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self._executor is None:
+            if len(data) < 1024 * 1024:
+                self._md5.update(data)
+                return
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwh-md5")
+        self._pending.append(self._executor.submit(self._md5.update, data))
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.popleft().result()
+
+    def hexdigest(self) -> str:
+        while self._pending:
+            self._pending.popleft().result()
+        self.close()
+        return self._md5.hexdigest()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+class ObjectWriter:
+    def __init__(
+        self,
+        chunks: ChunkStore,
+        pool: ThreadPoolExecutor,
+        lookup: ChunkLookup,
+        domain_id: DomainId,
+        storage_class: StorageClass,
+        chunker: ChunkerParams,
+        now: datetime,
+        *,
+        inline_max_size: int,
+        compression_level: int | None = 3,
+        max_inflight: int = 4,
+        max_size: int | None = None,
+    ) -> None:
+        storage_class.check_fits(len(chunks.disks.active()))
+        self._chunks = chunks
+        self._pool = pool
+        self._lookup = lookup
+        self._domain = domain_id
+        self._class = storage_class
+        self._cdc = FastCDC(chunker)
+        self._now = now
+        self._inline_max = inline_max_size
+        self._level = compression_level
+        self._max_inflight = max_inflight
+        self._max_size = max_size
+        self._keys = chunks.keyring.current(domain_id)
+        self._md5 = _BackgroundMD5()
+        self._size = 0
+        self._offset = 0
+        self._head: list[bytes] | None = []  # bytes held back while the object may still be inline
+        self._inflight: deque[tuple[Future[_Result], int, int]] = deque()
+        self._seen: set[ChunkId] = set()
+        self._seen_lock = threading.Lock()
+        self._refs: list[ChunkRef] = []
+        self._new: list[ChunkRecord] = []
+        self._dirty: set[DiskId] = set()
+        self._done = False
+
+    # --- streaming -----------------------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._done:
+            raise InvalidInput("writer already finished")
+        if not data:
+            return
+        self._size += len(data)
+        if self._max_size is not None and self._size > self._max_size:
+            raise InvalidInput(f"object larger than the allowed {self._max_size} bytes")
+        if self._head is not None:
+            self._head.append(bytes(data))
+            if self._size <= self._inline_max:
+                return
+            data, self._head = b"".join(self._head), None
+        self._md5.update(data)
+        for piece in self._cdc.feed(data):
+            self._submit(piece)
+
+    def _submit(self, plain: bytes) -> None:
+        self._inflight.append((self._pool.submit(self._process, plain), self._offset, len(plain)))
+        self._offset += len(plain)
+        while len(self._inflight) > self._max_inflight:
+            self._settle_one()
+
+    def _process(self, plain: bytes) -> _Result:
+        """On a pool thread: identify the chunk, and store it unless it is known or already being
+        stored by this writer (a repeat within the object)."""
+        chunk_id = digest.chunk_id(self._keys.id_key, plain)
+        with self._seen_lock:
+            if chunk_id in self._seen:
+                return chunk_id, None, set()
+            self._seen.add(chunk_id)
+        if self._lookup(self._domain, chunk_id) is not None:
+            return chunk_id, None, set()
+        rec, dirty = self._chunks.write(self._domain, chunk_id, plain, self._class, self._now, self._level)
+        return chunk_id, rec, dirty
+
+    def _settle_one(self) -> None:
+        future, offset, size = self._inflight.popleft()
+        chunk_id, rec, dirty = future.result()
+        self._refs.append(ChunkRef(chunk_id, offset, size))
+        if rec is not None:
+            self._new.append(rec)
+            self._dirty |= dirty
+
+    def finish(self) -> WrittenData:
+        """Make every new shard durable and describe what was written."""
+        if self._done:
+            raise InvalidInput("writer already finished")
+        self._done = True
+        if self._head is not None:
+            plain = b"".join(self._head)
+            self._md5.update(plain)
+            md5_hex = self._md5.hexdigest()
+            chunk_id = digest.chunk_id(self._keys.id_key, plain)
+            sealed = crypto.seal_chunk(self._keys, chunk_id, plain, self._level)
+            return WrittenData(self._size, md5_hex, (ChunkRef(chunk_id, 0, len(plain)),), [], Counter(), sealed)
+        for piece in self._cdc.finish():
+            self._submit(piece)
+        while self._inflight:
+            self._settle_one()
+        md5_hex = self._md5.hexdigest()
+        self._chunks.flush(self._dirty)
+        refs = Counter(ref.chunk_id for ref in self._refs)
+        return WrittenData(self._size, md5_hex, tuple(self._refs), self._new, refs)
+
+    def abort(self) -> None:
+        """Stop early; shards already written become orphans that GC removes after the grace period."""
+        self._done = True
+        self._md5.close()
+        while self._inflight:
+            future, _, _ = self._inflight.popleft()
+            future.cancel()

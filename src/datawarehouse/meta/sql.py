@@ -1,0 +1,1098 @@
+"""``SqlMetaRepo``: the metadata repository on SQLAlchemy Core (SQLite; PostgreSQL passes the same contract).
+
+Why it is built the way it is:
+
+* **Schema only through Alembic.** Opening a repository migrates it to head, in one transaction on
+  the repository's own engine; ``schema.py`` is what queries are written against, and a test
+  keeps the two equal.
+* **SQLite transactions are ``BEGIN IMMEDIATE``.** Every ``transaction()`` may write, so it takes
+  the write lock up front: a deferred transaction that reads first and writes later can fail with
+  ``SQLITE_BUSY`` without waiting (the upgrade deadlock). pysqlite's own transaction handling is
+  switched off (``isolation_level = None``) and the ``begin`` event emits the BEGIN, the recipe
+  from the SQLAlchemy SQLite dialect documentation.
+* **Writers in this process queue on a lock** before asking SQLite: SQLite admits one writer at a
+  time anyway, and its busy handler polls with sleeps of up to 100 ms, which wastes most of the
+  throughput when threads of one process contend. ``busy_timeout`` still covers other processes
+  (the CLI next to a running server).
+* **PostgreSQL keeps the same promise** with a transaction-scoped advisory lock taken right
+  after BEGIN: the engine's read-then-write sequences need serialised writers on every backend.
+* **WAL + synchronous=FULL**: a committed transaction survives power loss; readers of other
+  processes are never blocked by the writer.
+* **Foreign exceptions stop here**: every SQLAlchemy/Alembic error leaves as ``MetadataError``
+  (or the specific ``DwhError`` the contract names), without SQL parameters in the message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+
+from datawarehouse.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    DwhError,
+    InvalidInput,
+    MetadataError,
+    NoSuchBucket,
+    NoSuchDisk,
+    NoSuchKey,
+)
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.meta import schema as s
+from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectSummary
+from datawarehouse.records import (
+    BucketRecord,
+    ChunkerParams,
+    ChunkRecord,
+    ChunkRef,
+    DiskRecord,
+    DiskState,
+    ObjectVersion,
+    StorageClass,
+)
+
+if TYPE_CHECKING:
+    from datawarehouse.meta.repo import MetaRepo, MetaTx
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+DEFAULT_BUSY_TIMEOUT: Final = 30.0  # seconds a writer waits for another process's write lock
+_BATCH: Final = 500  # rows per IN (...) list / per page of iter_all_versions
+_MAX_CODE_POINT: Final = 0x10FFFF
+
+
+# --- error translation -------------------------------------------------------------------------
+
+
+def _translate(exc: BaseException, doing: str) -> DwhError:
+    """Map a SQLAlchemy/DBAPI error to the DwhError tree (once, here).
+
+    Only the driver's message is kept: ``str(exc)`` of a SQLAlchemy error includes bound
+    parameters, which may be wrapped key material.
+    """
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, DwhError):  # raised by a type's bind processor (e.g. a naive datetime)
+        return orig
+    detail = str(orig) if orig is not None else type(exc).__name__
+    if isinstance(exc, sa_exc.OperationalError) and ("locked" in detail or "busy" in detail):
+        return MetadataError(f"metadata: {doing}: database is locked by another writer ({detail})")
+    return MetadataError(f"metadata: {doing}: {type(orig or exc).__name__}: {detail}")
+
+
+# --- small conversions -------------------------------------------------------------------------
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (code point order,
+    which is UTF-8 byte order), or ``None`` when there is none (empty prefix, all U+10FFFF).
+
+    Listing by prefix uses ``prefix <= key < _prefix_end(prefix)`` instead of ``LIKE``: LIKE
+    treats ``%``/``_`` as wildcards, is case-insensitive for ASCII in SQLite and cannot use the
+    key index as a plain range.
+    """
+    chars = list(prefix)
+    while chars:
+        cp = ord(chars[-1])
+        if cp == _MAX_CODE_POINT:
+            chars.pop()
+            continue
+        nxt = cp + 1
+        if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not valid in keys (nor encodable in UTF-8)
+            nxt = 0xE000
+        chars[-1] = chr(nxt)
+        return "".join(chars)
+    return None
+
+
+def _dump_meta(meta: Mapping[str, str]) -> str:
+    return json.dumps(dict(meta), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _load_meta(text: str) -> dict[str, str]:
+    loaded = json.loads(text)
+    if not isinstance(loaded, dict):
+        raise MetadataError("metadata: user metadata column does not hold a JSON object")
+    return {str(k): str(v) for k, v in loaded.items()}
+
+
+def _storage_class(k: int | None, m: int | None) -> StorageClass | None:
+    return None if k is None or m is None else StorageClass(k, m)
+
+
+def _bucket(row: sa.Row[Any]) -> BucketRecord:
+    return BucketRecord(
+        bucket_id=BucketId(row.bucket_id),
+        domain_id=DomainId(row.domain_id),
+        name=row.name,
+        created_at=row.created_at,
+        storage_class=_storage_class(row.ec_k, row.ec_m),
+    )
+
+
+def _chunk(row: sa.Row[Any], placement: tuple[DiskId, ...]) -> ChunkRecord:
+    return ChunkRecord(
+        domain_id=DomainId(row.domain_id),
+        chunk_id=ChunkId(bytes(row.chunk_id)),
+        generation=row.generation,
+        plain_size=row.plain_size,
+        sealed_size=row.sealed_size,
+        k=row.ec_k,
+        m=row.ec_m,
+        refcount=row.refcount,
+        created_at=row.created_at,
+        zero_since=row.zero_since,
+        placement=placement,
+    )
+
+
+def _version(row: sa.Row[Any], chunks: tuple[ChunkRef, ...]) -> ObjectVersion:
+    return ObjectVersion(
+        bucket_id=BucketId(row.bucket_id),
+        key=row.key,
+        version_id=VersionId(row.version_id),
+        size=row.size,
+        etag=row.etag,
+        created_at=row.created_at,
+        storage_class=StorageClass(row.ec_k, row.ec_m),
+        chunker=ChunkerParams(row.chunk_min, row.chunk_avg, row.chunk_max),
+        content_type=row.content_type,
+        user_meta=_load_meta(row.user_meta),
+        inline_data=None if row.inline_data is None else bytes(row.inline_data),
+        chunks=chunks,
+        is_delete_marker=bool(row.is_delete_marker),
+    )
+
+
+def _chunk_ref(row: sa.Row[Any]) -> ChunkRef:
+    return ChunkRef(chunk_id=ChunkId(bytes(row.chunk_id)), offset=row.offset, plain_size=row.plain_size)
+
+
+def _check_count(count: int, what: str) -> None:
+    if count < 0:
+        raise InvalidInput(f"{what}: reference count change must be >= 0 (got {count})")
+
+
+# --- statements --------------------------------------------------------------------------------
+#
+# Built once, with bound parameters (``:p_*``) supplied at execution. Building a Core statement
+# per call costs more than executing it (coercion and cache-key generation dominate a profile);
+# a prebuilt one hits SQLAlchemy's compiled cache directly.
+
+_P = sa.bindparam
+_OV = s.object_versions
+_ME = s.manifest_entries
+_CH = s.chunks
+_SH = s.shards
+_BK = s.buckets
+_HQ = s.heal_queue
+_VERSION_COLUMNS: Final = list(_OV.c)
+_PK_CHUNK = sa.and_(_CH.c.domain_id == _P("p_domain"), _CH.c.chunk_id == _P("p_chunk"))
+
+_GET_SETTING = sa.select(s.settings.c.value).where(s.settings.c.name == _P("p_name"))
+_TENANT_OF = sa.select(s.domains.c.tenant_id).where(s.domains.c.domain_id == _P("p_domain"))
+_LIST_SECRETS = sa.select(s.domain_secrets).order_by(s.domain_secrets.c.domain_id, s.domain_secrets.c.key_version)
+_LIST_DISKS = sa.select(s.disks).order_by(s.disks.c.added_at, s.disks.c.disk_id)
+_SET_DISK_STATE = sa.update(s.disks).where(s.disks.c.disk_id == _P("p_disk")).values(state=_P("p_state"))
+
+_BUCKET_BY_NAME = sa.select(_BK).where(_BK.c.tenant_id == _P("p_tenant"), _BK.c.name == _P("p_name"))
+_BUCKET_BY_ID = sa.select(_BK).where(_BK.c.bucket_id == _P("p_bucket"))
+_LIST_BUCKETS = sa.select(_BK).order_by(_BK.c.name, _BK.c.bucket_id)
+_INSERT_BUCKET = sa.insert(_BK)
+_DELETE_BUCKET = sa.delete(_BK).where(_BK.c.bucket_id == _P("p_bucket"))
+_ANY_VERSION = sa.select(_OV.c.version_pk).where(_OV.c.bucket_id == _P("p_bucket")).limit(1)
+_ANY_UPLOAD = (
+    sa.select(s.multipart_uploads.c.upload_id).where(s.multipart_uploads.c.bucket_id == _P("p_bucket")).limit(1)
+)
+
+_VERSION_PK_BY_ID = sa.select(_OV.c.version_pk).where(_OV.c.version_id == _P("p_version"))
+_UNSET_LATEST = (
+    sa.update(_OV)
+    .where(_OV.c.bucket_id == _P("p_bucket"), _OV.c.key == _P("p_key"), _OV.c.is_latest == sa.true())
+    .values(is_latest=False)
+)
+_INSERT_VERSION = sa.insert(_OV)
+_INSERT_MANIFEST = sa.insert(_ME)
+_MANIFEST = (
+    sa.select(_ME.c.chunk_id, _ME.c.offset, _ME.c.plain_size).where(_ME.c.version_pk == _P("p_pk")).order_by(_ME.c.seq)
+)
+_LATEST_VERSION = sa.select(*_VERSION_COLUMNS).where(
+    _OV.c.bucket_id == _P("p_bucket"), _OV.c.key == _P("p_key"), _OV.c.is_latest == sa.true()
+)
+_NAMED_VERSION = sa.select(*_VERSION_COLUMNS).where(
+    _OV.c.bucket_id == _P("p_bucket"), _OV.c.key == _P("p_key"), _OV.c.version_id == _P("p_version")
+)
+_DELETE_MANIFEST = sa.delete(_ME).where(_ME.c.version_pk == _P("p_pk"))
+_DELETE_VERSION = sa.delete(_OV).where(_OV.c.version_pk == _P("p_pk"))
+_NEXT_NEWEST = (
+    sa.select(_OV.c.version_pk)
+    .where(_OV.c.bucket_id == _P("p_bucket"), _OV.c.key == _P("p_key"))
+    .order_by(_OV.c.created_at.desc(), _OV.c.version_id.desc())
+    .limit(1)
+)
+_SET_LATEST = sa.update(_OV).where(_OV.c.version_pk == _P("p_pk")).values(is_latest=True)
+_COUNT_VERSIONS = sa.select(sa.func.count().label("n")).select_from(_OV).where(_OV.c.bucket_id == _P("p_bucket"))
+_VERSION_PAGE = (
+    sa.select(*_VERSION_COLUMNS)
+    .where(_OV.c.version_pk > _P("p_after"))
+    .order_by(_OV.c.version_pk)
+    .limit(_P("p_limit", type_=sa.Integer))
+)
+_MANIFEST_RANGE = (
+    sa.select(_ME.c.version_pk, _ME.c.chunk_id, _ME.c.offset, _ME.c.plain_size)
+    .where(_ME.c.version_pk >= _P("p_first"), _ME.c.version_pk <= _P("p_last"))
+    .order_by(_ME.c.version_pk, _ME.c.seq)
+)
+
+
+@functools.cache
+def _list_objects_stmt(inclusive_lower: bool, has_end: bool) -> sa.Select[Any]:
+    """One range scan of ix (bucket_id, is_latest, key): lower bound ``key > start_after`` or
+    ``key >= prefix``, upper bound ``key < _prefix_end(prefix)`` when there is one."""
+    conds: list[sa.ColumnElement[bool]] = [_OV.c.bucket_id == _P("p_bucket"), _OV.c.is_latest == sa.true()]
+    conds.append(_OV.c.key >= _P("p_lower") if inclusive_lower else _OV.c.key > _P("p_lower"))
+    if has_end:
+        conds.append(_OV.c.key < _P("p_end"))
+    conds.append(_OV.c.is_delete_marker == sa.false())
+    return (
+        sa.select(_OV.c.key, _OV.c.version_id, _OV.c.size, _OV.c.etag, _OV.c.created_at)
+        .where(*conds)
+        .order_by(_OV.c.key)
+        .limit(_P("p_limit", type_=sa.Integer))
+    )
+
+
+_GET_CHUNK = sa.select(_CH).where(_PK_CHUNK)
+_GET_CHUNKS = sa.select(_CH).where(
+    _CH.c.domain_id == _P("p_domain"), _CH.c.chunk_id.in_(_P("p_chunks", expanding=True))
+)
+_INSERT_SHARDS = sa.insert(_SH)
+_PLACEMENTS = (
+    sa.select(_SH.c.chunk_id, _SH.c.shard_index, _SH.c.disk_id)
+    .where(_SH.c.domain_id == _P("p_domain"), _SH.c.chunk_id.in_(_P("p_chunks", expanding=True)))
+    .order_by(_SH.c.chunk_id, _SH.c.shard_index)
+)
+_INCREF = (
+    sa.update(_CH)
+    .where(_PK_CHUNK)
+    .values(refcount=_CH.c.refcount + _P("p_count", type_=sa.BigInteger), zero_since=None)
+)
+_CHUNK_EXISTS = sa.select(_CH.c.refcount).where(_PK_CHUNK)
+_REFCOUNT_FOR_UPDATE = sa.select(_CH.c.refcount).where(_PK_CHUNK).with_for_update()
+_SET_COUNT = sa.update(_CH).where(_PK_CHUNK).values(refcount=_P("p_refcount", type_=sa.BigInteger))
+_SET_COUNT_AND_ZERO = (
+    sa.update(_CH)
+    .where(_PK_CHUNK)
+    .values(refcount=_P("p_refcount", type_=sa.BigInteger), zero_since=_P("p_zero", type_=s.UTCDateTime))
+)
+_TOUCH = sa.update(_CH).where(_PK_CHUNK, _CH.c.refcount == 0).values(zero_since=_P("p_at", type_=s.UTCDateTime))
+_CHUNK_WIDTH = sa.select(_CH.c.ec_k, _CH.c.ec_m).where(_PK_CHUNK)
+_LIST_CHUNKS_FIRST = sa.select(_CH).order_by(_CH.c.domain_id, _CH.c.chunk_id).limit(_P("p_limit", type_=sa.Integer))
+_LIST_CHUNKS_AFTER = (
+    sa.select(_CH)
+    .where(
+        sa.tuple_(_CH.c.domain_id, _CH.c.chunk_id)
+        > sa.tuple_(_P("p_domain", type_=sa.BigInteger), _P("p_chunk", type_=sa.LargeBinary))
+    )
+    .order_by(_CH.c.domain_id, _CH.c.chunk_id)
+    .limit(_P("p_limit", type_=sa.Integer))
+)
+_COLLECTABLE = (
+    sa.select(_CH)
+    .where(_CH.c.refcount == 0, _CH.c.zero_since < _P("p_before", type_=s.UTCDateTime))
+    .order_by(_CH.c.zero_since, _CH.c.domain_id, _CH.c.chunk_id)
+    .limit(_P("p_limit", type_=sa.Integer))
+)
+_STILL_COLLECTABLE = (
+    sa.select(_CH.c.refcount)
+    .where(
+        _PK_CHUNK,
+        _CH.c.refcount == 0,
+        _CH.c.zero_since.is_not(None),
+        _CH.c.zero_since < _P("p_before", type_=s.UTCDateTime),
+    )
+    .with_for_update()
+)
+_DELETE_SHARDS = sa.delete(_SH).where(_SH.c.domain_id == _P("p_domain"), _SH.c.chunk_id == _P("p_chunk"))
+_DELETE_SHARD = sa.delete(_SH).where(
+    _SH.c.domain_id == _P("p_domain"), _SH.c.chunk_id == _P("p_chunk"), _SH.c.shard_index == _P("p_index")
+)
+_DELETE_HEAL = sa.delete(_HQ).where(_HQ.c.domain_id == _P("p_domain"), _HQ.c.chunk_id == _P("p_chunk"))
+_DELETE_CHUNK = sa.delete(_CH).where(_PK_CHUNK)
+_SHARD_COUNTS = sa.select(_SH.c.disk_id, sa.func.count().label("n")).group_by(_SH.c.disk_id)
+_CHUNK_COUNT = sa.select(sa.func.count().label("n")).select_from(_CH)
+_STORED_TOTAL = sa.select(sa.func.coalesce(sa.func.sum(_CH.c.sealed_size), 0).label("n"))
+_LIST_HEAL = (
+    sa.select(_HQ).order_by(_HQ.c.queued_at, _HQ.c.domain_id, _HQ.c.chunk_id).limit(_P("p_limit", type_=sa.Integer))
+)
+_JOURNAL_POSITIONS = sa.select(s.journal_positions)
+
+# PostgreSQL only. A sequence does not move when a row is inserted with an explicit id (journal
+# replay of a bucket): advance it past that id, never backwards, so ids are never handed out twice.
+_PG_ADVANCE_BUCKET_SEQ = sa.text(
+    "SELECT setval(pg_get_serial_sequence('buckets', 'bucket_id'), :p_id) "
+    "WHERE :p_id > COALESCE(pg_sequence_last_value(pg_get_serial_sequence('buckets', 'bucket_id')::regclass), 0)"
+).bindparams(sa.bindparam("p_id", type_=sa.BigInteger))
+# Every transaction may write, and the contract promises that writers serialise (as SQLite's
+# BEGIN IMMEDIATE does): all transactions take one transaction-scoped advisory lock first.
+_PG_WRITER_LOCK_KEY: Final = 0x4457_484D_4554_41  # "DWHMETA"
+_PG_WRITER_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("p_key", type_=sa.BigInteger)))
+
+
+@functools.cache
+def _upsert_stmt(table: sa.Table, keys: tuple[str, ...], pg: bool) -> sa.Executable:
+    """INSERT .. ON CONFLICT (keys) DO UPDATE SET <other columns> = excluded.<column>: one
+    statement on both backends; the row's values are bound at execution."""
+    ins = postgresql.insert(table) if pg else sqlite.insert(table)
+    return ins.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: ins.excluded[c.name] for c in table.c if c.name not in keys},
+    )
+
+
+@functools.cache
+def _insert_ignore_stmt(table: sa.Table, keys: tuple[str, ...], pg: bool) -> sa.Executable:
+    """INSERT .. ON CONFLICT (keys) DO NOTHING."""
+    ins = postgresql.insert(table) if pg else sqlite.insert(table)
+    # rowcount tells whether the row went in; SQLAlchemy keeps it for INSERT only when asked
+    return ins.on_conflict_do_nothing(index_elements=list(keys)).execution_options(preserve_rowcount=True)
+
+
+# --- the transaction ---------------------------------------------------------------------------
+
+_Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+
+class SqlMetaTx:
+    """One transaction on one connection (see ``MetaTx`` in ``repo.py`` for the contract).
+
+    Every statement goes through ``_x`` so that errors are translated in one place and a
+    transaction used after its ``with`` block fails loudly instead of autocommitting.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+        self._closed = False
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        self._closed = True
+
+    def _x(self, stmt: sa.Executable, params: _Params = None) -> sa.CursorResult[Any]:
+        if self._closed:
+            raise MetadataError("metadata: the transaction is finished; open a new one")
+        try:
+            if params is None:
+                return self._conn.execute(stmt)
+            if isinstance(params, Mapping):
+                return self._conn.execute(stmt, params)
+            return self._conn.execute(stmt, list(params))
+        except sa_exc.SQLAlchemyError as e:
+            raise _translate(e, "statement failed") from e
+
+    def _rows(self, stmt: sa.Executable, params: _Params = None) -> list[sa.Row[Any]]:
+        result = self._x(stmt, params)
+        try:
+            return list(result.all())
+        except sa_exc.SQLAlchemyError as e:
+            raise _translate(e, "fetch failed") from e
+
+    def _first(self, stmt: sa.Executable, params: _Params = None) -> sa.Row[Any] | None:
+        rows = self._rows(stmt, params)
+        return rows[0] if rows else None
+
+    def _upsert(self, table: sa.Table, keys: tuple[str, ...], values: Mapping[str, Any]) -> None:
+        self._x(_upsert_stmt(table, keys, self._pg), values)
+
+    def _insert_ignore(self, table: sa.Table, keys: tuple[str, ...], values: Mapping[str, Any]) -> bool:
+        """``True`` if a row was inserted."""
+        return self._x(_insert_ignore_stmt(table, keys, self._pg), values).rowcount == 1
+
+    def _tenant_of(self, domain_id: DomainId) -> int:
+        tenant = self._first(_TENANT_OF, {"p_domain": domain_id})
+        if tenant is None:
+            raise MetadataError(f"metadata: domain {domain_id} does not exist")
+        return int(tenant.tenant_id)
+
+    # --- settings ------------------------------------------------------------------------------
+
+    def get_setting(self, name: str) -> str | None:
+        row = self._first(_GET_SETTING, {"p_name": name})
+        return None if row is None else str(row.value)
+
+    def set_setting(self, name: str, value: str) -> None:
+        self._upsert(s.settings, ("name",), {"name": name, "value": value})
+
+    # --- domains and their secrets -------------------------------------------------------------
+
+    def put_domain_secret(self, rec: DomainSecretRecord) -> None:
+        self._tenant_of(rec.domain_id)  # a clear error instead of a foreign key failure
+        self._upsert(
+            s.domain_secrets,
+            ("domain_id", "key_version"),
+            {
+                "domain_id": rec.domain_id,
+                "key_version": rec.key_version,
+                "wrapped": rec.wrapped,
+                "master_key_id": rec.master_key_id,
+                "created_at": rec.created_at,
+            },
+        )
+
+    def list_domain_secrets(self) -> list[DomainSecretRecord]:
+        return [
+            DomainSecretRecord(
+                domain_id=DomainId(r.domain_id),
+                key_version=r.key_version,
+                wrapped=bytes(r.wrapped),
+                master_key_id=r.master_key_id,
+                created_at=r.created_at,
+            )
+            for r in self._rows(_LIST_SECRETS)
+        ]
+
+    # --- disks ---------------------------------------------------------------------------------
+
+    def upsert_disk(self, rec: DiskRecord) -> None:
+        self._upsert(
+            s.disks,
+            ("disk_id",),
+            {
+                "disk_id": rec.disk_id,
+                "path": rec.path,
+                "weight": rec.weight,
+                "state": DiskState(rec.state).value,
+                "added_at": rec.added_at,
+            },
+        )
+
+    def list_disks(self) -> list[DiskRecord]:
+        """In the order disks were added (then by id), so listings are stable."""
+        return [
+            DiskRecord(
+                disk_id=DiskId(r.disk_id),
+                path=r.path,
+                weight=float(r.weight),
+                state=DiskState(r.state),
+                added_at=r.added_at,
+            )
+            for r in self._rows(_LIST_DISKS)
+        ]
+
+    def set_disk_state(self, disk_id: DiskId, state: DiskState) -> None:
+        """Raise ``NoSuchDisk`` for an unknown disk."""
+        result = self._x(_SET_DISK_STATE, {"p_disk": disk_id, "p_state": DiskState(state).value})
+        if result.rowcount != 1:
+            raise NoSuchDisk(f"disk {disk_id} is not recorded")
+
+    # --- buckets -------------------------------------------------------------------------------
+
+    def _bucket_values(self, rec: BucketRecord, tenant_id: int) -> dict[str, Any]:
+        sc = rec.storage_class
+        return {
+            "tenant_id": tenant_id,
+            "domain_id": rec.domain_id,
+            "name": rec.name,
+            "created_at": rec.created_at,
+            "ec_k": None if sc is None else sc.k,
+            "ec_m": None if sc is None else sc.m,
+        }
+
+    def create_bucket(
+        self, domain_id: DomainId, name: str, created_at: datetime, storage_class: StorageClass | None
+    ) -> BucketRecord:
+        tenant_id = self._tenant_of(domain_id)
+        if self._first(_BUCKET_BY_NAME, {"p_tenant": tenant_id, "p_name": name}) is not None:
+            raise BucketAlreadyExists(f"bucket {name!r} already exists")
+        rec = BucketRecord(BucketId(0), domain_id, name, created_at, storage_class)
+        pk = self._x(_INSERT_BUCKET, self._bucket_values(rec, tenant_id)).inserted_primary_key
+        if pk is None:
+            raise MetadataError("metadata: create_bucket: no id was generated")
+        return BucketRecord(BucketId(int(pk[0])), domain_id, name, created_at, storage_class)
+
+    def insert_bucket(self, rec: BucketRecord) -> None:
+        """Raise ``BucketAlreadyExists`` if another id holds the name in the same tenant."""
+        if self._first(_BUCKET_BY_ID, {"p_bucket": rec.bucket_id}) is not None:
+            return
+        tenant_id = self._tenant_of(rec.domain_id)
+        if self._first(_BUCKET_BY_NAME, {"p_tenant": tenant_id, "p_name": rec.name}) is not None:
+            raise BucketAlreadyExists(f"bucket {rec.name!r} already exists with another id")
+        self._x(_INSERT_BUCKET, {"bucket_id": rec.bucket_id, **self._bucket_values(rec, tenant_id)})
+        if self._pg:
+            self._x(_PG_ADVANCE_BUCKET_SEQ, {"p_id": rec.bucket_id})
+
+    def get_bucket(self, name: str) -> BucketRecord:
+        """Looked up in the default tenant (the only one until multi-tenancy lands)."""
+        row = self._first(_BUCKET_BY_NAME, {"p_tenant": s.DEFAULT_TENANT_ID, "p_name": name})
+        if row is None:
+            raise NoSuchBucket(f"bucket {name!r} does not exist")
+        return _bucket(row)
+
+    def get_bucket_by_id(self, bucket_id: BucketId) -> BucketRecord | None:
+        row = self._first(_BUCKET_BY_ID, {"p_bucket": bucket_id})
+        return None if row is None else _bucket(row)
+
+    def list_buckets(self) -> list[BucketRecord]:
+        """Every bucket of every tenant, by name (then id)."""
+        return [_bucket(r) for r in self._rows(_LIST_BUCKETS)]
+
+    def delete_bucket(self, bucket_id: BucketId) -> None:
+        """No-op for an unknown id (replay). In-progress multipart uploads also keep a bucket:
+        they hold chunk references that only aborting the upload releases."""
+        params = {"p_bucket": bucket_id}
+        if self._first(_ANY_VERSION, params) is not None:
+            raise BucketNotEmpty(f"bucket {bucket_id} still holds object versions")
+        if self._first(_ANY_UPLOAD, params) is not None:
+            raise BucketNotEmpty(f"bucket {bucket_id} still has multipart uploads in progress")
+        self._x(_DELETE_BUCKET, params)
+
+    # --- object versions -----------------------------------------------------------------------
+
+    def insert_version(self, version: ObjectVersion) -> None:
+        """Raise ``NoSuchBucket`` if the bucket is not recorded."""
+        if self._first(_VERSION_PK_BY_ID, {"p_version": version.version_id}) is not None:
+            return
+        if self._first(_BUCKET_BY_ID, {"p_bucket": version.bucket_id}) is None:
+            raise NoSuchBucket(f"bucket {version.bucket_id} does not exist")
+        self._x(_UNSET_LATEST, {"p_bucket": version.bucket_id, "p_key": version.key})
+        result = self._x(
+            _INSERT_VERSION,
+            {
+                "bucket_id": version.bucket_id,
+                "key": version.key,
+                "version_id": version.version_id,
+                "is_latest": True,
+                "is_delete_marker": version.is_delete_marker,
+                "size": version.size,
+                "etag": version.etag,
+                "content_type": version.content_type,
+                "user_meta": _dump_meta(version.user_meta),
+                "created_at": version.created_at,
+                "ec_k": version.storage_class.k,
+                "ec_m": version.storage_class.m,
+                "chunk_min": version.chunker.min_size,
+                "chunk_avg": version.chunker.avg_size,
+                "chunk_max": version.chunker.max_size,
+                "inline_data": version.inline_data,
+            },
+        )
+        pk = result.inserted_primary_key
+        if pk is None:
+            raise MetadataError("metadata: insert_version: no id was generated")
+        if version.chunks:
+            self._x(
+                _INSERT_MANIFEST,
+                [
+                    {
+                        "version_pk": pk[0],
+                        "seq": seq,
+                        "chunk_id": ref.chunk_id,
+                        "offset": ref.offset,
+                        "plain_size": ref.plain_size,
+                    }
+                    for seq, ref in enumerate(version.chunks)
+                ],
+            )
+
+    def _manifest(self, version_pk: int) -> tuple[ChunkRef, ...]:
+        return tuple(_chunk_ref(r) for r in self._rows(_MANIFEST, {"p_pk": version_pk}))
+
+    def _version_row(self, bucket_id: BucketId, key: str, version_id: VersionId | None) -> sa.Row[Any] | None:
+        if version_id is None:
+            return self._first(_LATEST_VERSION, {"p_bucket": bucket_id, "p_key": key})
+        return self._first(_NAMED_VERSION, {"p_bucket": bucket_id, "p_key": key, "p_version": version_id})
+
+    def get_version(self, bucket_id: BucketId, key: str, version_id: VersionId | None = None) -> ObjectVersion:
+        """The latest version may be a delete marker: it is returned as such
+        (``is_delete_marker``) so that the caller can answer like S3 does."""
+        row = self._version_row(bucket_id, key, version_id)
+        if row is None:
+            which = "" if version_id is None else f" version {version_id}"
+            raise NoSuchKey(f"key {key!r}{which} does not exist in bucket {bucket_id}")
+        return _version(row, self._manifest(row.version_pk))
+
+    def delete_version(self, bucket_id: BucketId, key: str, version_id: VersionId) -> ObjectVersion | None:
+        row = self._version_row(bucket_id, key, version_id)
+        if row is None:
+            return None
+        version = _version(row, self._manifest(row.version_pk))
+        self._x(_DELETE_MANIFEST, {"p_pk": row.version_pk})
+        self._x(_DELETE_VERSION, {"p_pk": row.version_pk})
+        if row.is_latest:
+            nxt = self._first(_NEXT_NEWEST, {"p_bucket": bucket_id, "p_key": key})
+            if nxt is not None:
+                self._x(_SET_LATEST, {"p_pk": nxt.version_pk})
+        return version
+
+    def list_objects(
+        self, bucket_id: BucketId, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> list[ObjectSummary]:
+        """``key > start_after`` or ``key >= prefix`` (whichever is tighter) and
+        ``key < _prefix_end(prefix)``: one index range scan, never LIKE, never OFFSET."""
+        if limit <= 0:
+            return []
+        end = _prefix_end(prefix)
+        if end is not None and start_after >= end:
+            return []
+        inclusive = start_after < prefix
+        params = {
+            "p_bucket": bucket_id,
+            "p_lower": prefix if inclusive else start_after,
+            "p_end": end,
+            "p_limit": limit,
+        }
+        # positional unpacking: a page is up to thousands of rows, and Row attribute access costs
+        rows = cast("list[tuple[Any, ...]]", self._rows(_list_objects_stmt(inclusive, end is not None), params))
+        return [ObjectSummary(key, VersionId(vid), size, etag, at) for key, vid, size, etag, at in rows]
+
+    def count_versions(self, bucket_id: BucketId) -> int:
+        """Every version, delete markers included."""
+        row = self._first(_COUNT_VERSIONS, {"p_bucket": bucket_id})
+        return 0 if row is None else int(row.n)
+
+    def iter_all_versions(self) -> Iterator[ObjectVersion]:
+        """Pages of ``_BATCH`` versions by primary key; each page's manifests come from one range
+        scan of ``manifest_entries``. Consume it inside the transaction."""
+        after = -1
+        while True:
+            rows = self._rows(_VERSION_PAGE, {"p_after": after, "p_limit": _BATCH})
+            if not rows:
+                return
+            first, last = rows[0].version_pk, rows[-1].version_pk
+            refs: dict[int, list[ChunkRef]] = {}
+            for e in self._rows(_MANIFEST_RANGE, {"p_first": first, "p_last": last}):
+                refs.setdefault(e.version_pk, []).append(_chunk_ref(e))
+            for r in rows:
+                yield _version(r, tuple(refs.get(r.version_pk, ())))
+            after = last
+
+    # --- chunks --------------------------------------------------------------------------------
+
+    def _placements(self, keys: Sequence[tuple[int, bytes]]) -> dict[tuple[int, bytes], tuple[DiskId, ...]]:
+        """Placement of many chunks: one ``chunk_id IN (...)`` query per domain and batch."""
+        by_domain: dict[int, list[bytes]] = {}
+        for domain_id, chunk_id in keys:
+            by_domain.setdefault(domain_id, []).append(chunk_id)
+        out: dict[tuple[int, bytes], list[DiskId]] = {}
+        for domain_id, ids in by_domain.items():
+            for i in range(0, len(ids), _BATCH):
+                params = {"p_domain": domain_id, "p_chunks": ids[i : i + _BATCH]}
+                for r in self._rows(_PLACEMENTS, params):
+                    # Positional: a shard with no row (lost, not yet healed) leaves "" at its
+                    # index, so later shards keep theirs.
+                    disks = out.setdefault((domain_id, bytes(r.chunk_id)), [])
+                    disks.extend([DiskId("")] * (r.shard_index + 1 - len(disks)))
+                    disks[r.shard_index] = DiskId(r.disk_id)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def _chunks_with_placement(self, rows: list[sa.Row[Any]]) -> list[ChunkRecord]:
+        keys = [(int(r.domain_id), bytes(r.chunk_id)) for r in rows]
+        placements = self._placements(keys)
+        out = []
+        for r, k in zip(rows, keys, strict=True):
+            placement = placements.get(k, ())
+            width = int(r.ec_k) + int(r.ec_m)
+            if placement and len(placement) < width:  # trailing missing shards read as "" too
+                placement += (DiskId(""),) * (width - len(placement))
+            out.append(_chunk(r, placement))
+        return out
+
+    def get_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
+        row = self._first(_GET_CHUNK, {"p_domain": domain_id, "p_chunk": chunk_id})
+        return None if row is None else self._chunks_with_placement([row])[0]
+
+    def get_chunks(self, domain_id: DomainId, chunk_ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkRecord]:
+        unique = list(dict.fromkeys(chunk_ids))
+        rows: list[sa.Row[Any]] = []
+        for i in range(0, len(unique), _BATCH):
+            rows += self._rows(_GET_CHUNKS, {"p_domain": domain_id, "p_chunks": unique[i : i + _BATCH]})
+        return {rec.chunk_id: rec for rec in self._chunks_with_placement(rows)}
+
+    def insert_chunk(self, rec: ChunkRecord) -> bool:
+        inserted = self._insert_ignore(
+            _CH,
+            ("domain_id", "chunk_id"),
+            {
+                "domain_id": rec.domain_id,
+                "chunk_id": rec.chunk_id,
+                "generation": rec.generation,
+                "plain_size": rec.plain_size,
+                "sealed_size": rec.sealed_size,
+                "ec_k": rec.k,
+                "ec_m": rec.m,
+                "refcount": rec.refcount,
+                "created_at": rec.created_at,
+                "zero_since": rec.zero_since,
+            },
+        )
+        if inserted:
+            self._insert_placement(rec)
+        return inserted
+
+    def _insert_placement(self, rec: ChunkRecord) -> None:
+        """One row per placed shard; an empty disk id (a shard that is missing) gets no row and
+        reads back as "" at its index."""
+        rows = [
+            {"domain_id": rec.domain_id, "chunk_id": rec.chunk_id, "shard_index": i, "disk_id": disk}
+            for i, disk in enumerate(rec.placement)
+            if disk
+        ]
+        if rows:
+            self._x(_INSERT_SHARDS, rows)
+
+    def incref(self, domain_id: DomainId, chunk_id: ChunkId, count: int) -> bool:
+        _check_count(count, "incref")
+        params = {"p_domain": domain_id, "p_chunk": chunk_id}
+        if count == 0:
+            return self._first(_CHUNK_EXISTS, params) is not None
+        return self._x(_INCREF, {**params, "p_count": count}).rowcount == 1
+
+    def decref(self, domain_id: DomainId, chunk_id: ChunkId, count: int, at: datetime) -> int:
+        """Raise ``MetadataError`` for an unknown chunk or a count that would go below zero:
+        both mean the index is inconsistent, and silently clamping could free live data."""
+        _check_count(count, "decref")
+        params = {"p_domain": domain_id, "p_chunk": chunk_id}
+        row = self._first(_REFCOUNT_FOR_UPDATE, params)
+        if row is None:
+            raise MetadataError(f"metadata: decref of unrecorded chunk {chunk_id.hex()} (domain {domain_id})")
+        current = int(row.refcount)
+        if count == 0:
+            return current
+        new = current - count
+        if new < 0:
+            raise MetadataError(
+                f"metadata: refcount of chunk {chunk_id.hex()} would drop below zero ({current} - {count})"
+            )
+        if new == 0:
+            self._x(_SET_COUNT_AND_ZERO, {**params, "p_refcount": 0, "p_zero": at})
+        else:
+            self._x(_SET_COUNT, {**params, "p_refcount": new})
+        return new
+
+    def touch_unreferenced(self, domain_id: DomainId, chunk_id: ChunkId, at: datetime) -> None:
+        self._x(_TOUCH, {"p_domain": domain_id, "p_chunk": chunk_id, "p_at": at})
+
+    def set_placement(self, domain_id: DomainId, chunk_id: ChunkId, index: int, disk_id: DiskId) -> None:
+        """Raise ``MetadataError`` for an unknown chunk or a shard index outside ``[0, k+m)``."""
+        row = self._first(_CHUNK_WIDTH, {"p_domain": domain_id, "p_chunk": chunk_id})
+        if row is None:
+            raise MetadataError(f"metadata: placement for unrecorded chunk {chunk_id.hex()} (domain {domain_id})")
+        if not 0 <= index < row.ec_k + row.ec_m:
+            raise MetadataError(
+                f"metadata: shard index {index} outside EC({row.ec_k},{row.ec_m}) of chunk {chunk_id.hex()}"
+            )
+        if not disk_id:  # the shard is gone: no row, reads back as ""
+            self._x(_DELETE_SHARD, {"p_domain": domain_id, "p_chunk": chunk_id, "p_index": index})
+            return
+        self._upsert(
+            _SH,
+            ("domain_id", "chunk_id", "shard_index"),
+            {"domain_id": domain_id, "chunk_id": chunk_id, "shard_index": index, "disk_id": disk_id},
+        )
+
+    def set_refcount(self, domain_id: DomainId, chunk_id: ChunkId, count: int, at: datetime) -> None:
+        """Raise ``MetadataError`` for an unknown chunk."""
+        _check_count(count, "set_refcount")
+        params = {"p_domain": domain_id, "p_chunk": chunk_id, "p_refcount": count, "p_zero": at if count == 0 else None}
+        if self._x(_SET_COUNT_AND_ZERO, params).rowcount != 1:
+            raise MetadataError(f"metadata: set_refcount of unrecorded chunk {chunk_id.hex()} (domain {domain_id})")
+
+    def list_chunks(self, after: tuple[DomainId, ChunkId] | None = None, limit: int = 1000) -> list[ChunkRecord]:
+        if limit <= 0:
+            return []
+        if after is None:
+            rows = self._rows(_LIST_CHUNKS_FIRST, {"p_limit": limit})
+        else:
+            rows = self._rows(_LIST_CHUNKS_AFTER, {"p_domain": after[0], "p_chunk": after[1], "p_limit": limit})
+        return self._chunks_with_placement(rows)
+
+    def collectable_chunks(self, zero_before: datetime, limit: int = 1000) -> list[ChunkRecord]:
+        """Oldest first, so that a limited GC pass frees the longest-dead chunks."""
+        if limit <= 0:
+            return []
+        return self._chunks_with_placement(self._rows(_COLLECTABLE, {"p_before": zero_before, "p_limit": limit}))
+
+    def delete_chunk_if_collectable(self, domain_id: DomainId, chunk_id: ChunkId, zero_before: datetime) -> bool:
+        """The heal request of a deleted chunk goes with it (it has nothing left to heal)."""
+        params = {"p_domain": domain_id, "p_chunk": chunk_id}
+        if self._first(_STILL_COLLECTABLE, {**params, "p_before": zero_before}) is None:
+            return False
+        self._x(_DELETE_SHARDS, params)
+        self._x(_DELETE_HEAL, params)
+        self._x(_DELETE_CHUNK, params)
+        return True
+
+    def shard_counts_by_disk(self) -> dict[DiskId, int]:
+        return {DiskId(r.disk_id): int(r.n) for r in self._rows(_SHARD_COUNTS)}
+
+    def chunk_count(self) -> int:
+        row = self._first(_CHUNK_COUNT)
+        return 0 if row is None else int(row.n)
+
+    def stored_size_total(self) -> int:
+        row = self._first(_STORED_TOTAL)
+        return 0 if row is None else int(row.n)
+
+    # Not (yet) in the MetaTx protocol of repo.py; the engine calls them.
+
+    def max_chunk_width(self) -> int | None:
+        """The widest k+m of any stored chunk (``None`` without chunks): a disk set may not shrink
+        below it."""
+        row = self._first(sa.select(sa.func.max(_CH.c.ec_k + _CH.c.ec_m).label("n")))
+        return None if row is None or row.n is None else int(row.n)
+
+    def update_chunk(self, rec: ChunkRecord) -> None:
+        """Rebuild's truth from the disks: keep the refcount, overwrite everything else."""
+        values = {
+            "generation": rec.generation,
+            "plain_size": rec.plain_size,
+            "sealed_size": rec.sealed_size,
+            "ec_k": rec.k,
+            "ec_m": rec.m,
+            "created_at": rec.created_at,
+        }
+        key = (_CH.c.domain_id == rec.domain_id) & (_CH.c.chunk_id == rec.chunk_id)
+        if self._x(sa.update(_CH).where(key).values(**values)).rowcount == 0:
+            self.insert_chunk(rec)
+            return
+        self._x(_DELETE_SHARDS, {"p_domain": rec.domain_id, "p_chunk": rec.chunk_id})
+        self._insert_placement(rec)
+
+    # --- heal queue ----------------------------------------------------------------------------
+
+    def enqueue_heal(self, item: HealItem) -> None:
+        """A second request for a queued chunk keeps the first (its reason and queue time)."""
+        self._insert_ignore(
+            _HQ,
+            ("domain_id", "chunk_id"),
+            {
+                "domain_id": item.domain_id,
+                "chunk_id": item.chunk_id,
+                "reason": item.reason,
+                "queued_at": item.queued_at,
+            },
+        )
+
+    def list_heal(self, limit: int = 1000) -> list[HealItem]:
+        """Oldest request first."""
+        if limit <= 0:
+            return []
+        return [
+            HealItem(
+                domain_id=DomainId(r.domain_id),
+                chunk_id=ChunkId(bytes(r.chunk_id)),
+                reason=r.reason,
+                queued_at=r.queued_at,
+            )
+            for r in self._rows(_LIST_HEAL, {"p_limit": limit})
+        ]
+
+    def remove_heal(self, domain_id: DomainId, chunk_id: ChunkId) -> None:
+        self._x(_DELETE_HEAL, {"p_domain": domain_id, "p_chunk": chunk_id})
+
+    # --- journal position ----------------------------------------------------------------------
+
+    def get_journal_positions(self) -> dict[str, int]:
+        return {r.segment: int(r.applied_offset) for r in self._rows(_JOURNAL_POSITIONS)}
+
+    def set_journal_position(self, segment: str, offset: int) -> None:
+        self._upsert(s.journal_positions, ("segment",), {"segment": segment, "applied_offset": offset})
+
+
+# --- the repository ----------------------------------------------------------------------------
+
+
+def _sqlite_on_connect(busy_timeout: float) -> Any:
+    """A ``connect`` listener: per-connection pragmas, and pysqlite's BEGIN handling switched off
+    (``isolation_level = None``) so that the ``begin`` listener can emit BEGIN IMMEDIATE."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            # PRAGMA takes no bound parameters; the value is an int computed here.
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise MetadataError(f"metadata: SQLite refused WAL journal mode (got {mode!r})")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    return on_connect
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # Writers take the write lock at BEGIN (no deadlock-prone upgrade later); readers begin a
+    # deferred transaction: a WAL snapshot that neither waits for writers nor blocks them.
+    read_only = conn.get_execution_options().get("dwh_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class SqlMetaRepo:
+    """The metadata repository on a SQLAlchemy URL (``for_sqlite`` for the data directory's file).
+
+    ``create=True`` creates the schema when the database is new; with ``create=False`` the
+    database must exist already. Either way an existing database is migrated to head.
+    """
+
+    def __init__(self, url: str | URL, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        u = make_url(url)
+        self._sqlite = u.get_backend_name() == "sqlite"
+        self._busy_timeout = busy_timeout
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        if self._sqlite:
+            db = u.database or ""
+            if db in ("", ":memory:") or "mode=memory" in str(u.query):
+                raise InvalidInput("metadata: an in-memory SQLite database cannot be shared by a pool; use a file")
+            if not create and not Path(db).exists():
+                raise MetadataError(f"metadata: database {db} does not exist")
+            self._engine = sa.create_engine(
+                u,
+                poolclass=sa.QueuePool,
+                pool_size=8,
+                max_overflow=8,
+                pool_timeout=busy_timeout,
+                connect_args={"check_same_thread": False, "timeout": busy_timeout},
+            )
+            event.listen(self._engine, "connect", _sqlite_on_connect(busy_timeout))
+            event.listen(self._engine, "begin", _sqlite_on_begin)
+        else:
+            self._engine = sa.create_engine(u, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        try:
+            self._migrate(create)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def for_sqlite(cls, path: str | Path, *, create: bool = True) -> SqlMetaRepo:
+        return cls(URL.create("sqlite+pysqlite", database=str(path)), create=create)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """For tests and diagnostics only; all metadata access goes through ``transaction()``."""
+        return self._engine
+
+    @contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        """A connection inside an open write transaction, committed on normal exit."""
+        if getattr(self._local, "in_tx", False):
+            raise MetadataError("metadata: nested transaction in one thread (it would wait for itself)")
+        lock = self._write_lock if self._sqlite else None  # PostgreSQL: the advisory lock below
+        if lock is not None and not lock.acquire(timeout=self._busy_timeout):
+            raise MetadataError("metadata: timed out waiting for the write lock")
+        self._local.in_tx = True
+        try:
+            try:
+                conn = self._engine.connect()
+            except sa_exc.SQLAlchemyError as e:
+                raise _translate(e, "connect") from e
+            try:
+                try:
+                    conn.begin()
+                    if not self._sqlite:
+                        conn.execute(_PG_WRITER_LOCK, {"p_key": _PG_WRITER_LOCK_KEY})
+                except sa_exc.SQLAlchemyError as e:
+                    self._rollback(conn)
+                    raise _translate(e, "begin") from e
+                try:
+                    yield conn
+                except BaseException:
+                    self._rollback(conn)
+                    raise
+                try:
+                    conn.commit()
+                except sa_exc.SQLAlchemyError as e:
+                    self._rollback(conn)
+                    raise _translate(e, "commit") from e
+            finally:
+                conn.close()
+        finally:
+            self._local.in_tx = False
+            if lock is not None:
+                lock.release()
+
+    @staticmethod
+    def _rollback(conn: sa.Connection) -> None:
+        try:
+            conn.rollback()
+        except sa_exc.SQLAlchemyError:
+            conn.invalidate()  # never hand a connection in an unknown state back to the pool
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlMetaTx]:
+        with self._connection() as conn:
+            tx = SqlMetaTx(conn)
+            try:
+                yield tx
+            finally:
+                tx._close()
+
+    @contextmanager
+    def read(self) -> Iterator[SqlMetaTx]:
+        """A read-only snapshot: no write lock, so reads run in parallel with each other and with
+        the committer. Calling a writing method inside it is a programming error."""
+        try:
+            conn = self._engine.connect().execution_options(dwh_read_only=True)
+        except sa_exc.SQLAlchemyError as e:
+            raise _translate(e, "connect") from e
+        try:
+            try:
+                conn.begin()
+            except sa_exc.SQLAlchemyError as e:
+                self._rollback(conn)
+                raise _translate(e, "begin") from e
+            tx = SqlMetaTx(conn)
+            try:
+                yield tx
+            finally:
+                tx._close()
+                self._rollback(conn)
+        finally:
+            conn.close()
+
+    def _migrate(self, create: bool) -> None:
+        """Upgrade to head inside one write transaction (a concurrent opener waits, then finds
+        nothing to do). Works from an installed wheel: the scripts are package data."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        cfg.set_main_option("path_separator", "os")
+        with self._connection() as conn:
+            if not create and not sa.inspect(conn).has_table("alembic_version"):
+                raise MetadataError("metadata: the database holds no DataWarehouse schema")
+            cfg.attributes["connection"] = conn
+            try:
+                command.upgrade(cfg, "head")
+            except CommandError as e:
+                raise MetadataError(
+                    f"metadata: cannot migrate the database ({e}); was it written by a newer DataWarehouse?"
+                ) from e
+            except sa_exc.SQLAlchemyError as e:
+                raise _translate(e, "migration") from e
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+if TYPE_CHECKING:
+
+    def _conforms(repo: SqlMetaRepo, tx: SqlMetaTx) -> tuple[MetaRepo, MetaTx]:
+        return repo, tx

@@ -1,0 +1,260 @@
+"""Metadata operations on buckets and objects, as journal documents and as transactions.
+
+Each operation is one JSON document. The same ``apply_*`` function runs it live (inside the
+committer's transaction, validating first) and when the journal is replayed (catch-up after a
+crash, or a full rebuild of the index): replay skips what is already there, so applying a record
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from datawarehouse.errors import (
+    ConcurrentModification,
+    CorruptFrame,
+    InvalidInput,
+    MetadataError,
+    NoSuchBucket,
+    NoSuchKey,
+    PreconditionFailed,
+)
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.meta.repo import MetaTx
+from datawarehouse.records import BucketRecord, ChunkerParams, ChunkRecord, ChunkRef, ObjectVersion, StorageClass
+
+log = logging.getLogger(__name__)
+
+
+def new_version_id(at: datetime) -> VersionId:
+    """Time-ordered and unique: microseconds since the epoch, then 64 random bits."""
+    return VersionId(f"{int(at.timestamp() * 1_000_000):014x}{secrets.token_hex(8)}")
+
+
+# --- encoding --------------------------------------------------------------------------------------
+
+
+def version_to_doc(v: ObjectVersion) -> dict[str, Any]:
+    return {
+        "bucket_id": v.bucket_id,
+        "key": v.key,
+        "version_id": v.version_id,
+        "size": v.size,
+        "etag": v.etag,
+        "created_at": v.created_at.isoformat(),
+        "ec": [v.storage_class.k, v.storage_class.m],
+        "chunker": [v.chunker.min_size, v.chunker.avg_size, v.chunker.max_size],
+        "content_type": v.content_type,
+        "user_meta": v.user_meta,
+        "inline": base64.b64encode(v.inline_data).decode() if v.inline_data is not None else None,
+        "chunks": [[c.chunk_id.hex(), c.offset, c.plain_size] for c in v.chunks],
+        "delete_marker": v.is_delete_marker,
+        "system_meta": v.system_meta,
+        "tags": v.tags,
+    }
+
+
+def version_from_doc(d: dict[str, Any]) -> ObjectVersion:
+    try:
+        return ObjectVersion(
+            bucket_id=BucketId(d["bucket_id"]),
+            key=d["key"],
+            version_id=VersionId(d["version_id"]),
+            size=int(d["size"]),
+            etag=d["etag"],
+            created_at=datetime.fromisoformat(d["created_at"]),
+            storage_class=StorageClass(*d["ec"]),
+            chunker=ChunkerParams(*d["chunker"]),
+            content_type=d["content_type"],
+            user_meta=dict(d["user_meta"]),
+            inline_data=base64.b64decode(d["inline"]) if d["inline"] is not None else None,
+            chunks=tuple(ChunkRef(ChunkId(bytes.fromhex(h)), o, s) for h, o, s in d["chunks"]),
+            is_delete_marker=bool(d.get("delete_marker", False)),
+            system_meta=dict(d.get("system_meta", {})),
+            tags=dict(d.get("tags", {})),
+        )
+    except (KeyError, TypeError, ValueError, InvalidInput) as exc:  # InvalidInput: a bad EC or chunker
+        raise CorruptFrame(f"journal: malformed object version ({exc.__class__.__name__})") from exc
+
+
+def chunk_to_doc(c: ChunkRecord) -> dict[str, Any]:
+    return {
+        "id": c.chunk_id.hex(),
+        "gen": c.generation,
+        "plain": c.plain_size,
+        "sealed": c.sealed_size,
+        "ec": [c.k, c.m],
+        "at": c.created_at.isoformat(),
+        "placement": list(c.placement),
+    }
+
+
+def chunk_from_doc(domain_id: DomainId, d: dict[str, Any]) -> ChunkRecord:
+    return ChunkRecord(
+        domain_id=domain_id,
+        chunk_id=ChunkId(bytes.fromhex(d["id"])),
+        generation=int(d["gen"]),
+        plain_size=int(d["plain"]),
+        sealed_size=int(d["sealed"]),
+        k=d["ec"][0],
+        m=d["ec"][1],
+        refcount=0,
+        created_at=datetime.fromisoformat(d["at"]),
+        placement=tuple(DiskId(p) for p in d["placement"]),
+    )
+
+
+def refs_of(v: ObjectVersion) -> Counter[ChunkId]:
+    """Chunk references a version holds (inline versions hold none)."""
+    if v.inline_data is not None:
+        return Counter()
+    return Counter(c.chunk_id for c in v.chunks)
+
+
+# --- operations ------------------------------------------------------------------------------------
+
+
+def bucket_create_doc(b: BucketRecord) -> dict[str, Any]:
+    sc = b.storage_class
+    return {
+        "op": "bucket.create",
+        "bucket_id": b.bucket_id,
+        "domain_id": b.domain_id,
+        "name": b.name,
+        "created_at": b.created_at.isoformat(),
+        "ec": [sc.k, sc.m] if sc else None,
+    }
+
+
+def apply_bucket_create(tx: MetaTx, doc: dict[str, Any]) -> None:
+    """Replay only (the live path calls ``tx.create_bucket`` to get an id)."""
+    ec = doc["ec"]
+    tx.insert_bucket(
+        BucketRecord(
+            BucketId(doc["bucket_id"]),
+            DomainId(doc["domain_id"]),
+            doc["name"],
+            datetime.fromisoformat(doc["created_at"]),
+            StorageClass(*ec) if ec else None,
+        )
+    )
+
+
+def apply_bucket_delete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    if replay and tx.get_bucket_by_id(BucketId(doc["bucket_id"])) is None:
+        return
+    tx.delete_bucket(BucketId(doc["bucket_id"]))
+
+
+def _drop_version(
+    tx: MetaTx, domain_id: DomainId, v: ObjectVersion, at: datetime, replay: bool = False
+) -> ObjectVersion | None:
+    gone = tx.delete_version(v.bucket_id, v.key, v.version_id)
+    if gone is not None:
+        for chunk_id, count in refs_of(gone).items():
+            try:
+                tx.decref(domain_id, chunk_id, count, at)
+            except MetadataError:
+                if not replay:
+                    raise
+                # Replay after a partial index (rebuild recomputes every count from the manifests).
+                log.warning("journal: chunk %s of %r missing from the index", chunk_id.hex()[:16], v.key)
+    return gone
+
+
+def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersion | None:
+    """Store a version, replacing the key's current one when ``replace`` is set.
+
+    Returns the replaced version (if any). New chunk rows are inserted, every reference counted;
+    a reused chunk that vanished meanwhile (GC) refuses the commit rather than reference it.
+    """
+    v = version_from_doc(doc["version"])
+    domain_id = DomainId(doc["domain_id"])
+    bucket = tx.get_bucket_by_id(v.bucket_id)
+    if bucket is None:
+        if replay:
+            log.warning("journal: object %r in a bucket that no longer exists; skipped", v.key)
+            return None
+        raise NoSuchBucket(f"bucket {v.bucket_id} no longer exists")
+    if replay:
+        try:
+            tx.get_version(v.bucket_id, v.key, v.version_id)
+            return None  # already applied
+        except NoSuchKey:
+            pass
+    for cdoc in doc["new_chunks"]:
+        tx.insert_chunk(chunk_from_doc(domain_id, cdoc))
+    for chunk_id, count in refs_of(v).items():
+        if not tx.incref(domain_id, chunk_id, count):
+            if replay:
+                log.warning("journal: object %r references chunk %s missing from the index", v.key, chunk_id.hex()[:16])
+                continue
+            raise ConcurrentModification(f"chunk {chunk_id.hex()[:16]} was collected during the write; retry")
+    replaced = None
+    if doc.get("replace", True):
+        try:
+            current: ObjectVersion | None = tx.get_version(v.bucket_id, v.key)
+        except NoSuchKey:
+            current = None
+        if not replay and doc.get("conditions"):
+            check_write_conditions(doc["conditions"], current)
+        if current is not None:
+            replaced = _drop_version(tx, domain_id, current, v.created_at, replay)
+    tx.insert_version(v)
+    return replaced
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """RFC 7232 list of entity tags (quoted or not, ``*``) against a stored (unquoted) ETag."""
+    for candidate in header.split(","):
+        c = candidate.strip().removeprefix("W/")
+        if c == "*" or c.strip('"') == etag:
+            return True
+    return False
+
+
+def check_write_conditions(conditions: dict[str, str], current: ObjectVersion | None) -> None:
+    """If-None-Match: * (create only) and If-Match (replace only that version) on a write."""
+    if_none = conditions.get("if-none-match")
+    if if_none is not None:
+        if if_none.strip() != "*":
+            raise InvalidInput("If-None-Match on a write supports only '*'")
+        if current is not None and not current.is_delete_marker:
+            raise PreconditionFailed("If-None-Match: an object exists under this key")
+    if_match = conditions.get("if-match")
+    if if_match is not None:
+        if current is None or current.is_delete_marker:
+            raise NoSuchKey("If-Match: no object under this key")
+        if not etag_matches(if_match, current.etag):
+            raise PreconditionFailed("If-Match: the object's ETag differs")
+
+
+def apply_object_delete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersion | None:
+    bucket_id = BucketId(doc["bucket_id"])
+    try:
+        v = tx.get_version(bucket_id, doc["key"], VersionId(doc["version_id"]))
+    except NoSuchKey:
+        if replay:
+            return None
+        raise
+    return _drop_version(tx, DomainId(doc["domain_id"]), v, datetime.fromisoformat(doc["at"]), replay)
+
+
+def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
+    """Apply one journaled operation idempotently (catch-up and rebuild)."""
+    op = doc.get("op")
+    if op == "bucket.create":
+        apply_bucket_create(tx, doc)
+    elif op == "bucket.delete":
+        apply_bucket_delete(tx, doc, replay=True)
+    elif op == "object.put":
+        apply_object_put(tx, doc, replay=True)
+    elif op == "object.delete":
+        apply_object_delete(tx, doc, replay=True)
+    else:
+        log.warning("journal: unknown operation %r skipped", op)

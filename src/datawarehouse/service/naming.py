@@ -1,0 +1,38 @@
+"""Bucket and key name rules (the S3 ones, so names valid here are valid anywhere)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from datawarehouse.errors import InvalidBucketName, InvalidKey
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+MAX_KEY_BYTES = 1024
+
+
+def check_bucket_name(name: str) -> str:
+    """3-63 characters of lowercase letters, digits, '.' and '-'; no '..', not an IP address."""
+    if not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
+        raise InvalidBucketName(
+            "bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
+        )
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        raise InvalidBucketName("bucket name: must not look like an IP address")
+    if name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
+        raise InvalidBucketName("bucket name: reserved prefix or suffix")
+    return name
+
+
+def check_key(key: str) -> str:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidKey("object key: must be valid UTF-8") from exc
+    if size == 0 or size > MAX_KEY_BYTES:
+        raise InvalidKey(f"object key: must be 1..{MAX_KEY_BYTES} bytes of UTF-8")
+    return key

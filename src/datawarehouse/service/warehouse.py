@@ -1,0 +1,299 @@
+"""``Warehouse``: the Python API of one data directory — buckets and objects, plus the admin
+operations (scrub, gc, disks, keys, rebuild) that the CLI and tests drive.
+
+Objects are written with a streaming ``ObjectUpload`` (``write``/``finish``) or in one call with
+``put_object``; ``finish`` first makes every shard durable, then commits the version, its
+manifest and the chunk references in one journaled transaction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from datawarehouse.clock import Clock
+from datawarehouse.config import EngineConfig
+from datawarehouse.engine.engine import Engine
+from datawarehouse.engine.writer import ObjectWriter
+from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchKey
+from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
+from datawarehouse.meta.repo import MetaTx, ObjectSummary
+from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
+from datawarehouse.service import catalog
+from datawarehouse.service.naming import check_bucket_name, check_key
+
+MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
+MAX_PUT_SIZE = 5 * 1024**3  # one PutObject: 5 GiB, as S3
+# Representation headers stored with an object and returned on GET/HEAD.
+SYSTEM_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control", "expires")
+READ_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    passphrase: str | None = None
+    config: EngineConfig | None = None
+    clock: Clock | None = None
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """What a new object carries besides its bytes."""
+
+    content_type: str = "application/octet-stream"
+    user_meta: dict[str, str] = field(default_factory=dict)
+    system_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectUpload:
+    """A streaming write of one object; nothing is visible until ``finish`` returns."""
+
+    def __init__(
+        self,
+        wh: Warehouse,
+        bucket: BucketRecord,
+        key: str,
+        writer: ObjectWriter,
+        storage_class: StorageClass,
+        spec: ObjectSpec,
+    ) -> None:
+        self._wh = wh
+        self._bucket = bucket
+        self._key = key
+        self._writer = writer
+        self._class = storage_class
+        self._spec = spec
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            self._writer.write(data)
+        except InvalidInput as exc:
+            self._writer.abort()
+            raise EntityTooLarge(str(exc)) from exc
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def finish(
+        self, *, extra_system_meta: dict[str, str] | None = None, conditions: dict[str, str] | None = None
+    ) -> ObjectVersion:
+        """Make the bytes durable, then commit the version. ``conditions`` (If-Match /
+        If-None-Match) are checked inside the commit's transaction, so they hold atomically."""
+        engine = self._wh.engine
+        data = self._writer.finish()
+        now = engine.now()
+        version = ObjectVersion(
+            bucket_id=self._bucket.bucket_id,
+            key=self._key,
+            version_id=catalog.new_version_id(now),
+            size=data.size,
+            etag=data.md5_hex,
+            created_at=now,
+            storage_class=self._class,
+            chunker=engine.config.chunker,
+            content_type=self._spec.content_type,
+            user_meta=dict(self._spec.user_meta),
+            inline_data=data.inline_data,
+            chunks=data.chunks,
+            system_meta={**self._spec.system_meta, **(extra_system_meta or {})},
+            tags=dict(self._spec.tags),
+        )
+        domain = self._bucket.domain_id
+        doc = {
+            "op": "object.put",
+            "domain_id": domain,
+            "replace": True,
+            "conditions": conditions or {},
+            "version": catalog.version_to_doc(version),
+            "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
+        }
+        engine.commit(lambda tx: catalog.apply_object_put(tx, doc, replay=False), domain, lambda: doc)
+        return version
+
+
+class Warehouse:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, root: Path, disks: list[Path] | None = None, options: OpenOptions | None = None) -> Warehouse:
+        o = options or OpenOptions()
+        return cls(Engine.init(root, disks, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock))
+
+    @classmethod
+    def open(cls, root: Path, options: OpenOptions | None = None) -> Warehouse:
+        o = options or OpenOptions()
+        return cls(Engine.open(root, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock))
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self) -> Any:
+        """A read-only snapshot (no write lock)."""
+        return self.engine.repo.read()
+
+    # --- buckets -------------------------------------------------------------------------------
+
+    def create_bucket(
+        self, name: str, storage_class: str | None = None, domain_id: DomainId = DEFAULT_DOMAIN
+    ) -> BucketRecord:
+        check_bucket_name(name)
+        sc = None
+        if storage_class:
+            sc = parse_storage_class(storage_class, len(self.engine.disks.active()))
+            sc.check_fits(len(self.engine.disks.active()))
+        now = self.engine.now()
+        created: list[BucketRecord] = []
+
+        def apply(tx: MetaTx) -> BucketRecord:
+            rec = tx.create_bucket(domain_id, name, now, sc)
+            created.append(rec)
+            return rec
+
+        rec: BucketRecord = self.engine.commit(apply, domain_id, lambda: catalog.bucket_create_doc(created[-1]))
+        return rec
+
+    def get_bucket(self, name: str) -> BucketRecord:
+        with self._read() as tx:
+            rec: BucketRecord = tx.get_bucket(name)
+            return rec
+
+    def list_buckets(self) -> list[BucketRecord]:
+        with self._read() as tx:
+            out: list[BucketRecord] = tx.list_buckets()
+            return out
+
+    def delete_bucket(self, name: str) -> None:
+        rec = self.get_bucket(name)
+        doc = {"op": "bucket.delete", "bucket_id": rec.bucket_id}
+        try:
+            self.engine.commit(
+                lambda tx: catalog.apply_bucket_delete(tx, doc, replay=False), rec.domain_id, lambda: doc
+            )
+        except BucketNotEmpty as exc:  # the index names the bucket by id; the caller knows it by name
+            raise BucketNotEmpty(f"bucket {name!r} is not empty ({exc})") from exc
+
+    def storage_class_for(self, bucket: BucketRecord, override: str | None = None) -> StorageClass:
+        count = len(self.engine.disks.active())
+        sc = (
+            parse_storage_class(override, count)
+            if override
+            else (bucket.storage_class or self.engine.default_storage_class())
+        )
+        sc.check_fits(count)
+        return sc
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def open_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        user_meta: dict[str, str] | None = None,
+        system_meta: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        storage_class: str | None = None,
+        max_size: int = MAX_OBJECT_SIZE,
+    ) -> ObjectUpload:
+        check_key(key)
+        rec = self.get_bucket(bucket)
+        sc = self.storage_class_for(rec, storage_class)
+        writer = self.engine.new_writer(rec.domain_id, sc, max_size)
+        spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}))
+        return ObjectUpload(self, rec, key, writer, sc, spec)
+
+    def put_object(self, bucket: str, key: str, data: bytes | BinaryIO | Iterable[bytes], **kw: Any) -> ObjectVersion:
+        upload = self.open_upload(bucket, key, **kw)
+        try:
+            if isinstance(data, bytes | bytearray | memoryview):
+                view = memoryview(data)
+                for i in range(0, len(view), READ_SIZE):
+                    upload.write(view[i : i + READ_SIZE])
+            elif isinstance(data, io.IOBase) or hasattr(data, "read"):
+                stream: Any = data
+                while piece := stream.read(READ_SIZE):
+                    upload.write(piece)
+            else:
+                for piece in data:
+                    upload.write(piece)
+        except BaseException:
+            upload.abort()
+            raise
+        return upload.finish()
+
+    def head_object(self, bucket: str, key: str) -> ObjectVersion:
+        return self.lookup(bucket, key)[1]
+
+    def lookup(self, bucket: str, key: str) -> tuple[BucketRecord, ObjectVersion]:
+        """Bucket and current version in one snapshot; a delete marker reads as NoSuchKey."""
+        with self._read() as tx:
+            rec: BucketRecord = tx.get_bucket(bucket)
+            v: ObjectVersion = tx.get_version(rec.bucket_id, key)
+        if v.is_delete_marker:
+            raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
+        return rec, v
+
+    def get_object(
+        self, bucket: str, key: str, start: int = 0, end: int | None = None
+    ) -> tuple[ObjectVersion, Iterator[bytes]]:
+        """The version and an iterator over its bytes ``[start, end)`` (end exclusive)."""
+        rec, v = self.lookup(bucket, key)
+        return v, self.engine.read(rec.domain_id, v, start, end)
+
+    def get_object_bytes(self, bucket: str, key: str, start: int = 0, end: int | None = None) -> bytes:
+        _, it = self.get_object(bucket, key, start, end)
+        return b"".join(it)
+
+    def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> list[ObjectSummary]:
+        rec = self.get_bucket(bucket)
+        with self._read() as tx:
+            out: list[ObjectSummary] = tx.list_objects(rec.bucket_id, prefix, start_after, limit)
+            return out
+
+    def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectSummary]:
+        after = ""
+        while True:
+            page = self.list_objects(bucket, prefix, after, 1000)
+            yield from page
+            if len(page) < 1000:
+                return
+            after = page[-1].key
+
+    def delete_object(self, bucket: str, key: str) -> bool:
+        """Delete the current version; ``False`` if there was none. Chunks another object uses stay."""
+        rec = self.get_bucket(bucket)
+        try:
+            v = self.head_object(bucket, key)
+        except NoSuchKey:
+            return False
+        doc = {
+            "op": "object.delete",
+            "domain_id": rec.domain_id,
+            "bucket_id": rec.bucket_id,
+            "key": key,
+            "version_id": v.version_id,
+            "at": self.engine.now().isoformat(),
+        }
+        try:
+            self.engine.commit(
+                lambda tx: catalog.apply_object_delete(tx, doc, replay=False), rec.domain_id, lambda: doc
+            )
+        except NoSuchKey:
+            return False
+        return True

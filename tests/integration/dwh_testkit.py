@@ -1,0 +1,300 @@
+"""Helpers shared by the durability, crash, rebuild and GC tests: a deterministic mixed dataset,
+opening a data directory with small chunks, and looking at what is on the disks.
+
+Everything here drives the real engine; nothing of our own code is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datawarehouse.clock import Clock
+from datawarehouse.config import EngineConfig
+from datawarehouse.engine.chunkstore import parse_shard_key
+from datawarehouse.engine.engine import Engine
+from datawarehouse.ids import ChunkId, DomainId
+from datawarehouse.meta.repo import DomainSecretRecord
+from datawarehouse.records import BucketRecord, ChunkRecord, ObjectVersion
+from datawarehouse.service.warehouse import OpenOptions, Warehouse
+
+# Small chunks so a few MiB of data make many chunks (and therefore many shards on every disk).
+SMALL_CHUNKS = EngineConfig(
+    chunk_min_size=16 * 1024,
+    chunk_avg_size=64 * 1024,
+    chunk_max_size=256 * 1024,
+    inline_max_size=4 * 1024,
+)
+BUCKET = "durable"
+DISK_COUNT = 6
+K, M = 4, 2
+DATASET_SEED = 20240601
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+    user_meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inline(self) -> bool:
+        return len(self.data) <= SMALL_CHUNKS.inline_max_size
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.data, usedforsecurity=False).hexdigest()
+
+
+_WORDS = (
+    "durable shard chunk erasure parity journal scrub heal rebuild disk stripe block object bucket "
+    "version manifest refcount grace period collect orphan sealed frame nonce cipher tag metadata index"
+).split()
+
+
+def text_bytes(rng: random.Random, size: int) -> bytes:
+    """Compressible, non-repeating text (zstd keeps it: it shrinks by far more than 1/32)."""
+    out: list[str] = []
+    length = 0
+    while length < size:
+        line = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))) + f" {rng.randrange(10**6)}\n"
+        out.append(line)
+        length += len(line)
+    return "".join(out).encode()[:size]
+
+
+def make_dataset(seed: int = DATASET_SEED) -> list[Item]:
+    """~20 objects: inline ones (empty, tiny, at the inline limit), a few chunks, many chunks,
+    random and compressible, chunks repeated inside one object, one content under two keys, and
+    two objects sharing a long prefix."""
+    rng = random.Random(seed)
+    shared = rng.randbytes(450_000)
+    prefix = rng.randbytes(300_000)
+    return [
+        Item("small/empty", b""),
+        Item("small/one-byte", b"\x07"),
+        Item("small/random-100", rng.randbytes(100), "application/x-random", {"origin": "seeded"}),
+        Item("small/text-3000", text_bytes(rng, 3000), "text/plain", {"lang": "en", "rev": "3"}),
+        Item("small/at-inline-limit", rng.randbytes(SMALL_CHUNKS.inline_max_size)),
+        Item("small/unicode", "héllo wörld ✓".encode(), "text/plain; charset=utf-8", {"note": "caf\u00e9"}),
+        Item("edge/just-above-inline", rng.randbytes(SMALL_CHUNKS.inline_max_size + 1)),
+        Item("few/random-90k", rng.randbytes(90_000)),
+        Item("few/text-150k", text_bytes(rng, 150_000), "text/plain"),
+        Item("few/random-300k", rng.randbytes(300_000), "application/x-random", {"a": "1", "b": "2"}),
+        Item("many/random-600k", rng.randbytes(600_000)),
+        Item("many/text-900k", text_bytes(rng, 900_000), "text/csv"),
+        Item("many/zeros-500k", bytes(500_000)),
+        Item("many/random-1m", rng.randbytes(1_000_000)),
+        Item("dup/first", shared),
+        Item("dup/second", shared, "application/x-dup", {"copy": "yes"}),
+        Item("prefix/a", prefix + rng.randbytes(150_000)),
+        Item("prefix/b", prefix + text_bytes(rng, 150_000)),
+        Item("deep/path/with spaces/é-unicode.bin", rng.randbytes(50_000)),
+        Item("mixed/random-then-text", rng.randbytes(120_000) + text_bytes(rng, 120_000)),
+    ]
+
+
+# --- opening ---------------------------------------------------------------------------------------
+
+
+def options(clock: Clock | None = None, config: EngineConfig = SMALL_CHUNKS) -> OpenOptions:
+    return OpenOptions(config=config, clock=clock)
+
+
+def init_wh(root: Path, clock: Clock | None = None) -> Warehouse:
+    return Warehouse.init(root, None, options(clock))
+
+
+def open_wh(root: Path, clock: Clock | None = None) -> Warehouse:
+    return Warehouse.open(root, options(clock))
+
+
+def put_items(wh: Warehouse, items: Iterable[Item], bucket: str = BUCKET) -> None:
+    for item in items:
+        wh.put_object(bucket, item.key, item.data, content_type=item.content_type, user_meta=item.user_meta)
+
+
+def populate(root: Path, items: list[Item], clock: Clock | None = None) -> None:
+    with init_wh(root, clock) as wh:
+        wh.create_bucket(BUCKET)
+        put_items(wh, items)
+
+
+def clone_datadir(src: Path, dst: Path) -> Path:
+    """Copy a closed data directory (its disks inside it) and point ``datadir.json`` at the copy."""
+    shutil.copytree(src, dst, symlinks=True)
+    doc_path = dst / "datadir.json"
+    doc = json.loads(doc_path.read_text())
+    for disk in doc["disks"]:
+        path = Path(disk["path"])
+        assert path.is_relative_to(src), f"disk {path} is outside the data directory"
+        disk["path"] = str(dst / path.relative_to(src))
+    doc_path.write_text(json.dumps(doc, indent=1) + "\n")
+    return dst
+
+
+# --- checking objects ------------------------------------------------------------------------------
+
+
+def assert_item(wh: Warehouse, item: Item, bucket: str = BUCKET, ranges: bool = True) -> None:
+    head = wh.head_object(bucket, item.key)
+    assert head.size == len(item.data), item.key
+    assert head.etag == item.md5, item.key
+    assert head.content_type == item.content_type, item.key
+    assert head.user_meta == item.user_meta, item.key
+    got = wh.get_object_bytes(bucket, item.key)
+    assert len(got) == len(item.data), item.key
+    assert got == item.data, f"{item.key}: bytes differ"
+    if ranges and len(item.data) > 10:
+        # A range inside the object (crosses chunk boundaries for the large ones).
+        lo, hi = len(item.data) // 3, len(item.data) - 5
+        assert wh.get_object_bytes(bucket, item.key, lo, hi) == item.data[lo:hi], f"{item.key}: range differs"
+
+
+def assert_dataset(wh: Warehouse, items: Iterable[Item], bucket: str = BUCKET, ranges: bool = True) -> None:
+    """Every item reads back byte-identical (and a range of it, unless ``ranges`` is off), with
+    its size, etag, content type and user metadata; the listing holds exactly these keys."""
+    items = list(items)
+    for item in items:
+        assert_item(wh, item, bucket, ranges)
+    listed = sorted(s.key for s in wh.iter_objects(bucket))
+    assert listed == sorted(i.key for i in items)
+
+
+# --- looking at the index --------------------------------------------------------------------------
+
+
+def all_chunks(engine: Engine) -> list[ChunkRecord]:
+    out: list[ChunkRecord] = []
+    after = None
+    while True:
+        with engine.repo.transaction() as tx:
+            page = tx.list_chunks(after, limit=500)
+        if not page:
+            return out
+        out.extend(page)
+        after = (page[-1].domain_id, page[-1].chunk_id)
+
+
+def all_versions(engine: Engine) -> list[ObjectVersion]:
+    with engine.repo.transaction() as tx:
+        versions = list(tx.iter_all_versions())
+    return sorted(versions, key=lambda v: (v.bucket_id, v.key, v.version_id))
+
+
+def manifest_refcounts(engine: Engine) -> Counter[tuple[DomainId, ChunkId]]:
+    """References every stored version holds (what each chunk's refcount must be)."""
+    with engine.repo.transaction() as tx:
+        buckets = {b.bucket_id: b.domain_id for b in tx.list_buckets()}
+    refs: Counter[tuple[DomainId, ChunkId]] = Counter()
+    for v in all_versions(engine):
+        if v.inline_data is not None:
+            continue
+        for ref in v.chunks:
+            refs[(buckets[v.bucket_id], ref.chunk_id)] += 1
+    return refs
+
+
+def chunk_key(rec: ChunkRecord) -> tuple[DomainId, ChunkId]:
+    return rec.domain_id, rec.chunk_id
+
+
+def chunk_ids_of(wh: Warehouse, keys: Iterable[str], bucket: str = BUCKET) -> set[ChunkId]:
+    out: set[ChunkId] = set()
+    for key in keys:
+        v = wh.head_object(bucket, key)
+        if v.inline_data is None:
+            out |= {ref.chunk_id for ref in v.chunks}
+    return out
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """What the metadata index says, in a form two indexes can be compared by."""
+
+    buckets: list[BucketRecord]
+    versions: list[ObjectVersion]
+    # (domain, chunk id) -> (generation, plain size, sealed size, k, m, refcount, placement)
+    chunks: dict[tuple[DomainId, ChunkId], tuple[object, ...]]
+    zero_since: dict[tuple[DomainId, ChunkId], object]
+    secrets: list[DomainSecretRecord]
+
+
+def snapshot_index(engine: Engine) -> IndexSnapshot:
+    with engine.repo.transaction() as tx:
+        buckets = sorted(tx.list_buckets(), key=lambda b: b.bucket_id)
+        secrets = sorted(tx.list_domain_secrets(), key=lambda s: (s.domain_id, s.key_version))
+    chunks = all_chunks(engine)
+    return IndexSnapshot(
+        buckets=buckets,
+        versions=all_versions(engine),
+        chunks={
+            chunk_key(c): (c.generation, c.plain_size, c.sealed_size, c.k, c.m, c.refcount, c.placement) for c in chunks
+        },
+        zero_since={chunk_key(c): c.zero_since for c in chunks},
+        secrets=secrets,
+    )
+
+
+# --- looking at the disks --------------------------------------------------------------------------
+
+
+def disk_dirs(root: Path) -> list[Path]:
+    """The disk directories recorded in ``datadir.json``, in order."""
+    doc = json.loads((root / "datadir.json").read_text())
+    return [Path(d["path"]) for d in doc["disks"]]
+
+
+def disk_ids(root: Path) -> dict[Path, str]:
+    doc = json.loads((root / "datadir.json").read_text())
+    return {Path(d["path"]): d["disk_id"] for d in doc["disks"]}
+
+
+def iter_files(root: Path, sub: str) -> Iterator[Path]:
+    for disk in disk_dirs(root):
+        base = disk / sub
+        if base.is_dir():
+            yield from (p for p in sorted(base.rglob("*")) if p.is_file())
+
+
+def shard_files(root: Path) -> list[Path]:
+    return list(iter_files(root, "shards"))
+
+
+def file_inventory(root: Path, sub: str) -> dict[str, str]:
+    """``<disk name>/<relative path>`` -> sha256 of every file under ``sub`` on every disk."""
+    out = {}
+    for path in iter_files(root, sub):
+        disk = next(d for d in disk_dirs(root) if path.is_relative_to(d))
+        out[f"{disk.name}/{path.relative_to(disk)}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def shard_path(root: Path, rec: ChunkRecord, index: int) -> Path:
+    """Where shard ``index`` of a chunk lives according to its placement."""
+    disk = {v: k for k, v in disk_ids(root).items()}[rec.placement[index]]
+    h = rec.chunk_id.hex()
+    return disk / "shards" / str(rec.domain_id) / h[:2] / f"{h}.{rec.generation:016x}.{index}"
+
+
+def shard_identities(root: Path) -> Counter[tuple[DomainId, ChunkId, int]]:
+    """(domain, chunk, generation) -> number of shard files on all disks."""
+    out: Counter[tuple[DomainId, ChunkId, int]] = Counter()
+    for path in shard_files(root):
+        disk = next(d for d in disk_dirs(root) if path.is_relative_to(d))
+        parsed = parse_shard_key(str(path.relative_to(disk)))
+        assert parsed is not None, f"stray file among the shards: {path}"
+        domain, chunk, generation, _ = parsed
+        out[(domain, chunk, generation)] += 1
+    return out
+
+
+def temp_files(root: Path) -> list[Path]:
+    return list(iter_files(root, ".tmp"))
