@@ -225,7 +225,9 @@ def test_sigkill_during_a_large_write_leaves_it_whole_or_absent(root: Path, tmp_
 
     # Killed in the middle of the stream: nothing is visible, the shards written so far are orphans.
     writer = Writer(root, seed=1, mode="large", log=tmp_path / "large-1.log")
-    writer.wait_for("WROTE 12")
+    # Up to max_size (4 MiB) waits in the chunker and threads + 4 = 10 chunks may be in flight, so
+    # only after ~14 MiB are some chunks certainly on disk: kill after 20.
+    writer.wait_for("WROTE 20")
     writer.kill()
     pending = apply_log(writer.lines(), acked)
     assert pending is not None and pending[0] == LARGE_KEY
