@@ -9,7 +9,7 @@ that fail the AEAD tag or the chunk-id check are never returned.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +48,20 @@ def parse_shard_key(key: str) -> tuple[DomainId, ChunkId, int, int] | None:
         return DomainId(int(parts[1])), ChunkId(bytes.fromhex(name[0])), int(name[1], 16), int(name[2])
     except ValueError:
         return None
+
+
+def iter_shard_files(disks: DiskSet) -> Iterator[tuple[DiskId, BlobStore, str, tuple[DomainId, ChunkId, int, int]]]:
+    """Every shard file on every readable disk: (disk, store, key, parsed key). A disk that cannot
+    be listed is skipped (its shards are read around like any missing shard)."""
+    for disk_id, store in disks.stores().items():
+        try:
+            keys = list(store.list("shards/"))
+        except DwhError:
+            continue
+        for key in keys:
+            parsed = parse_shard_key(key)
+            if parsed is not None:
+                yield disk_id, store, key, parsed
 
 
 @dataclass

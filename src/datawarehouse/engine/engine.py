@@ -222,6 +222,21 @@ class Engine:
         with self.repo.read() as tx:
             return tx.get_chunk(domain_id, chunk_id)
 
+    def iter_chunks(self, page_size: int = 200) -> Iterator[ChunkRecord]:
+        """Every chunk record, a page per (short) read snapshot, in (domain, id) order."""
+        after = None
+        while True:
+            with self.repo.read() as tx:
+                page = tx.list_chunks(after, limit=page_size)
+            if not page:
+                return
+            yield from page
+            after = (page[-1].domain_id, page[-1].chunk_id)
+
+    def chunk_count(self) -> int:
+        with self.repo.read() as tx:
+            return tx.chunk_count()
+
     def get_chunks(self, domain_id: DomainId, chunk_ids: list[ChunkId]) -> dict[ChunkId, ChunkRecord]:
         with self.repo.read() as tx:
             return tx.get_chunks(domain_id, chunk_ids)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from datawarehouse.engine.chunkstore import parse_shard_key
+from datawarehouse.engine.chunkstore import iter_shard_files
 from datawarehouse.engine.engine import Engine
 from datawarehouse.errors import DwhError
 from datawarehouse.storage.localdisk import LocalDiskStore
@@ -61,38 +61,27 @@ def collect(engine: Engine, grace: timedelta | None = None) -> GcReport:
     return report
 
 
-def _collect_orphans(engine: Engine, before: object, report: GcReport) -> None:
+def _collect_orphans(engine: Engine, before: datetime, report: GcReport) -> None:
     known: dict[tuple[int, bytes], int | None] = {}
-    for disk_id, store in engine.disks.stores().items():
-        try:
-            keys = list(store.list("shards/"))
-        except DwhError:
+    for disk_id, store, key, (domain_id, chunk_id, generation, _index) in iter_shard_files(engine.disks):
+        ident = (domain_id, chunk_id)
+        if ident not in known:
+            rec = engine.get_chunk(domain_id, chunk_id)
+            known[ident] = rec.generation if rec is not None else None
+        if known[ident] == generation:
             continue
-        for key in keys:
-            parsed = parse_shard_key(key)
-            if parsed is None:
+        try:
+            stat = store.stat(key)
+            if stat.modified_at >= before:
                 continue
-            domain_id, chunk_id, generation, _index = parsed
-            ident = (domain_id, chunk_id)
-            if ident not in known:
-                with engine.repo.transaction() as tx:
-                    rec = tx.get_chunk(domain_id, chunk_id)
-                known[ident] = rec.generation if rec is not None else None
-            if known[ident] == generation:
-                continue
-            try:
-                stat = store.stat(key)
-                if stat.modified_at >= before:  # type: ignore[operator]
+            if known[ident] is None:
+                # Re-check: a commit may have inserted the chunk since the first look.
+                rec = engine.get_chunk(domain_id, chunk_id)
+                if rec is not None and rec.generation == generation:
+                    known[ident] = generation
                     continue
-                if known[ident] is None:
-                    # Re-check: a commit may have inserted the chunk since the listing.
-                    with engine.repo.transaction() as tx:
-                        rec = tx.get_chunk(domain_id, chunk_id)
-                    if rec is not None and rec.generation == generation:
-                        known[ident] = generation
-                        continue
-                if store.delete(key):
-                    report.orphan_shards_removed += 1
-                    report.bytes_freed += stat.size
-            except DwhError:
-                engine.disks.record_error(disk_id)
+            if store.delete(key):
+                report.orphan_shards_removed += 1
+                report.bytes_freed += stat.size
+        except DwhError:
+            engine.disks.record_error(disk_id)

@@ -33,23 +33,15 @@ class RebalanceReport:
 
 def rebalance(engine: Engine, progress: Callable[[RebalanceReport, int], None] | None = None) -> RebalanceReport:
     report = RebalanceReport()
-    with engine.repo.transaction() as tx:
-        total = tx.chunk_count()
-    after = None
-    while True:
-        with engine.repo.transaction() as tx:
-            page = tx.list_chunks(after, limit=200)
-        if not page:
-            break
-        for rec in page:
-            report.chunks_checked += 1
-            try:
-                _rebalance_chunk(engine, rec, report)
-            except DwhError as exc:
-                report.failed.append(f"{rec.chunk_id.hex()[:16]}: {exc}")
-            if progress is not None:
-                progress(report, total)
-        after = (page[-1].domain_id, page[-1].chunk_id)
+    total = engine.chunk_count()
+    for rec in engine.iter_chunks():
+        report.chunks_checked += 1
+        try:
+            _rebalance_chunk(engine, rec, report)
+        except DwhError as exc:
+            report.failed.append(f"{rec.chunk_id.hex()[:16]}: {exc}")
+        if progress is not None:
+            progress(report, total)
     return report
 
 

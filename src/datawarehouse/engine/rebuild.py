@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.core import frame
-from datawarehouse.engine.chunkstore import parse_shard_key
+from datawarehouse.engine.chunkstore import iter_shard_files
 from datawarehouse.engine.datadir import DataDir
 from datawarehouse.engine.engine import Engine, Replay
 from datawarehouse.errors import DwhError
@@ -65,23 +65,15 @@ def rebuild_meta(
 def scan_shards(engine: Engine) -> dict[ScanKey, dict[int, tuple[DiskId, frame.ShardHeader]]]:
     """Every shard file on every disk whose header parses, by (domain, chunk, generation)."""
     found: dict[ScanKey, dict[int, tuple[DiskId, frame.ShardHeader]]] = defaultdict(dict)
-    for disk_id, store in engine.disks.stores().items():
+    for disk_id, store, key, parsed in iter_shard_files(engine.disks):
         try:
-            keys = list(store.list("shards/"))
+            header = frame.parse_shard_header(store.get_range(key, 0, frame.SHARD_HEADER_SIZE))
         except DwhError:
             continue
-        for key in keys:
-            parsed = parse_shard_key(key)
-            if parsed is None:
-                continue
-            try:
-                header = frame.parse_shard_header(store.get_range(key, 0, frame.SHARD_HEADER_SIZE))
-            except DwhError:
-                continue
-            domain_id, chunk_id, generation, index = parsed
-            if header.chunk_id != chunk_id or header.generation != generation or header.index != index:
-                continue
-            found[(domain_id, chunk_id, generation)][index] = (disk_id, header)
+        domain_id, chunk_id, generation, index = parsed
+        if header.chunk_id != chunk_id or header.generation != generation or header.index != index:
+            continue
+        found[(domain_id, chunk_id, generation)][index] = (disk_id, header)
     return found
 
 

@@ -64,20 +64,11 @@ def scrub(
 ) -> ScrubReport:
     report = ScrubReport()
     limiter = RateLimiter(rate)
-    with engine.repo.transaction() as tx:
-        total = tx.chunk_count()
-    after = None
-    while True:
-        with engine.repo.transaction() as tx:
-            page = tx.list_chunks(after, limit=200)
-        if not page:
-            break
-        for rec in page:
-            limiter.account(_scrub_chunk(engine, rec, deep, repair, report))
-            if progress is not None:
-                progress(report, total)
-        last = page[-1]
-        after = (last.domain_id, last.chunk_id)
+    total = engine.chunk_count()
+    for rec in engine.iter_chunks():
+        limiter.account(_scrub_chunk(engine, rec, deep, repair, report))
+        if progress is not None:
+            progress(report, total)
     report.journal_copies_repaired = heal_journal(engine) if repair else 0
     with engine.repo.transaction() as tx:
         for item in tx.list_heal(limit=100000):
