@@ -62,6 +62,7 @@ class S3App:
             return
         request_id = secrets.token_hex(8).upper()
         head = scope.get("method") == "HEAD"
+        request: Request | None = None
         try:
             request = Request.from_scope(scope, receive, request_id)
             response = await self._handle(request)
@@ -72,6 +73,8 @@ class S3App:
         except Exception:
             log.exception("request %s failed", request_id)
             response = error_response(internal_error(), request_id)
+        if request is None or request.body_left_unread:
+            response.header("connection", "close")
         await send_response(send, response, request_id, head_only=head)
 
     async def _handle(self, request: Request) -> Response:

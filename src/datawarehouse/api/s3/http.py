@@ -38,6 +38,18 @@ class Request:
     receive: Receive
     request_id: str
     body_started: bool = False
+    body_done: bool = False
+
+    @property
+    def body_left_unread(self) -> bool:
+        """True when the client sent (or is sending) a body that was not read to its end: the
+        connection must then be closed, or those bytes would be parsed as the next request."""
+        if self.body_done:
+            return False
+        if self.body_started:
+            return True
+        length = self.headers.get("content-length")
+        return (length is not None and length != "0") or "transfer-encoding" in self.headers
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive, request_id: str) -> Request:
@@ -81,9 +93,12 @@ class Request:
 
                 raise incomplete_body("the client disconnected before the body was complete")
             body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not more:
+                self.body_done = True
             if body:
                 yield body
-            if not message.get("more_body", False):
+            if not more:
                 return
 
 

@@ -1,0 +1,261 @@
+"""The S3 server end to end with boto3: a real `dwh serve` subprocess on a free port."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ACCESS, SECRET = "CORETESTKEY1", "core-test-secret-123"
+DWH = Path(sys.executable).parent / "dwh"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, DWH_ROOT_ACCESS_KEY=ACCESS, DWH_ROOT_SECRET_KEY=SECRET)
+        self.proc = subprocess.Popen(
+            [str(DWH), "serve", "--data-dir", str(data_dir), "--address", f"127.0.0.1:{self.port}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode() if self.proc.stdout else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def client(self, **config: object) -> object:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4", retries={"max_attempts": 1}, **config),  # type: ignore[arg-type]
+        )
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        return out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("s3core") / "dwh-data")
+    yield srv
+    output = srv.stop()
+    assert "Traceback" not in output, output
+
+
+@pytest.fixture(scope="module")
+def s3(server: Server):  # type: ignore[no-untyped-def]
+    return server.client()
+
+
+def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_buckets(s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-buckets")
+    assert "core-buckets" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    s3.head_bucket(Bucket="core-buckets")
+    assert s3.get_bucket_location(Bucket="core-buckets").get("LocationConstraint") is None
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket="core-buckets")
+    assert code(exc) == "BucketAlreadyOwnedByYou"
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket="Bad_Name")
+    assert code(exc) == "InvalidBucketName"
+    s3.put_object(Bucket="core-buckets", Key="k", Body=b"x")
+    with pytest.raises(ClientError) as exc:
+        s3.delete_bucket(Bucket="core-buckets")
+    assert code(exc) == "BucketNotEmpty"
+    s3.delete_object(Bucket="core-buckets", Key="k")
+    s3.delete_bucket(Bucket="core-buckets")
+    with pytest.raises(ClientError) as exc:
+        s3.head_bucket(Bucket="core-buckets")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024, 64 * 1024 + 1, 5 * 1024 * 1024 + 3])
+def test_put_get_head_round_trip(s3, size: int) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-objects") if size == 0 else None
+    data = os.urandom(size)
+    key = f"sizes/{size} bytes+é"
+    put = s3.put_object(
+        Bucket="core-objects", Key=key, Body=data, ContentType="application/x-test", Metadata={"a": "1"}
+    )
+    assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket="core-objects", Key=key)
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "application/x-test" and got["Metadata"] == {"a": "1"}
+    head = s3.head_object(Bucket="core-objects", Key=key)
+    assert head["ContentLength"] == size and head["ETag"] == put["ETag"]
+
+
+def test_ranges_and_conditions(s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-ranges")
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    etag = s3.put_object(Bucket="core-ranges", Key="r", Body=data)["ETag"]
+    for header, want in [
+        ("bytes=0-0", data[:1]),
+        ("bytes=100-", data[100:]),
+        ("bytes=-10", data[-10:]),
+        ("bytes=1048570-2097160", data[1048570:2097161]),
+    ]:
+        got = s3.get_object(Bucket="core-ranges", Key="r", Range=header)
+        assert got["Body"].read() == want, header
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="core-ranges", Key="r", Range=f"bytes={len(data)}-")
+    assert code(exc) == "InvalidRange"
+    assert s3.get_object(Bucket="core-ranges", Key="r", IfMatch=etag)["Body"].read() == data
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="core-ranges", Key="r", IfMatch='"0000"')
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="core-ranges", Key="r", IfNoneMatch=etag)
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    future = datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="core-ranges", Key="r", IfModifiedSince=future)
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket="core-ranges", Key="r", Body=b"new", IfNoneMatch="*")
+    assert code(exc) == "PreconditionFailed"
+    s3.put_object(Bucket="core-ranges", Key="r", Body=b"new", IfMatch=etag)
+    assert s3.get_object(Bucket="core-ranges", Key="r")["Body"].read() == b"new"
+
+
+def test_errors_and_auth(server: Server, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-auth")
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="core-auth", Key="missing")
+    assert code(exc) == "NoSuchKey"
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="core-nobucket", Key="x")
+    assert code(exc) == "NoSuchBucket"
+    bad = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ACCESS,
+        aws_secret_access_key="wrong-secret",
+        region_name="us-east-1",
+    )
+    with pytest.raises(ClientError) as exc:
+        bad.list_buckets()
+    assert code(exc) == "SignatureDoesNotMatch"
+    unknown = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id="NOSUCHKEY",
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
+    with pytest.raises(ClientError) as exc:
+        unknown.list_buckets()
+    assert code(exc) == "InvalidAccessKeyId"
+    try:
+        urllib.request.urlopen(f"{server.endpoint}/core-auth/x")
+        raise AssertionError("anonymous request accepted")
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        assert err.code == 403 and b"<Code>AccessDenied</Code>" in body and b"<RequestId>" in body
+
+
+def test_presigned_get_and_put(server: Server, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-presign")
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "core-presign", "Key": "p"}, ExpiresIn=300)
+    req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
+    assert urllib.request.urlopen(req).status == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "core-presign", "Key": "p"}, ExpiresIn=300)
+    assert urllib.request.urlopen(get_url).read() == b"presigned body"
+    tampered = get_url.replace("core-presign/p", "core-presign/q")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(tampered)
+    assert err.value.code == 403 and b"SignatureDoesNotMatch" in err.value.read()
+
+
+def test_listing_with_delimiters_and_pagination(s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-list")
+    keys = [f"d{d}/s{s}/f{i}" for d in range(3) for s in range(3) for i in range(30)] + ["top", "é/x", "a b+c", "z%"]
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda k: s3.put_object(Bucket="core-list", Key=k, Body=k.encode()), keys))
+    want = sorted(keys, key=lambda k: k.encode())
+    for op, size in (("list_objects_v2", 37), ("list_objects", 50)):
+        pages = s3.get_paginator(op).paginate(Bucket="core-list", PaginationConfig={"PageSize": size})
+        assert [o["Key"] for p in pages for o in p.get("Contents", [])] == want
+    r = s3.list_objects_v2(Bucket="core-list", Delimiter="/")
+    assert [p["Prefix"] for p in r["CommonPrefixes"]] == ["d0/", "d1/", "d2/", "é/"]
+    assert [o["Key"] for o in r["Contents"]] == ["a b+c", "top", "z%"]
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket="core-list", Prefix="d1/", Delimiter="/", PaginationConfig={"PageSize": 2}
+    )
+    assert [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])] == ["d1/s0/", "d1/s1/", "d1/s2/"]
+    r = s3.list_objects(Bucket="core-list", Prefix="d2/s1/", MaxKeys=3, EncodingType="url")
+    assert len(r["Contents"]) == 3 and r["IsTruncated"]
+    assert s3.list_objects_v2(Bucket="core-list", MaxKeys=0)["KeyCount"] == 0
+
+
+def test_delete_objects(s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-batch")
+    for i in range(20):
+        s3.put_object(Bucket="core-batch", Key=f"k{i}", Body=b"x")
+    r = s3.delete_objects(
+        Bucket="core-batch", Delete={"Objects": [{"Key": f"k{i}"} for i in range(10)] + [{"Key": "nope"}]}
+    )
+    assert len(r["Deleted"]) == 11 and "Errors" not in r
+    r = s3.delete_objects(
+        Bucket="core-batch", Delete={"Objects": [{"Key": f"k{i}"} for i in range(10, 20)], "Quiet": True}
+    )
+    assert "Deleted" not in r
+    assert s3.list_objects_v2(Bucket="core-batch")["KeyCount"] == 0
+
+
+def test_streaming_upload_survives_restart(tmp_path: Path) -> None:
+    """boto3's default upload (aws-chunked with a checksum trailer) of 40 MiB, then a restart."""
+    srv = Server(tmp_path / "dwh-data")
+    try:
+        c = srv.client()
+        c.create_bucket(Bucket="core-restart")
+        data = os.urandom(40 * 1024 * 1024)
+        c.put_object(Bucket="core-restart", Key="big", Body=data)
+    finally:
+        assert "Traceback" not in srv.stop()
+    srv = Server(tmp_path / "dwh-data")
+    try:
+        assert srv.client().get_object(Bucket="core-restart", Key="big")["Body"].read() == data
+    finally:
+        srv.stop()
