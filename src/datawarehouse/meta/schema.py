@@ -167,11 +167,21 @@ object_versions = sa.Table(
     sa.Column("chunk_avg", sa.Integer, nullable=False),
     sa.Column("chunk_max", sa.Integer, nullable=False),
     sa.Column("inline_data", sa.LargeBinary, nullable=True),
+    sa.Column("system_meta", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("tags", sa.Text, nullable=False, server_default="{}"),
     sa.UniqueConstraint("version_id"),
     # point lookups of a key's latest version, and the versions of one key
     sa.Index(None, "bucket_id", "key", "is_latest"),
     # listing: an index range scan over (bucket, latest, key >= bound) in key order, no OFFSET
     sa.Index(None, "bucket_id", "is_latest", "key"),
+)
+
+bucket_settings = sa.Table(
+    "bucket_settings",
+    metadata,
+    sa.Column("bucket_id", sa.BigInteger, sa.ForeignKey("buckets.bucket_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )
 
 manifest_entries = sa.Table(

@@ -174,6 +174,8 @@ def _version(row: sa.Row[Any], chunks: tuple[ChunkRef, ...]) -> ObjectVersion:
         inline_data=None if row.inline_data is None else bytes(row.inline_data),
         chunks=chunks,
         is_delete_marker=bool(row.is_delete_marker),
+        system_meta=_load_meta(row.system_meta),
+        tags=_load_meta(row.tags),
     )
 
 
@@ -589,6 +591,8 @@ class SqlMetaTx:
                 "chunk_avg": version.chunker.avg_size,
                 "chunk_max": version.chunker.max_size,
                 "inline_data": version.inline_data,
+                "system_meta": _dump_meta(version.system_meta),
+                "tags": _dump_meta(version.tags),
             },
         )
         pk = result.inserted_primary_key

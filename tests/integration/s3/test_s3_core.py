@@ -259,3 +259,42 @@ def test_streaming_upload_survives_restart(tmp_path: Path) -> None:
         assert srv.client().get_object(Bucket="core-restart", Key="big")["Body"].read() == data
     finally:
         srv.stop()
+
+
+def test_representation_headers_and_checksums_round_trip(s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-headers")
+    s3.put_object(
+        Bucket="core-headers",
+        Key="h",
+        Body=b"hello headers",
+        CacheControl="max-age=60",
+        ContentEncoding="identity",
+        ContentDisposition='attachment; filename="h.txt"',
+        ContentLanguage="fr",
+        Expires=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    head = s3.head_object(Bucket="core-headers", Key="h")
+    assert head["CacheControl"] == "max-age=60" and head["ContentEncoding"] == "identity"
+    assert head["ContentDisposition"] == 'attachment; filename="h.txt"' and head["ContentLanguage"] == "fr"
+    assert head["ExpiresString"].startswith("Wed, 02 Jan 2030")
+    got = s3.get_object(Bucket="core-headers", Key="h", ResponseCacheControl="no-store", ResponseContentType="text/x")
+    assert got["CacheControl"] == "no-store" and got["ContentType"] == "text/x"
+    for algorithm, field in [
+        ("SHA256", "ChecksumSHA256"),
+        ("CRC32C", "ChecksumCRC32C"),
+        ("CRC64NVME", "ChecksumCRC64NVME"),
+    ]:
+        put = s3.put_object(
+            Bucket="core-headers", Key=f"c-{algorithm}", Body=b"checksummed", ChecksumAlgorithm=algorithm
+        )
+        got = s3.get_object(Bucket="core-headers", Key=f"c-{algorithm}", ChecksumMode="ENABLED")
+        assert got[field] == put[field], algorithm
+    import base64
+
+    good = base64.b64encode(hashlib.md5(b"md5 body").digest()).decode()
+    s3.put_object(Bucket="core-headers", Key="md5", Body=b"md5 body", ContentMD5=good)
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket="core-headers", Key="md5-bad", Body=b"other body", ContentMD5=good)
+    assert code(exc) == "BadDigest"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="core-headers", Key="md5-bad")
