@@ -43,6 +43,18 @@ class EntityTooLarge(InvalidInput):
     """An upload is larger than allowed."""
 
 
+class EntityTooSmall(InvalidInput):
+    """A multipart part other than the last is smaller than the minimum part size."""
+
+
+class InvalidPart(InvalidInput):
+    """A part named in a multipart completion is missing or has another ETag."""
+
+
+class InvalidPartOrder(InvalidInput):
+    """The parts of a multipart completion are not in ascending order."""
+
+
 # --- lookups -----------------------------------------------------------------------------------
 
 

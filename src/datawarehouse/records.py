@@ -206,3 +206,32 @@ class ObjectVersion:
     # Headers stored and returned as given (Content-Encoding, Cache-Control, ..., x-amz-checksum-*).
     system_meta: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """A multipart upload in progress: what the completed object will carry."""
+
+    upload_id: str
+    bucket_id: BucketId
+    key: str
+    created_at: datetime
+    storage_class: StorageClass
+    chunker: ChunkerParams
+    content_type: str = "application/octet-stream"
+    user_meta: dict[str, str] = field(default_factory=dict)
+    system_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One uploaded part: its bytes are chunks (referenced while the upload is open)."""
+
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    created_at: datetime
+    chunks: tuple[ChunkRef, ...] = ()
+    checksums: dict[str, str] = field(default_factory=dict)

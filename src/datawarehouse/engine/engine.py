@@ -34,6 +34,7 @@ from datawarehouse.ids import DEFAULT_DOMAIN, ChunkId, DiskId, DomainId
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, MetaTx
 from datawarehouse.meta.sql import SqlMetaRepo
 from datawarehouse.records import (
+    ChunkerParams,
     ChunkRecord,
     DiskRecord,
     ObjectVersion,
@@ -241,16 +242,26 @@ class Engine:
         with self.repo.read() as tx:
             return tx.get_chunks(domain_id, chunk_ids)
 
-    def new_writer(self, domain_id: DomainId, storage_class: StorageClass, max_size: int | None = None) -> ObjectWriter:
+    def new_writer(
+        self,
+        domain_id: DomainId,
+        storage_class: StorageClass,
+        max_size: int | None = None,
+        *,
+        inline: bool = True,
+        chunker: ChunkerParams | None = None,
+    ) -> ObjectWriter:
+        """``inline=False`` always chunks (multipart parts: their manifests are concatenated);
+        ``chunker`` overrides the configured parameters (a part uses its upload's)."""
         return ObjectWriter(
             self.chunks,
             self.pool,
             self.lookup_chunk,
             domain_id,
             storage_class,
-            self.config.chunker,
+            chunker or self.config.chunker,
             self.now(),
-            inline_max_size=self.config.inline_max_size,
+            inline_max_size=self.config.inline_max_size if inline else 0,
             compression_level=self.config.compression_level or None,  # 0 disables compression
             # Enough chunks in flight to keep every pool thread busy while others wait on fsync.
             max_inflight=self.config.threads + 4,

@@ -86,9 +86,16 @@ def reconcile_chunks(engine: Engine, report: RebuildReport) -> None:
         if len(shards) >= header.k:
             by_chunk[(key[0], key[1])].append(key)
     refs: Counter[tuple[DomainId, ChunkId]] = Counter()
-    with engine.repo.transaction() as tx:
+    with engine.repo.read() as tx:
         versions = list(tx.iter_all_versions())
         buckets = {b.bucket_id: b for b in tx.list_buckets()}
+        # Parts of multipart uploads in progress hold references too.
+        for upload_id in tx.all_upload_ids():
+            upload = tx.get_upload(upload_id)
+            bucket = buckets.get(upload.bucket_id) if upload is not None else None
+            for part in tx.get_parts(upload_id):
+                for c in part.chunks:
+                    refs[(bucket.domain_id if bucket else DomainId(1), c.chunk_id)] += 1
     for v in versions:
         report.versions += 1
         if v.inline_data is not None:

@@ -10,7 +10,16 @@ from datetime import datetime
 from typing import Protocol
 
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
-from datawarehouse.records import BucketRecord, ChunkRecord, DiskRecord, DiskState, ObjectVersion, StorageClass
+from datawarehouse.records import (
+    BucketRecord,
+    ChunkRecord,
+    DiskRecord,
+    DiskState,
+    ObjectVersion,
+    PartRecord,
+    StorageClass,
+    UploadRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,48 @@ class MetaTx(Protocol):
     def stored_size_total(self) -> int:
         """Sum of sealed sizes of all chunks (before erasure overhead)."""
         ...
+
+    # --- multipart uploads -------------------------------------------------------------------------
+    def create_upload(self, rec: UploadRecord) -> None:
+        """No-op when the upload id exists already (journal replay)."""
+        ...
+
+    def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    def list_uploads(
+        self, bucket_id: BucketId, prefix: str = "", key_marker: str = "", upload_id_marker: str = "", limit: int = 1000
+    ) -> list[UploadRecord]:
+        """In-progress uploads ordered by (key, created_at, upload id), after the markers."""
+        ...
+
+    def delete_upload(self, upload_id: str) -> list[PartRecord]:
+        """Remove the upload and its parts; return the parts (with chunks) whose references to release."""
+        ...
+
+    def all_upload_ids(self) -> list[str]: ...
+
+    def put_part(self, part: PartRecord) -> PartRecord | None:
+        """Store a part; return the part it replaced (same number) with its chunks, if any."""
+        ...
+
+    def get_part(self, upload_id: str, part_number: int) -> PartRecord | None: ...
+
+    def list_parts(self, upload_id: str, after: int = 0, limit: int = 1000) -> list[PartRecord]:
+        """Parts numbered above ``after``, without their chunks."""
+        ...
+
+    def get_parts(self, upload_id: str) -> list[PartRecord]:
+        """Every part with its chunks, by part number."""
+        ...
+
+    # --- tags and bucket settings ----------------------------------------------------------------
+    def set_version_tags(self, bucket_id: BucketId, key: str, version_id: VersionId, tags: dict[str, str]) -> None:
+        """Raise ``NoSuchKey`` if the version does not exist."""
+        ...
+
+    def get_bucket_setting(self, bucket_id: BucketId, name: str) -> str | None: ...
+    def put_bucket_setting(self, bucket_id: BucketId, name: str, value: str) -> None: ...
+    def delete_bucket_setting(self, bucket_id: BucketId, name: str) -> bool: ...
 
     # --- heal queue ----------------------------------------------------------------------------
     def enqueue_heal(self, item: HealItem) -> None:

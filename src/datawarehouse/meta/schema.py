@@ -256,6 +256,8 @@ multipart_uploads = sa.Table(
     sa.Column("chunk_min", sa.Integer, nullable=False),
     sa.Column("chunk_avg", sa.Integer, nullable=False),
     sa.Column("chunk_max", sa.Integer, nullable=False),
+    sa.Column("system_meta", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("tags", sa.Text, nullable=False, server_default="{}"),
     # ListMultipartUploads: by bucket, in key order
     sa.Index(None, "bucket_id", "key"),
 )
@@ -273,6 +275,7 @@ multipart_parts = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("etag", sa.String(128), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("checksums", sa.Text, nullable=False, server_default="{}"),
 )
 
 part_entries = sa.Table(

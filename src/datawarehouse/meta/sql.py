@@ -55,6 +55,7 @@ from datawarehouse.errors import (
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectSummary
+from datawarehouse.meta.sql_uploads import UploadsMixin
 from datawarehouse.records import (
     BucketRecord,
     ChunkerParams,
@@ -378,7 +379,7 @@ def _insert_ignore_stmt(table: sa.Table, keys: tuple[str, ...], pg: bool) -> sa.
 _Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-class SqlMetaTx:
+class SqlMetaTx(UploadsMixin):
     """One transaction on one connection (see ``MetaTx`` in ``repo.py`` for the contract).
 
     Every statement goes through ``_x`` so that errors are translated in one place and a

@@ -256,5 +256,9 @@ def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
         apply_object_put(tx, doc, replay=True)
     elif op == "object.delete":
         apply_object_delete(tx, doc, replay=True)
+    elif isinstance(op, str) and op.startswith("multipart."):
+        from datawarehouse.service import multipart  # multipart builds on this module
+
+        multipart.replay(tx, doc)
     else:
         log.warning("journal: unknown operation %r skipped", op)

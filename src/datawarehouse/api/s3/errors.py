@@ -212,6 +212,10 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.InvalidRange: ("InvalidRange", True),
     dwh.InvalidBucketName: ("InvalidBucketName", True),
     dwh.EntityTooLarge: ("EntityTooLarge", True),
+    dwh.EntityTooSmall: ("EntityTooSmall", True),
+    dwh.InvalidPart: ("InvalidPart", True),
+    dwh.InvalidPartOrder: ("InvalidPartOrder", True),
+    dwh.PreconditionFailed: ("PreconditionFailed", False),
     dwh.UnsafePath: ("InvalidArgument", False),  # its message may carry a server path
     dwh.NotFound: ("NotFound", False),
     dwh.NoSuchBucket: ("NoSuchBucket", False),

@@ -47,12 +47,15 @@ def system_metadata(headers: dict[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
 
 
-def object_headers(resp: Response, v: ObjectVersion) -> Response:
+def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False) -> Response:
+    """The stored headers of a version. Checksums only when asked for (x-amz-checksum-mode:
+    ENABLED) and the whole object is returned: they describe the whole object, and clients
+    verify the body against them."""
     resp.header("etag", etag_header(v.etag))
     resp.header("last-modified", http_date(v.created_at))
     resp.header("accept-ranges", "bytes")
     for name, value in v.system_meta.items():
-        if name.startswith("x-amz-checksum-") or name in SYSTEM_HEADERS:
+        if name in SYSTEM_HEADERS or (checksums and name.startswith("x-amz-checksum-")):
             resp.header(name, value)
     for name, value in v.user_meta.items():
         resp.header(f"x-amz-meta-{name}", value)
@@ -205,6 +208,10 @@ async def _lookup_for_read(ctx: Context) -> tuple[BucketRecord, ObjectVersion]:
     return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key)
 
 
+def _wants_checksums(ctx: Context) -> bool:
+    return ctx.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+
+
 def _overrides(ctx: Context, resp: Response) -> None:
     for param, header in RESPONSE_OVERRIDES.items():
         value = ctx.request.param(param)
@@ -225,7 +232,7 @@ async def head_object(ctx: Context) -> Response:
     if status is not None:
         return object_headers(Response(status), v) if status == 304 else Response(412)
     rng = parse_range(ctx.request.headers.get("range"), v.size)
-    resp = object_headers(Response(206 if rng else 200), v)
+    resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
     resp.content_type = v.content_type
     start, end = rng or (0, v.size)
     resp.header("content-length", end - start)
@@ -249,7 +256,7 @@ async def get_object(ctx: Context) -> Response:
         raise s3_error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(v.size)) from None
     start, end = rng or (0, v.size)
     pieces = ctx.warehouse.engine.read(bucket.domain_id, v, start, end)
-    resp = object_headers(Response(206 if rng else 200), v)
+    resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
     resp.content_type = v.content_type
     resp.header("content-length", end - start)
     if rng:

@@ -1,4 +1,5 @@
-"""Object representation headers and tags; per-bucket settings documents.
+"""Object representation headers and tags (also on multipart uploads, checksums on parts);
+per-bucket settings documents.
 
 Revision ID: 0002
 Revises: 0001
@@ -27,6 +28,11 @@ def upgrade() -> None:
     with op.batch_alter_table("object_versions") as batch:
         batch.add_column(sa.Column("system_meta", sa.Text, nullable=False, server_default="{}"))
         batch.add_column(sa.Column("tags", sa.Text, nullable=False, server_default="{}"))
+    with op.batch_alter_table("multipart_uploads") as batch:
+        batch.add_column(sa.Column("system_meta", sa.Text, nullable=False, server_default="{}"))
+        batch.add_column(sa.Column("tags", sa.Text, nullable=False, server_default="{}"))
+    with op.batch_alter_table("multipart_parts") as batch:
+        batch.add_column(sa.Column("checksums", sa.Text, nullable=False, server_default="{}"))
     op.create_table(
         "bucket_settings",
         sa.Column("bucket_id", sa.BigInteger, nullable=False),
@@ -41,6 +47,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("bucket_settings")
+    with op.batch_alter_table("multipart_parts") as batch:
+        batch.drop_column("checksums")
+    with op.batch_alter_table("multipart_uploads") as batch:
+        batch.drop_column("tags")
+        batch.drop_column("system_meta")
     with op.batch_alter_table("object_versions") as batch:
         batch.drop_column("tags")
         batch.drop_column("system_meta")

@@ -1,0 +1,392 @@
+"""Multipart uploads: parts stream in as chunks; completing stitches their manifests together.
+
+A part's chunks are referenced by the part while the upload is open. Completing builds the
+object's manifest by concatenating the chosen parts' manifests (offsets shifted) — no byte is
+read or written again — and, in the same transaction, references the chunks from the new
+version and releases the parts. Aborting releases the parts. Every step is a journaled operation
+applied by one function, live and on replay.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import secrets
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from datawarehouse.errors import (
+    ConcurrentModification,
+    EntityTooSmall,
+    InvalidInput,
+    InvalidPart,
+    InvalidPartOrder,
+    NoSuchBucket,
+    NoSuchUpload,
+)
+from datawarehouse.ids import BucketId, ChunkId, DomainId
+from datawarehouse.meta.repo import MetaTx
+from datawarehouse.records import (
+    BucketRecord,
+    ChunkerParams,
+    ChunkRef,
+    ObjectVersion,
+    PartRecord,
+    StorageClass,
+    UploadRecord,
+)
+from datawarehouse.service import catalog
+from datawarehouse.service.naming import check_key
+from datawarehouse.service.warehouse import MAX_PUT_SIZE, Warehouse
+
+MAX_PARTS = 10_000
+MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    part_number: int
+    etag: str  # unquoted
+
+
+# --- documents ---------------------------------------------------------------------------------------
+
+
+def _upload_doc(u: UploadRecord) -> dict[str, Any]:
+    return {
+        "upload_id": u.upload_id,
+        "bucket_id": u.bucket_id,
+        "key": u.key,
+        "created_at": u.created_at.isoformat(),
+        "ec": [u.storage_class.k, u.storage_class.m],
+        "chunker": [u.chunker.min_size, u.chunker.avg_size, u.chunker.max_size],
+        "content_type": u.content_type,
+        "user_meta": u.user_meta,
+        "system_meta": u.system_meta,
+        "tags": u.tags,
+    }
+
+
+def _upload_from(d: dict[str, Any]) -> UploadRecord:
+    return UploadRecord(
+        upload_id=d["upload_id"],
+        bucket_id=BucketId(d["bucket_id"]),
+        key=d["key"],
+        created_at=datetime.fromisoformat(d["created_at"]),
+        storage_class=StorageClass(*d["ec"]),
+        chunker=ChunkerParams(*d["chunker"]),
+        content_type=d["content_type"],
+        user_meta=dict(d["user_meta"]),
+        system_meta=dict(d["system_meta"]),
+        tags=dict(d["tags"]),
+    )
+
+
+def _part_doc(p: PartRecord) -> dict[str, Any]:
+    return {
+        "upload_id": p.upload_id,
+        "part_number": p.part_number,
+        "size": p.size,
+        "etag": p.etag,
+        "created_at": p.created_at.isoformat(),
+        "checksums": p.checksums,
+        "chunks": [[c.chunk_id.hex(), c.offset, c.plain_size] for c in p.chunks],
+    }
+
+
+def _part_from(d: dict[str, Any]) -> PartRecord:
+    return PartRecord(
+        upload_id=d["upload_id"],
+        part_number=int(d["part_number"]),
+        size=int(d["size"]),
+        etag=d["etag"],
+        created_at=datetime.fromisoformat(d["created_at"]),
+        checksums=dict(d["checksums"]),
+        chunks=tuple(ChunkRef(ChunkId(bytes.fromhex(h)), o, s) for h, o, s in d["chunks"]),
+    )
+
+
+def _refs(chunks: Iterable[ChunkRef]) -> Counter[ChunkId]:
+    return Counter(c.chunk_id for c in chunks)
+
+
+def _release(tx: MetaTx, domain_id: DomainId, parts: Iterable[PartRecord], at: datetime) -> None:
+    for part in parts:
+        for chunk_id, count in _refs(part.chunks).items():
+            tx.decref(domain_id, chunk_id, count, at)
+
+
+# --- apply (live and replay) -------------------------------------------------------------------------
+
+
+def apply_create(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    upload = _upload_from(doc["upload"])
+    if tx.get_bucket_by_id(upload.bucket_id) is None:
+        if replay:
+            return
+        raise NoSuchBucket(f"bucket {upload.bucket_id} no longer exists")
+    tx.create_upload(upload)
+
+
+def apply_part(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    part = _part_from(doc["part"])
+    domain_id = DomainId(doc["domain_id"])
+    if tx.get_upload(part.upload_id) is None:
+        if replay:
+            return
+        raise NoSuchUpload("the upload does not exist (completed or aborted)")
+    if replay:
+        existing = tx.get_part(part.upload_id, part.part_number)
+        if existing is not None and existing.etag == part.etag and existing.created_at == part.created_at:
+            return
+    for cdoc in doc["new_chunks"]:
+        tx.insert_chunk(catalog.chunk_from_doc(domain_id, cdoc))
+    for chunk_id, count in _refs(part.chunks).items():
+        if not tx.incref(domain_id, chunk_id, count) and not replay:
+            raise ConcurrentModification(f"chunk {chunk_id.hex()[:16]} was collected during the upload; retry")
+    replaced = tx.put_part(part)
+    if replaced is not None:
+        _release(tx, domain_id, [replaced], part.created_at)
+
+
+def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersion | None:
+    """Insert the stitched version (replacing the key's current one) and release the upload."""
+    version = catalog.version_from_doc(doc["version"])
+    domain_id = DomainId(doc["domain_id"])
+    upload_id = doc["upload_id"]
+    if tx.get_upload(upload_id) is None:
+        if replay:
+            return None
+        raise NoSuchUpload("the upload does not exist (completed or aborted)")
+    parts = {p.part_number: p for p in tx.get_parts(upload_id)}
+    if not replay:
+        check_parts(parts, [CompletedPart(n, e) for n, e in doc["parts"]])
+    put_doc = {
+        "op": "object.put",
+        "domain_id": domain_id,
+        "replace": True,
+        "conditions": doc.get("conditions", {}),
+        "version": doc["version"],
+        "new_chunks": [],
+    }
+    catalog.apply_object_put(tx, put_doc, replay)
+    _release(tx, domain_id, tx.delete_upload(upload_id), version.created_at)
+    return version
+
+
+def apply_abort(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    upload_id = doc["upload_id"]
+    if tx.get_upload(upload_id) is None:
+        if replay:
+            return
+        raise NoSuchUpload("the upload does not exist (completed or aborted)")
+    _release(tx, DomainId(doc["domain_id"]), tx.delete_upload(upload_id), datetime.fromisoformat(doc["at"]))
+
+
+def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
+    {
+        "multipart.create": apply_create,
+        "multipart.part": apply_part,
+        "multipart.complete": apply_complete,
+        "multipart.abort": apply_abort,
+    }[doc["op"]](tx, doc, True)
+
+
+def check_parts(parts: dict[int, PartRecord], chosen: list[CompletedPart]) -> list[PartRecord]:
+    """The parts a completion names, validated as S3 does."""
+    if not chosen:
+        raise InvalidInput("You must specify at least one part")
+    out: list[PartRecord] = []
+    last = 0
+    for c in chosen:
+        if c.part_number <= last:
+            raise InvalidPartOrder("The list of parts was not in ascending order")
+        last = c.part_number
+        part = parts.get(c.part_number)
+        if part is None or part.etag != c.etag.strip('"'):
+            raise InvalidPart(f"part {c.part_number} was not uploaded or its ETag does not match")
+        out.append(part)
+    for part in out[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise EntityTooSmall(f"part {part.part_number} is {part.size} bytes; all parts but the last need 5 MiB")
+    return out
+
+
+def multipart_etag(parts: list[PartRecord]) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    for part in parts:
+        try:
+            digest.update(binascii.unhexlify(part.etag))
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidPart(f"part {part.part_number} has a malformed ETag") from exc
+    return f"{digest.hexdigest()}-{len(parts)}"
+
+
+# --- use cases -----------------------------------------------------------------------------------------
+
+
+class Multipart:
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+
+    def _bucket(self, name: str) -> BucketRecord:
+        return self.wh.get_bucket(name)
+
+    def create(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        user_meta: dict[str, str] | None = None,
+        system_meta: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> UploadRecord:
+        check_key(key)
+        rec = self._bucket(bucket)
+        engine = self.wh.engine
+        upload = UploadRecord(
+            upload_id=secrets.token_urlsafe(24),
+            bucket_id=rec.bucket_id,
+            key=key,
+            created_at=engine.now(),
+            storage_class=self.wh.storage_class_for(rec, storage_class),
+            chunker=engine.config.chunker,
+            content_type=content_type,
+            user_meta=dict(user_meta or {}),
+            system_meta=dict(system_meta or {}),
+            tags=dict(tags or {}),
+        )
+        doc = {"op": "multipart.create", "upload": _upload_doc(upload)}
+        engine.commit(lambda tx: apply_create(tx, doc, False), rec.domain_id, lambda: doc)
+        return upload
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> tuple[BucketRecord, UploadRecord]:
+        rec = self._bucket(bucket)
+        with self.wh.engine.repo.read() as tx:
+            upload = tx.get_upload(upload_id)
+        if upload is None or upload.bucket_id != rec.bucket_id or upload.key != key:
+            raise NoSuchUpload(
+                "The specified upload does not exist. The upload ID may be invalid, or the upload "
+                "may have been aborted or completed."
+            )
+        return rec, upload
+
+    def open_part(self, bucket: str, key: str, upload_id: str, part_number: int) -> PartUpload:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise InvalidInput(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive")
+        rec, upload = self.get_upload(bucket, key, upload_id)
+        writer = self.wh.engine.new_writer(
+            rec.domain_id, upload.storage_class, MAX_PUT_SIZE, inline=False, chunker=upload.chunker
+        )
+        return PartUpload(self.wh, rec, upload, part_number, writer)
+
+    def complete(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        chosen: list[CompletedPart],
+        conditions: dict[str, str] | None = None,
+    ) -> ObjectVersion:
+        rec, upload = self.get_upload(bucket, key, upload_id)
+        engine = self.wh.engine
+        with engine.repo.read() as tx:
+            parts = check_parts({p.part_number: p for p in tx.get_parts(upload_id)}, chosen)
+        chunks: list[ChunkRef] = []
+        offset = 0
+        for part in parts:
+            for c in part.chunks:
+                chunks.append(ChunkRef(c.chunk_id, offset + c.offset, c.plain_size))
+            offset += part.size
+        now = engine.now()
+        version = ObjectVersion(
+            bucket_id=rec.bucket_id,
+            key=key,
+            version_id=catalog.new_version_id(now),
+            size=offset,
+            etag=multipart_etag(parts),
+            created_at=now,
+            storage_class=upload.storage_class,
+            chunker=upload.chunker,
+            content_type=upload.content_type,
+            user_meta=upload.user_meta,
+            system_meta={**upload.system_meta, "x-dwh-parts": str(len(parts))},
+            tags=upload.tags,
+            chunks=tuple(chunks),
+        )
+        doc = {
+            "op": "multipart.complete",
+            "domain_id": rec.domain_id,
+            "upload_id": upload_id,
+            "parts": [[p.part_number, p.etag] for p in parts],
+            "conditions": conditions or {},
+            "version": catalog.version_to_doc(version),
+        }
+        engine.commit(lambda tx: apply_complete(tx, doc, False), rec.domain_id, lambda: doc)
+        return version
+
+    def abort(self, bucket: str, key: str, upload_id: str) -> None:
+        rec, _ = self.get_upload(bucket, key, upload_id)
+        doc = {
+            "op": "multipart.abort",
+            "domain_id": rec.domain_id,
+            "upload_id": upload_id,
+            "at": self.wh.engine.now().isoformat(),
+        }
+        self.wh.engine.commit(lambda tx: apply_abort(tx, doc, False), rec.domain_id, lambda: doc)
+
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, after: int, limit: int
+    ) -> tuple[UploadRecord, list[PartRecord]]:
+        _, upload = self.get_upload(bucket, key, upload_id)
+        with self.wh.engine.repo.read() as tx:
+            return upload, tx.list_parts(upload_id, after, limit)
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[UploadRecord]:
+        rec = self._bucket(bucket)
+        with self.wh.engine.repo.read() as tx:
+            return tx.list_uploads(rec.bucket_id, prefix, key_marker, upload_id_marker, limit)
+
+
+class PartUpload:
+    """A streaming write of one part; the part exists once ``finish`` returns."""
+
+    def __init__(
+        self, wh: Warehouse, bucket: BucketRecord, upload: UploadRecord, part_number: int, writer: Any
+    ) -> None:
+        self._wh, self._bucket, self._upload, self._number, self._writer = wh, bucket, upload, part_number, writer
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._writer.write(data)
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def finish(self, checksums: dict[str, str] | None = None) -> PartRecord:
+        engine = self._wh.engine
+        data = self._writer.finish()
+        part = PartRecord(
+            upload_id=self._upload.upload_id,
+            part_number=self._number,
+            size=data.size,
+            etag=data.md5_hex,
+            created_at=engine.now(),
+            chunks=data.chunks if data.size else (),
+            checksums=dict(checksums or {}),
+        )
+        domain = self._bucket.domain_id
+        doc = {
+            "op": "multipart.part",
+            "domain_id": domain,
+            "part": _part_doc(part),
+            "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
+        }
+        engine.commit(lambda tx: apply_part(tx, doc, False), domain, lambda: doc)
+        return part
