@@ -9,8 +9,9 @@ manifest and the chunk references in one journaled transaction.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -275,6 +276,36 @@ class Warehouse:
                 return
             after = page[-1].key
 
+    def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        spec: ObjectSpec | None = None,
+        source_conditions: Callable[[ObjectVersion], None] | None = None,
+    ) -> ObjectVersion:
+        """Copy by reference: the new version shares the source's chunks (one journaled commit
+        that adds references; nothing is read or rewritten). Both buckets share the domain."""
+        check_key(key)
+        src_rec, source = self.lookup(src_bucket, src_key)
+        if source_conditions is not None:
+            source_conditions(source)
+        dst = self.get_bucket(bucket)
+        if dst.domain_id != src_rec.domain_id:
+            raise InvalidInput("copying between tenants re-encrypts data and is not supported yet")
+        version = copied_version(source, dst, key, self.engine.now(), spec)
+        doc = {
+            "op": "object.put",
+            "domain_id": dst.domain_id,
+            "replace": True,
+            "version": catalog.version_to_doc(version),
+            "new_chunks": [],
+        }
+        self.engine.commit(lambda tx: catalog.apply_object_put(tx, doc, replay=False), dst.domain_id, lambda: doc)
+        return version
+
     def delete_object(self, bucket: str, key: str) -> bool:
         """Delete the current version; ``False`` if there was none. Chunks another object uses stay."""
         rec = self.get_bucket(bucket)
@@ -297,3 +328,26 @@ class Warehouse:
         except NoSuchKey:
             return False
         return True
+
+
+def copied_version(
+    source: ObjectVersion, bucket: BucketRecord, key: str, now: datetime, spec: ObjectSpec | None
+) -> ObjectVersion:
+    """A new version of ``bucket/key`` with ``source``'s bytes: the same manifest (or inline
+    frame), so no data is read or written. ``spec`` replaces the metadata (REPLACE directive)."""
+    return ObjectVersion(
+        bucket_id=bucket.bucket_id,
+        key=key,
+        version_id=catalog.new_version_id(now),
+        size=source.size,
+        etag=source.etag,
+        created_at=now,
+        storage_class=source.storage_class,
+        chunker=source.chunker,
+        content_type=spec.content_type if spec else source.content_type,
+        user_meta=dict(spec.user_meta) if spec else dict(source.user_meta),
+        inline_data=source.inline_data,
+        chunks=source.chunks,
+        system_meta=dict(spec.system_meta) if spec else dict(source.system_meta),
+        tags=dict(spec.tags) if spec else dict(source.tags),
+    )

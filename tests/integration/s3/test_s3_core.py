@@ -245,3 +245,55 @@ def test_representation_headers_and_checksums_round_trip(s3) -> None:  # type: i
     assert code(exc) == "BadDigest"
     with pytest.raises(ClientError):
         s3.head_object(Bucket="core-headers", Key="md5-bad")
+
+
+def test_copy_object(server: Server, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-copy-a")
+    s3.create_bucket(Bucket="core-copy-b")
+    data = os.urandom(3 * 1024 * 1024)
+    put = s3.put_object(Bucket="core-copy-a", Key="src", Body=data, ContentType="a/b", Metadata={"x": "1"})
+    r = s3.copy_object(Bucket="core-copy-b", Key="dst", CopySource={"Bucket": "core-copy-a", "Key": "src"})
+    assert r["CopyObjectResult"]["ETag"] == put["ETag"]
+    got = s3.get_object(Bucket="core-copy-b", Key="dst")
+    assert got["Body"].read() == data and got["ContentType"] == "a/b" and got["Metadata"] == {"x": "1"}
+    s3.copy_object(
+        Bucket="core-copy-a",
+        Key="src",
+        CopySource="core-copy-a/src",
+        MetadataDirective="REPLACE",
+        ContentType="c/d",
+        Metadata={"y": "2"},
+    )
+    head = s3.head_object(Bucket="core-copy-a", Key="src")
+    assert head["ContentType"] == "c/d" and head["Metadata"] == {"y": "2"}
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket="core-copy-a", Key="src", CopySource="core-copy-a/src")
+    assert code(exc) == "InvalidRequest"
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket="core-copy-b", Key="x", CopySource="core-copy-a/src", CopySourceIfMatch='"0000"')
+    assert code(exc) == "PreconditionFailed"
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket="core-copy-b", Key="x", CopySource="core-copy-a/missing")
+    assert code(exc) == "NoSuchKey"
+    s3.copy_object(Bucket="core-copy-b", Key="y", CopySource="core-copy-a/src", CopySourceIfMatch=put["ETag"])
+    s3.delete_object(Bucket="core-copy-a", Key="src")  # the copies keep the shared chunks alive
+    assert s3.get_object(Bucket="core-copy-b", Key="y")["Body"].read() == data
+
+
+def test_copy_stores_no_new_data(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "dwh-data")
+    try:
+        c = srv.client()
+        c.create_bucket(Bucket="copy-refs")
+        c.put_object(Bucket="copy-refs", Key="src", Body=os.urandom(4 * 1024 * 1024))
+        shard_files = lambda: sum(1 for _ in (tmp_path / "dwh-data" / "disks").rglob("*.0"))  # noqa: E731
+        before = shard_files()
+        for i in range(5):
+            c.copy_object(Bucket="copy-refs", Key=f"copy{i}", CopySource="copy-refs/src")
+        assert shard_files() == before
+    finally:
+        assert "Traceback" not in srv.stop()
+    from datawarehouse.service.warehouse import Warehouse
+
+    with Warehouse.open(tmp_path / "dwh-data") as wh, wh.engine.repo.read() as tx:
+        assert {c.refcount for c in tx.list_chunks(limit=1000)} == {6}

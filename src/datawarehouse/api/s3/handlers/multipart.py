@@ -3,15 +3,13 @@ ListMultipartUploads."""
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed
+from datawarehouse.api.s3.errors import invalid_argument
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
+from datawarehouse.api.s3.handlers.copy import check_copy_conditions, copy_source
 from datawarehouse.api.s3.handlers.objects import (
     etag_header,
-    evaluate_read_conditions,
     parse_range,
     system_metadata,
     user_metadata,
@@ -105,19 +103,9 @@ async def upload_part(ctx: Context) -> Response:
 async def upload_part_copy(ctx: Context) -> Response:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     headers = ctx.request.headers
-    source = unquote(headers["x-amz-copy-source"]).lstrip("/")
-    source, _, query = source.partition("?")
-    if query and query not in ("versionId=null",):
-        raise invalid_request("Copying a specific version is not supported yet")
-    src_bucket, _, src_key = source.partition("/")
-    if not src_bucket or not src_key:
-        raise invalid_argument("x-amz-copy-source must be BUCKET/KEY", name="x-amz-copy-source")
+    src_bucket, src_key = copy_source(headers["x-amz-copy-source"])
     rec, version = await ctx.offload.run(ctx.warehouse.lookup, src_bucket, src_key)
-    conditions = {
-        k[len("x-amz-copy-source-") :]: v for k, v in headers.items() if k.startswith("x-amz-copy-source-if-")
-    }
-    if evaluate_read_conditions(conditions, version) is not None:
-        raise precondition_failed("x-amz-copy-source-if-*")
+    check_copy_conditions(headers, version)
     raw_range = headers.get("x-amz-copy-source-range")
     rng = parse_range(raw_range, version.size) if raw_range else None
     if raw_range and rng is None:
