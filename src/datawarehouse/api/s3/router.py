@@ -39,6 +39,43 @@ _UNSUPPORTED_BUCKET = (
 _UNSUPPORTED_OBJECT = ("acl", "attributes", "legal-hold", "restore", "retention", "select", "torrent")
 
 
+# Every operation ``route`` can name (docs/s3-compatibility.md is checked against this list).
+OPERATIONS = (
+    "ListBuckets",
+    "CreateBucket",
+    "HeadBucket",
+    "DeleteBucket",
+    "GetBucketLocation",
+    "ListObjects",
+    "ListObjectsV2",
+    "ListObjectVersions",
+    "ListMultipartUploads",
+    "PutObject",
+    "GetObject",
+    "HeadObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "UploadPartCopy",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "ListParts",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "GetBucketTagging",
+    "PutBucketTagging",
+    "DeleteBucketTagging",
+    "GetBucketCors",
+    "PutBucketCors",
+    "DeleteBucketCors",
+    "CorsPreflight",
+    "PostObject",
+)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     operation: str

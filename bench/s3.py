@@ -1,0 +1,281 @@
+"""S3 benchmark: `dwh serve` next to moto_server and a trivial in-memory ASGI server (the ceiling),
+all driven by the same asyncio aiohttp client with presigned URLs, in one run.
+
+    .venv/bin/python bench/s3.py            # full run
+    .venv/bin/python bench/s3.py --quick    # fewer objects
+
+Prints MB/s and ops/s per server and workload, the ratio to moto, the fraction of the ceiling,
+p50/p99 of 4 KiB GETs, and server RSS; writes bench/out/s3.json. Targets (incompressible data):
+>= 2.5x moto on 1 MiB PUT and >= 3x on 1 MiB GET at concurrency 8; >= 5x moto on 4 KiB PUT and
+GET ops/s. A missed target never changes the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+import psutil
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ACCESS, SECRET = "BENCHACCESSKEY", "bench-secret-key-123"
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+class Target:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], signed: bool) -> None:
+        self.name, self.signed = name, signed
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [c.replace("PORT", str(self.port)) for c in cmd],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port, self.proc)
+        self.ps = psutil.Process(self.proc.pid)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4", max_pool_connections=64),
+        )
+        if signed:
+            self.client.create_bucket(Bucket="bench")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self.ps.memory_info().rss + sum(c.memory_info().rss for c in self.ps.children(recursive=True))
+                self.peak_rss = max(self.peak_rss, rss)
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+
+    def url(self, method: str, key: str) -> str:
+        if not self.signed:
+            return f"{self.endpoint}/bench/{key}"
+        op = "put_object" if method == "PUT" else "get_object"
+        return str(self.client.generate_presigned_url(op, Params={"Bucket": "bench", "Key": key}, ExpiresIn=3600))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def drive(target: Target, method: str, keys: list[str], bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+    urls = [target.url(method, k) for k in keys]
+    latencies: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+    conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    moved = 0
+
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=600)) as session:
+
+        async def one(i: int) -> None:
+            nonlocal moved
+            async with sem:
+                t = time.perf_counter()
+                if method == "PUT":
+                    async with session.put(urls[i], data=bodies[i % len(bodies)]) as r:
+                        await r.read()
+                        if r.status != 200:
+                            raise RuntimeError(f"{target.name} PUT {r.status}")
+                    moved += len(bodies[i % len(bodies)])
+                else:
+                    async with session.get(urls[i]) as r:
+                        data = await r.read()
+                        if r.status != 200:
+                            raise RuntimeError(f"{target.name} GET {r.status}")
+                    moved += len(data)
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(len(keys))))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "ops_s": len(keys) / elapsed,
+        "mb_s": moved / elapsed / 1e6,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+    }
+
+
+def unique_bodies(count: int, size: int) -> list[bytes]:
+    pool = os.urandom(size + count * 8)
+    return [i.to_bytes(8, "big") + pool[i * 8 : i * 8 + size - 8] for i in range(count)]
+
+
+def boto3_ceiling(target: Target, size: int, count: int) -> dict[str, float]:
+    body = os.urandom(size)
+    s3 = target.client
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: s3.put_object(Bucket="bench", Key=f"b3-{i}", Body=body), range(count)))
+    return {"mb_s": size * count / (time.perf_counter() - start) / 1e6}
+
+
+def multipart(target: Target, size: int) -> dict[str, float]:
+    part = 16 * MiB
+    s3 = target.client
+    up = s3.create_multipart_upload(Bucket="bench", Key="multipart")["UploadId"]
+    body = os.urandom(part)
+    start = time.perf_counter()
+
+    def send(n: int) -> dict[str, Any]:
+        data = n.to_bytes(8, "big") + body[8:]
+        etag = s3.upload_part(Bucket="bench", Key="multipart", UploadId=up, PartNumber=n, Body=data)["ETag"]
+        return {"PartNumber": n, "ETag": etag}
+
+    with ThreadPoolExecutor(8) as ex:
+        parts = list(ex.map(send, range(1, size // part + 1)))
+    s3.complete_multipart_upload(Bucket="bench", Key="multipart", UploadId=up, MultipartUpload={"Parts": parts})
+    return {"mb_s": size / (time.perf_counter() - start) / 1e6}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    args = ap.parse_args()
+    n_big = 64 if args.quick else 256
+    n_small = 1000 if args.quick else 4000
+    mp_size = 256 * MiB if args.quick else 1024 * MiB
+    env = {
+        **os.environ,
+        "DWH_ROOT_ACCESS_KEY": ACCESS,
+        "DWH_ROOT_SECRET_KEY": SECRET,
+        "MALLOC_MMAP_THRESHOLD_": "67108864",
+        "MALLOC_TRIM_THRESHOLD_": "268435456",
+        "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="dwh-s3bench-"))
+    targets = {
+        "trivial": ([sys.executable, str(ROOT / "bench" / "trivial_s3.py"), "PORT"], False),
+        "moto": ([str(BIN / "moto_server"), "-p", "PORT"], True),
+        "dwh": ([str(BIN / "dwh"), "serve", "--data-dir", str(tmp / "dwh-data"), "--address", "127.0.0.1:PORT"], True),
+    }
+    big = unique_bodies(n_big, MiB)
+    small = unique_bodies(n_small, 4096)
+    results: dict[str, Any] = {"machine": {"nproc": os.cpu_count(), "load_start": os.getloadavg()}}
+    for name, (cmd, signed) in targets.items():
+        target = Target(name, cmd, env, signed)
+        res: dict[str, Any] = {}
+        try:
+            for conc in (1, 8, 32):
+                keys = [f"big-{conc}-{i}" for i in range(n_big)]
+                res[f"put_1MiB_c{conc}"] = asyncio.run(drive(target, "PUT", keys, big, conc))
+                res[f"get_1MiB_c{conc}"] = asyncio.run(drive(target, "GET", keys, big, conc))
+            keys = [f"small-{i}" for i in range(n_small)]
+            res["put_4KiB_c16"] = asyncio.run(drive(target, "PUT", keys, small, 16))
+            res["get_4KiB_c16"] = asyncio.run(drive(target, "GET", keys, small, 16))
+            if signed:
+                res["multipart"] = multipart(target, mp_size)
+            else:
+                res["boto3_ceiling_put_1MiB"] = boto3_ceiling(target, MiB, 64)
+        finally:
+            target.stop()
+        res["peak_rss_mib"] = target.peak_rss / MiB
+        results[name] = res
+        print(f"{name}: done", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    results["machine"]["load_end"] = os.getloadavg()
+    report(results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "s3.json").write_text(json.dumps(results, indent=1))
+
+
+def report(r: dict[str, Any]) -> None:
+    rows = [
+        ("put_1MiB_c1", "mb_s"),
+        ("get_1MiB_c1", "mb_s"),
+        ("put_1MiB_c8", "mb_s"),
+        ("get_1MiB_c8", "mb_s"),
+        ("put_1MiB_c32", "mb_s"),
+        ("get_1MiB_c32", "mb_s"),
+        ("put_4KiB_c16", "ops_s"),
+        ("get_4KiB_c16", "ops_s"),
+    ]
+    print("\n| workload | unit | dwh | moto | trivial (ceiling) | dwh / moto | dwh / ceiling |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for key, unit in rows:
+        d, m, t = (r[n][key][unit] for n in ("dwh", "moto", "trivial"))
+        label = "MB/s" if unit == "mb_s" else "ops/s"
+        print(f"| {key} | {label} | {d:.0f} | {m:.0f} | {t:.0f} | {d / m:.2f}x | {d / t:.0%} |")
+    dm, mm = r["dwh"]["multipart"]["mb_s"], r["moto"]["multipart"]["mb_s"]
+    print(f"| multipart (boto3, 8 threads) | MB/s | {dm:.0f} | {mm:.0f} | - | {dm / mm:.2f}x | - |")
+    dg, mg = r["dwh"]["get_4KiB_c16"], r["moto"]["get_4KiB_c16"]
+    print(
+        f"\n4 KiB GET latency p50/p99 ms: dwh {dg['p50_ms']:.1f}/{dg['p99_ms']:.1f}, "
+        f"moto {mg['p50_ms']:.1f}/{mg['p99_ms']:.1f}"
+    )
+    t = r["trivial"]
+    print(
+        f"client ceilings (1 MiB PUT): aiohttp c32 vs trivial {t['put_1MiB_c32']['mb_s']:.0f} MB/s; "
+        f"boto3 8 threads vs trivial {t['boto3_ceiling_put_1MiB']['mb_s']:.0f} MB/s"
+    )
+    print(
+        f"peak server RSS MiB: dwh {r['dwh']['peak_rss_mib']:.0f}, moto {r['moto']['peak_rss_mib']:.0f}, "
+        f"trivial {t['peak_rss_mib']:.0f}"
+    )
+    targets = [
+        ("put_1MiB_c8", "mb_s", 2.5),
+        ("get_1MiB_c8", "mb_s", 3.0),
+        ("put_4KiB_c16", "ops_s", 5.0),
+        ("get_4KiB_c16", "ops_s", 5.0),
+    ]
+    for key, unit, want in targets:
+        ratio = r["dwh"][key][unit] / r["moto"][key][unit]
+        print(f"target {key}: {ratio:.2f}x moto (>= {want}x): {'PASS' if ratio >= want else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
