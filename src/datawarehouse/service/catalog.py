@@ -245,6 +245,28 @@ def apply_object_delete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> Object
     return _drop_version(tx, DomainId(doc["domain_id"]), v, datetime.fromisoformat(doc["at"]), replay)
 
 
+def apply_object_tags(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    """Replace the tag set of one version."""
+    try:
+        tx.set_version_tags(BucketId(doc["bucket_id"]), doc["key"], VersionId(doc["version_id"]), dict(doc["tags"]))
+    except NoSuchKey:
+        if not replay:
+            raise
+
+
+def apply_bucket_setting(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    """Put (``value`` a string) or delete (``value`` null) one per-bucket settings document."""
+    bucket_id = BucketId(doc["bucket_id"])
+    if tx.get_bucket_by_id(bucket_id) is None:
+        if replay:
+            return
+        raise NoSuchBucket(f"bucket {bucket_id} no longer exists")
+    if doc["value"] is None:
+        tx.delete_bucket_setting(bucket_id, doc["name"])
+    else:
+        tx.put_bucket_setting(bucket_id, doc["name"], doc["value"])
+
+
 def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
     """Apply one journaled operation idempotently (catch-up and rebuild)."""
     op = doc.get("op")
@@ -256,6 +278,10 @@ def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
         apply_object_put(tx, doc, replay=True)
     elif op == "object.delete":
         apply_object_delete(tx, doc, replay=True)
+    elif op == "object.tags":
+        apply_object_tags(tx, doc, replay=True)
+    elif op == "bucket.setting":
+        apply_bucket_setting(tx, doc, replay=True)
     elif isinstance(op, str) and op.startswith("multipart."):
         from datawarehouse.service import multipart  # multipart builds on this module
 

@@ -306,6 +306,31 @@ class Warehouse:
         self.engine.commit(lambda tx: catalog.apply_object_put(tx, doc, replay=False), dst.domain_id, lambda: doc)
         return version
 
+    def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectVersion:
+        """Replace the tags of the current version (no data is touched)."""
+        rec, v = self.lookup(bucket, key)
+        doc = {
+            "op": "object.tags",
+            "bucket_id": rec.bucket_id,
+            "key": key,
+            "version_id": v.version_id,
+            "tags": dict(tags),
+        }
+        self.engine.commit(lambda tx: catalog.apply_object_tags(tx, doc, replay=False), rec.domain_id, lambda: doc)
+        return v
+
+    def get_bucket_setting(self, bucket: str, name: str) -> str | None:
+        rec = self.get_bucket(bucket)
+        with self._read() as tx:
+            value: str | None = tx.get_bucket_setting(rec.bucket_id, name)
+            return value
+
+    def set_bucket_setting(self, bucket: str, name: str, value: str | None) -> None:
+        """Store (or with ``None`` remove) a per-bucket settings document such as ``cors``."""
+        rec = self.get_bucket(bucket)
+        doc = {"op": "bucket.setting", "bucket_id": rec.bucket_id, "name": name, "value": value}
+        self.engine.commit(lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, lambda: doc)
+
     def delete_object(self, bucket: str, key: str) -> bool:
         """Delete the current version; ``False`` if there was none. Chunks another object uses stay."""
         rec = self.get_bucket(bucket)

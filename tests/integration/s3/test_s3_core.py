@@ -297,3 +297,30 @@ def test_copy_stores_no_new_data(tmp_path: Path) -> None:
 
     with Warehouse.open(tmp_path / "dwh-data") as wh, wh.engine.repo.read() as tx:
         assert {c.refcount for c in tx.list_chunks(limit=1000)} == {6}
+
+
+def test_object_and_bucket_tagging(server: Server, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-tags")
+    s3.put_object(Bucket="core-tags", Key="t", Body=b"tagged", Tagging="team=storage&env=test")
+    assert s3.head_object(Bucket="core-tags", Key="t")["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "2"
+    got = s3.get_object_tagging(Bucket="core-tags", Key="t")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in got} == {"team": "storage", "env": "test"}
+    s3.put_object_tagging(Bucket="core-tags", Key="t", Tagging={"TagSet": [{"Key": "only", "Value": "one"}]})
+    assert s3.get_object_tagging(Bucket="core-tags", Key="t")["TagSet"] == [{"Key": "only", "Value": "one"}]
+    assert s3.get_object(Bucket="core-tags", Key="t")["Body"].read() == b"tagged"  # data untouched
+    with pytest.raises(ClientError) as exc:
+        s3.put_object_tagging(
+            Bucket="core-tags", Key="t", Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]}
+        )
+    assert code(exc) in ("InvalidTag", "BadRequest", "MalformedXML")
+    s3.delete_object_tagging(Bucket="core-tags", Key="t")
+    assert s3.get_object_tagging(Bucket="core-tags", Key="t")["TagSet"] == []
+    with pytest.raises(ClientError) as exc:
+        s3.get_bucket_tagging(Bucket="core-tags")
+    assert code(exc) == "NoSuchTagSet"
+    s3.put_bucket_tagging(Bucket="core-tags", Tagging={"TagSet": [{"Key": "cost", "Value": "42"}]})
+    assert s3.get_bucket_tagging(Bucket="core-tags")["TagSet"] == [{"Key": "cost", "Value": "42"}]
+    s3.delete_bucket_tagging(Bucket="core-tags")
+    with pytest.raises(ClientError) as exc:
+        s3.get_bucket_tagging(Bucket="core-tags")
+    assert code(exc) == "NoSuchTagSet"

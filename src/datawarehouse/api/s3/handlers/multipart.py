@@ -14,6 +14,7 @@ from datawarehouse.api.s3.handlers.objects import (
     system_metadata,
     user_metadata,
 )
+from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
 from datawarehouse.api.s3.xmlmodel import (
@@ -72,6 +73,7 @@ async def create(ctx: Context) -> Response:
             content_type=headers.get("content-type") or "binary/octet-stream",
             user_meta=user_metadata(headers),
             system_meta=system_metadata(headers),
+            tags=header_tags(headers.get("x-amz-tagging")),
         )
     )
     result = InitiateMultipartUploadResult(ctx.bucket, ctx.key, upload.upload_id)

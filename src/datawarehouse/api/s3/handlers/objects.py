@@ -12,6 +12,7 @@ from urllib.parse import quote
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, http_date
 from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
@@ -59,6 +60,8 @@ def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False)
             resp.header(name, value)
     for name, value in v.user_meta.items():
         resp.header(f"x-amz-meta-{name}", value)
+    if v.tags:
+        resp.header("x-amz-tagging-count", len(v.tags))
     return resp
 
 
@@ -78,6 +81,7 @@ async def put_object(ctx: Context) -> Response:
             content_type=headers.get("content-type") or "binary/octet-stream",
             user_meta=user_metadata(headers),
             system_meta=system_metadata(headers),
+            tags=header_tags(headers.get("x-amz-tagging")),
         )
     )
     try:

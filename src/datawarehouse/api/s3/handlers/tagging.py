@@ -1,0 +1,80 @@
+"""Object and bucket tagging; the x-amz-tagging header of PutObject/CreateMultipartUpload."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+
+from datawarehouse.api.s3.body import BodyReader
+from datawarehouse.api.s3.errors import s3_error
+from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.xml import parse_tagging
+from datawarehouse.api.s3.xmlmodel import Tag
+from datawarehouse.api.s3.xmlrender import render_tagging
+
+MAX_BODY = 64 * 1024
+MAX_OBJECT_TAGS, MAX_BUCKET_TAGS = 10, 50
+
+
+def header_tags(value: str | None) -> dict[str, str]:
+    """``x-amz-tagging: k1=v1&k2=v2`` (URL-encoded), checked like a Tagging document."""
+    if not value:
+        return {}
+    pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=False)
+    tags = dict(pairs)
+    if len(tags) != len(pairs) or len(tags) > MAX_OBJECT_TAGS:
+        raise s3_error("InvalidTag", f"at most {MAX_OBJECT_TAGS} tags, each key once")
+    for key, val in tags.items():
+        if not key or len(key) > 128 or len(val) > 256:
+            raise s3_error("InvalidTag", "tag keys are 1-128 characters, values at most 256")
+    return tags
+
+
+async def _read_tags(ctx: Context, max_tags: int) -> dict[str, str]:
+    body = await BodyReader(ctx.request, ctx.auth, MAX_BODY).read_all(MAX_BODY)
+    return {t.key: t.value for t in parse_tagging(body, max_tags=max_tags)}
+
+
+def _render(tags: dict[str, str]) -> Response:
+    return xml_response(render_tagging(Tag(k, v) for k, v in sorted(tags.items())))
+
+
+@handles("PutObjectTagging")
+async def put_object_tagging(ctx: Context) -> Response:
+    tags = await _read_tags(ctx, MAX_OBJECT_TAGS)
+    await ctx.offload.run(ctx.warehouse.put_object_tags, ctx.bucket, ctx.key, tags)
+    return Response(200)
+
+
+@handles("GetObjectTagging")
+async def get_object_tagging(ctx: Context) -> Response:
+    v = await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
+    return _render(v.tags)
+
+
+@handles("DeleteObjectTagging")
+async def delete_object_tagging(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.put_object_tags, ctx.bucket, ctx.key, {})
+    return Response(204)
+
+
+@handles("PutBucketTagging")
+async def put_bucket_tagging(ctx: Context) -> Response:
+    tags = await _read_tags(ctx, MAX_BUCKET_TAGS)
+    await ctx.offload.run(ctx.warehouse.set_bucket_setting, ctx.bucket, "tagging", json.dumps(tags))
+    return Response(204)
+
+
+@handles("GetBucketTagging")
+async def get_bucket_tagging(ctx: Context) -> Response:
+    value = await ctx.offload.run(ctx.warehouse.get_bucket_setting, ctx.bucket, "tagging")
+    if value is None:
+        raise s3_error("NoSuchTagSet").with_resource(f"/{ctx.bucket}")
+    return _render(json.loads(value))
+
+
+@handles("DeleteBucketTagging")
+async def delete_bucket_tagging(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.set_bucket_setting, ctx.bucket, "tagging", None)
+    return Response(204)
