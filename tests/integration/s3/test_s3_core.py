@@ -324,3 +324,52 @@ def test_object_and_bucket_tagging(server: Server, s3) -> None:  # type: ignore[
     with pytest.raises(ClientError) as exc:
         s3.get_bucket_tagging(Bucket="core-tags")
     assert code(exc) == "NoSuchTagSet"
+
+
+def test_cors_configuration_and_preflight(server: Server, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-cors")
+    with pytest.raises(ClientError) as exc:
+        s3.get_bucket_cors(Bucket="core-cors")
+    assert code(exc) == "NoSuchCORSConfiguration"
+    rules = [
+        {
+            "AllowedOrigins": ["https://app.example.com"],
+            "AllowedMethods": ["GET", "PUT"],
+            "AllowedHeaders": ["content-*", "x-amz-*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 600,
+        },
+        {"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]},
+    ]
+    s3.put_bucket_cors(Bucket="core-cors", CORSConfiguration={"CORSRules": rules})
+    got = s3.get_bucket_cors(Bucket="core-cors")["CORSRules"]
+    assert got[0]["AllowedOrigins"] == ["https://app.example.com"] and got[0]["MaxAgeSeconds"] == 600
+
+    def options(origin: str, method: str, headers: str = "") -> tuple[int, dict[str, str]]:
+        req = urllib.request.Request(f"{server.endpoint}/core-cors/file", method="OPTIONS")
+        req.add_header("Origin", origin)
+        req.add_header("Access-Control-Request-Method", method)
+        if headers:
+            req.add_header("Access-Control-Request-Headers", headers)
+        try:
+            with urllib.request.urlopen(req) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+        except urllib.error.HTTPError as err:
+            return err.code, {}
+
+    status, headers = options("https://app.example.com", "PUT", "content-type, x-amz-meta-a")
+    assert status == 200 and headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "PUT" in headers["access-control-allow-methods"] and headers["access-control-max-age"] == "600"
+    assert options("https://evil.example.net", "PUT")[0] == 403
+    assert options("https://app.example.com", "PUT", "authorization-bogus")[0] == 403
+    status, headers = options("https://anyone.example.org", "GET")
+    assert status == 200 and headers["access-control-allow-origin"] == "*"
+    s3.put_object(Bucket="core-cors", Key="file", Body=b"cors")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "core-cors", "Key": "file"}, ExpiresIn=60)
+    req = urllib.request.Request(url)
+    req.add_header("Origin", "https://app.example.com")
+    with urllib.request.urlopen(req) as resp:
+        assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        assert resp.headers["Access-Control-Expose-Headers"] == "ETag"
+    s3.delete_bucket_cors(Bucket="core-cors")
+    assert options("https://anyone.example.org", "GET")[0] == 403

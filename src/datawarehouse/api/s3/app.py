@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from datawarehouse.api.s3.errors import S3Error, access_denied, internal_error, not_implemented, s3_error_from
 from datawarehouse.api.s3.handlers import HANDLERS, Context, load_all
+from datawarehouse.api.s3.handlers.cors import cors_headers, load_rules, match_rule
 from datawarehouse.api.s3.http import (
     Offload,
     Receive,
@@ -93,10 +94,21 @@ class S3App:
             raise not_implemented(f"{endpoint.operation} is not implemented by this server")
         ctx = Context(self.warehouse, self.offload, request, endpoint, auth, self.region)
         try:
-            return await handler(ctx)
+            response = await handler(ctx)
+            origin = request.headers.get("origin")
+            if origin and endpoint.bucket and endpoint.operation != "CorsPreflight":
+                await self._add_cors(ctx, response, origin)
+            return response
         except DwhError as exc:
             resource = f"/{endpoint.bucket}" + (f"/{endpoint.key}" if endpoint.key else "") if endpoint.bucket else None
             raise s3_error_from(exc, resource=resource) from exc
+
+    async def _add_cors(self, ctx: Context, response: Response, origin: str) -> None:
+        """A browser's actual request: the bucket's CORS rule for its origin and method, if any."""
+        rules = await self.offload.run(load_rules, self.warehouse, ctx.bucket)
+        rule = match_rule(rules, origin, ctx.request.method, [])
+        if rule is not None:
+            response.headers.extend(cors_headers(rule, origin, ctx.request.method))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -55,6 +55,7 @@ S3Code = Literal[
     "NotFound",
     "NotImplemented",
     "RequestHeaderSectionTooLarge",
+    "AccessForbidden",
     "IllegalLocationConstraintException",
     "OperationAborted",
     "PreconditionFailed",
@@ -120,6 +121,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "NoSuchVersion": (404, "The specified version does not exist."),
     "NotFound": (404, "Not Found"),
     "IllegalLocationConstraintException": (400, "The location constraint is incompatible with this endpoint."),
+    "AccessForbidden": (403, "CORSResponse: This CORS request is not allowed."),
     "RequestHeaderSectionTooLarge": (400, "Your request header section exceeds the maximum allowed size."),
     "NotImplemented": (501, "A header you provided implies functionality that is not implemented."),
     "OperationAborted": (

@@ -53,4 +53,13 @@ def handles(*operations: str) -> Callable[[Handler], Handler]:
 
 def load_all() -> None:
     """Import every handler module so that it registers itself."""
-    from datawarehouse.api.s3.handlers import batch, buckets, copy, listing, multipart, objects, tagging  # noqa: F401
+    from datawarehouse.api.s3.handlers import (  # noqa: F401
+        batch,
+        buckets,
+        copy,
+        cors,
+        listing,
+        multipart,
+        objects,
+        tagging,
+    )
