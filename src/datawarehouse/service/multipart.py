@@ -5,6 +5,14 @@ object's manifest by concatenating the chosen parts' manifests (offsets shifted)
 read or written again — and, in the same transaction, references the chunks from the new
 version and releases the parts. Aborting releases the parts. Every step is a journaled operation
 applied by one function, live and on replay.
+
+UploadPartCopy references the source's chunks when the copied range starts and ends on chunk
+boundaries (nothing is written; the bytes are read only when the part's MD5 is not the source's
+ETag); any other range is read and written as new data, where dedup still finds whole chunks.
+
+Quota (later): a part's bytes count against the bucket's quota when the part commits (the
+``multipart.part`` apply is the place, like ``object.put``), and completion moves them from the
+upload to the object without counting them twice.
 """
 
 from __future__ import annotations
@@ -13,13 +21,15 @@ import binascii
 import hashlib
 import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from datawarehouse.engine.writer import ObjectWriter
 from datawarehouse.errors import (
     ConcurrentModification,
+    EntityTooLarge,
     EntityTooSmall,
     InvalidInput,
     InvalidPart,
@@ -40,7 +50,7 @@ from datawarehouse.records import (
 )
 from datawarehouse.service import catalog
 from datawarehouse.service.naming import check_key
-from datawarehouse.service.warehouse import MAX_PUT_SIZE, Warehouse
+from datawarehouse.service.warehouse import MAX_OBJECT_SIZE, MAX_PUT_SIZE, Warehouse
 
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3
@@ -215,6 +225,34 @@ def check_parts(parts: dict[int, PartRecord], chosen: list[CompletedPart]) -> li
     return out
 
 
+def check_part_number(part_number: int) -> None:
+    if not 1 <= part_number <= MAX_PARTS:
+        raise InvalidInput(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive")
+
+
+def whole_chunks(source: ObjectVersion, start: int, end: int) -> tuple[ChunkRef, ...] | None:
+    """The source's chunks that exactly cover ``[start, end)``, offsets made relative to
+    ``start``; ``None`` when the range cuts a chunk (or the source is inline, or empty)."""
+    if source.inline_data is not None or start >= end:
+        return None
+    picked: list[ChunkRef] = []
+    pos = start
+    for c in source.chunks:  # ordered by offset
+        if c.offset + c.plain_size <= start:
+            continue
+        if c.offset >= end:
+            break
+        if c.offset != pos or c.offset + c.plain_size > end:
+            return None
+        picked.append(ChunkRef(c.chunk_id, c.offset - start, c.plain_size))
+        pos += c.plain_size
+    return tuple(picked) if pos == end else None
+
+
+def _is_md5(etag: str) -> bool:
+    return len(etag) == 32 and all(ch in "0123456789abcdef" for ch in etag)
+
+
 def multipart_etag(parts: list[PartRecord]) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     for part in parts:
@@ -277,13 +315,65 @@ class Multipart:
         return rec, upload
 
     def open_part(self, bucket: str, key: str, upload_id: str, part_number: int) -> PartUpload:
-        if not 1 <= part_number <= MAX_PARTS:
-            raise InvalidInput(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive")
+        """A streaming write of one part: always chunked (never inline) with the upload's
+        chunker parameters, so that completion can concatenate the parts' manifests."""
+        check_part_number(part_number)
         rec, upload = self.get_upload(bucket, key, upload_id)
         writer = self.wh.engine.new_writer(
             rec.domain_id, upload.storage_class, MAX_PUT_SIZE, inline=False, chunker=upload.chunker
         )
         return PartUpload(self.wh, rec, upload, part_number, writer)
+
+    def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        byte_range: tuple[int, int] | None = None,
+        source_conditions: Callable[[ObjectVersion], None] | None = None,
+    ) -> PartRecord:
+        """A part made of ``[start, end)`` of the current version of ``src_bucket/src_key``
+        (the whole object without a range). ``source_conditions`` may refuse the source."""
+        check_part_number(part_number)
+        rec, upload = self.get_upload(bucket, key, upload_id)
+        src_rec, source = self.wh.lookup(src_bucket, src_key)
+        if source_conditions is not None:
+            source_conditions(source)
+        start, end = byte_range if byte_range is not None else (0, source.size)
+        if not 0 <= start <= end <= source.size:
+            raise InvalidInput(f"Range specified is not valid for source object of size: {source.size}")
+        if end - start > MAX_PUT_SIZE:
+            raise EntityTooLarge(f"a copied part is at most {MAX_PUT_SIZE} bytes")
+        engine = self.wh.engine
+        shared = whole_chunks(source, start, end) if src_rec.domain_id == rec.domain_id else None
+        if shared is None:
+            part = self.open_part(bucket, key, upload_id, part_number)
+            try:
+                for piece in engine.read(src_rec.domain_id, source, start, end):
+                    part.write(piece)
+            except BaseException:
+                part.abort()
+                raise
+            return part.finish()
+        if start == 0 and end == source.size and _is_md5(source.etag):
+            etag = source.etag
+        else:
+            md5 = hashlib.md5(usedforsecurity=False)
+            for piece in engine.read(src_rec.domain_id, source, start, end):
+                md5.update(piece)
+            etag = md5.hexdigest()
+        record = PartRecord(
+            upload_id=upload.upload_id,
+            part_number=part_number,
+            size=end - start,
+            etag=etag,
+            created_at=engine.now(),
+            chunks=shared,
+        )
+        return commit_part(self.wh, rec.domain_id, record, [])
 
     def complete(
         self,
@@ -303,6 +393,8 @@ class Multipart:
             for c in part.chunks:
                 chunks.append(ChunkRef(c.chunk_id, offset + c.offset, c.plain_size))
             offset += part.size
+        if offset > MAX_OBJECT_SIZE:
+            raise EntityTooLarge(f"the parts add up to {offset} bytes; an object is at most {MAX_OBJECT_SIZE}")
         now = engine.now()
         version = ObjectVersion(
             bucket_id=rec.bucket_id,
@@ -355,16 +447,32 @@ class Multipart:
             return tx.list_uploads(rec.bucket_id, prefix, key_marker, upload_id_marker, limit)
 
 
+def commit_part(wh: Warehouse, domain_id: DomainId, part: PartRecord, new_chunks: list[Any]) -> PartRecord:
+    """Journal and apply one part: its chunks gain references, a part it replaces loses its."""
+    doc = {
+        "op": "multipart.part",
+        "domain_id": domain_id,
+        "part": _part_doc(part),
+        "new_chunks": [catalog.chunk_to_doc(c) for c in new_chunks],
+    }
+    wh.engine.commit(lambda tx: apply_part(tx, doc, False), domain_id, lambda: doc)
+    return part
+
+
 class PartUpload:
     """A streaming write of one part; the part exists once ``finish`` returns."""
 
     def __init__(
-        self, wh: Warehouse, bucket: BucketRecord, upload: UploadRecord, part_number: int, writer: Any
+        self, wh: Warehouse, bucket: BucketRecord, upload: UploadRecord, part_number: int, writer: ObjectWriter
     ) -> None:
         self._wh, self._bucket, self._upload, self._number, self._writer = wh, bucket, upload, part_number, writer
 
     def write(self, data: bytes | memoryview) -> None:
-        self._writer.write(data)
+        try:
+            self._writer.write(data)
+        except InvalidInput as exc:  # over the part size limit
+            self._writer.abort()
+            raise EntityTooLarge(str(exc)) from exc
 
     def abort(self) -> None:
         self._writer.abort()
@@ -381,12 +489,4 @@ class PartUpload:
             chunks=data.chunks if data.size else (),
             checksums=dict(checksums or {}),
         )
-        domain = self._bucket.domain_id
-        doc = {
-            "op": "multipart.part",
-            "domain_id": domain,
-            "part": _part_doc(part),
-            "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
-        }
-        engine.commit(lambda tx: apply_part(tx, doc, False), domain, lambda: doc)
-        return part
+        return commit_part(self._wh, self._bucket.domain_id, part, data.new_chunks)

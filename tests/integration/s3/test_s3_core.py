@@ -373,3 +373,58 @@ def test_cors_configuration_and_preflight(server: Server, s3) -> None:  # type: 
         assert resp.headers["Access-Control-Expose-Headers"] == "ETag"
     s3.delete_bucket_cors(Bucket="core-cors")
     assert options("https://anyone.example.org", "GET")[0] == 403
+
+
+def _post_form(url: str, fields: dict[str, str], content: bytes, filename: str = "upload.txt") -> tuple[int, bytes]:
+    boundary = "----dwhtestboundary7MA4YWxkTrZu0gW"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: text/plain\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_browser_post_policy_upload(server: Server, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="core-post")
+    post = s3.generate_presigned_post(
+        "core-post",
+        "uploads/${filename}",
+        Fields={"success_action_status": "201"},
+        Conditions=[
+            ["starts-with", "$key", "uploads/"],
+            {"success_action_status": "201"},
+            ["content-length-range", 1, 1024],
+        ],
+        ExpiresIn=300,
+    )
+    status, body = _post_form(post["url"], post["fields"], b"hello from a browser form", "note.txt")
+    assert status == 201 and b"<Key>uploads/note.txt</Key>" in body, body
+    assert s3.get_object(Bucket="core-post", Key="uploads/note.txt")["Body"].read() == b"hello from a browser form"
+    status, body = _post_form(post["url"], post["fields"], b"x" * 2000, "big.txt")  # over content-length-range
+    assert status == 400 and b"EntityTooLarge" in body
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="core-post", Key="uploads/big.txt")
+    tampered = {**post["fields"], "key": "elsewhere/${filename}"}
+    status, body = _post_form(post["url"], tampered, b"sneaky")
+    assert status == 403 and b"Invalid according to Policy" in body
+    forged = {**post["fields"], "x-amz-signature": "0" * 64}
+    status, body = _post_form(post["url"], forged, b"forged")
+    assert status == 403 and b"SignatureDoesNotMatch" in body
+    extra = {**post["fields"], "x-amz-meta-unlisted": "1"}
+    status, body = _post_form(post["url"], extra, b"extra field")
+    assert status == 403 and b"Extra input fields" in body
+    expired = s3.generate_presigned_post("core-post", "uploads/${filename}", ExpiresIn=-10)
+    status, body = _post_form(expired["url"], expired["fields"], b"late")
+    assert status == 403 and b"Policy expired" in body

@@ -92,7 +92,7 @@ class S3App:
         handler = HANDLERS.get(endpoint.operation)
         if handler is None:
             raise not_implemented(f"{endpoint.operation} is not implemented by this server")
-        ctx = Context(self.warehouse, self.offload, request, endpoint, auth, self.region)
+        ctx = Context(self.warehouse, self.offload, request, endpoint, auth, self.region, self.lookup_secret)
         try:
             response = await handler(ctx)
             origin = request.headers.get("origin")

@@ -55,6 +55,7 @@ S3Code = Literal[
     "NotFound",
     "NotImplemented",
     "RequestHeaderSectionTooLarge",
+    "MalformedPOSTRequest",
     "AccessForbidden",
     "IllegalLocationConstraintException",
     "OperationAborted",
@@ -122,6 +123,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "NotFound": (404, "Not Found"),
     "IllegalLocationConstraintException": (400, "The location constraint is incompatible with this endpoint."),
     "AccessForbidden": (403, "CORSResponse: This CORS request is not allowed."),
+    "MalformedPOSTRequest": (400, "The body of your POST request is not well-formed multipart/form-data."),
     "RequestHeaderSectionTooLarge": (400, "Your request header section exceeds the maximum allowed size."),
     "NotImplemented": (501, "A header you provided implies functionality that is not implemented."),
     "OperationAborted": (
@@ -320,6 +322,10 @@ def request_not_yet_valid(server_time: datetime) -> S3Error:
 
 def expired_token() -> S3Error:
     return S3Error("ExpiredToken")
+
+
+def malformed_post(message: str | None = None) -> S3Error:
+    return S3Error("MalformedPOSTRequest", message)
 
 
 def malformed_xml(message: str | None = None) -> S3Error:

@@ -353,6 +353,13 @@ def render_delete_result(result: DeleteResult) -> bytes:
 # --- bucket subresources ---------------------------------------------------------------------------
 
 
+def render_post_response(location: str, bucket: str, key: str, etag: str) -> bytes:
+    """The body of a POST-policy upload answered with success_action_status 201."""
+    root = Element("PostResponse")
+    add_rows(root, [("Location", location), ("Bucket", bucket), ("Key", key), ("ETag", f'"{etag}"')])
+    return to_document(root)
+
+
 def render_location_constraint(region: str | None) -> bytes:
     """``None`` or ``""`` renders the empty element S3 uses for us-east-1."""
     root = s3_root("LocationConstraint")

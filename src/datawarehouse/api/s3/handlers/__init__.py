@@ -26,6 +26,7 @@ class Context:
     endpoint: Endpoint
     auth: AuthResult | None
     region: str
+    lookup_secret: Callable[[str], str | None] | None = None  # for handlers that verify their own auth
 
     @property
     def bucket(self) -> str:
@@ -61,5 +62,6 @@ def load_all() -> None:
         listing,
         multipart,
         objects,
+        post,
         tagging,
     )

@@ -3,17 +3,14 @@ ListMultipartUploads."""
 
 from __future__ import annotations
 
+import re
+
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import invalid_argument
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import check_copy_conditions, copy_source
-from datawarehouse.api.s3.handlers.objects import (
-    etag_header,
-    parse_range,
-    system_metadata,
-    user_metadata,
-)
+from datawarehouse.api.s3.handlers.objects import etag_header, system_metadata, user_metadata
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
@@ -37,6 +34,7 @@ from datawarehouse.service.multipart import CompletedPart, Multipart
 from datawarehouse.service.warehouse import MAX_PUT_SIZE
 
 MAX_COMPLETE_BODY = 2 * 1024 * 1024  # 10,000 parts of ~150 bytes
+_COPY_RANGE = re.compile(r"bytes=(\d{1,20})-(\d{1,20})")
 
 
 def _int_param(ctx: Context, name: str, default: int, maximum: int) -> int:
@@ -101,28 +99,40 @@ async def upload_part(ctx: Context) -> Response:
     return resp
 
 
+def _copy_range(header: str | None) -> tuple[int, int] | None:
+    """``x-amz-copy-source-range: bytes=first-last`` (both required) → [first, last + 1)."""
+    if header is None:
+        return None
+    m = _COPY_RANGE.match(header.strip())
+    if m is None or int(m.group(1)) > int(m.group(2)):
+        raise invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last "
+            "are the zero-based offsets of the first and last bytes to copy",
+            name="x-amz-copy-source-range",
+            value=header,
+        )
+    return int(m.group(1)), int(m.group(2)) + 1
+
+
 @handles("UploadPartCopy")
 async def upload_part_copy(ctx: Context) -> Response:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     headers = ctx.request.headers
     src_bucket, src_key = copy_source(headers["x-amz-copy-source"])
-    rec, version = await ctx.offload.run(ctx.warehouse.lookup, src_bucket, src_key)
-    check_copy_conditions(headers, version)
-    raw_range = headers.get("x-amz-copy-source-range")
-    rng = parse_range(raw_range, version.size) if raw_range else None
-    if raw_range and rng is None:
-        raise invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last")
-    start, end = rng or (0, version.size)
+    byte_range = _copy_range(headers.get("x-amz-copy-source-range"))
     mp = Multipart(ctx.warehouse)
-    part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number)
-    try:
-        pieces = ctx.warehouse.engine.read(rec.domain_id, version, start, end)
-        async for piece in ctx.offload.iterate(pieces):
-            await ctx.offload.run(part.write, piece)
-    except BaseException:
-        part.abort()
-        raise
-    record = await ctx.offload.run(part.finish, None)
+    record = await ctx.offload.run(
+        lambda: mp.upload_part_copy(
+            ctx.bucket,
+            ctx.key,
+            upload_id,
+            number,
+            src_bucket,
+            src_key,
+            byte_range,
+            source_conditions=lambda source: check_copy_conditions(headers, source),
+        )
+    )
     return xml_response(render_copy_part_result(CopyResult(record.created_at, record.etag)))
 
 
