@@ -179,10 +179,57 @@ def multipart(target: Target, size: int) -> dict[str, float]:
     return {"mb_s": size / (time.perf_counter() - start) / 1e6}
 
 
+async def big_object(target: Target, size: int) -> dict[str, float]:
+    """Stream one ``size``-byte object up and back down (1 MiB pieces, never held whole) while
+    sampling the server's RSS: memory must stay bounded by the chunks in flight."""
+    pool = os.urandom(64 * MiB)
+
+    async def body() -> Any:
+        for i in range(size // MiB):
+            off = (i * 7919) % (63 * MiB)
+            yield i.to_bytes(8, "big") + pool[off : off + MiB - 8]
+
+    target.peak_rss = 0
+    base = target.ps.memory_info().rss
+    url = target.url("PUT", "big-object")
+    timeout = aiohttp.ClientTimeout(total=3600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        start = time.perf_counter()
+        async with session.put(url, data=body(), headers={"Content-Length": str(size)}) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"big PUT {r.status}")
+        put_s = time.perf_counter() - start
+        peak_put = target.peak_rss
+        target.peak_rss = 0
+        start = time.perf_counter()
+        got = 0
+        async with session.get(target.url("GET", "big-object")) as r:
+            async for piece in r.content.iter_chunked(MiB):
+                got += len(piece)
+        get_s = time.perf_counter() - start
+    if got != size:
+        raise RuntimeError(f"big GET returned {got} of {size} bytes")
+    return {
+        "size_gib": size / 1024**3,
+        "put_mb_s": size / put_s / 1e6,
+        "get_mb_s": size / get_s / 1e6,
+        "rss_base_mib": base / MiB,
+        "rss_peak_put_mib": peak_put / MiB,
+        "rss_peak_get_mib": target.peak_rss / MiB,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    ap.add_argument(
+        "--big-only",
+        type=float,
+        metavar="GIB",
+        help="only stream one object of this many GiB through dwh serve and report server RSS",
+    )
     args = ap.parse_args()
     n_big = 64 if args.quick else 256
     n_small = 1000 if args.quick else 4000
@@ -202,6 +249,16 @@ def main() -> None:
         "moto": ([str(BIN / "moto_server"), "-p", "PORT"], True),
         "dwh": ([str(BIN / "dwh"), "serve", "--data-dir", str(tmp / "dwh-data"), "--address", "127.0.0.1:PORT"], True),
     }
+    if args.big_only:
+        cmd, _ = targets["dwh"]
+        target = Target("dwh", cmd, env, True)
+        try:
+            res = asyncio.run(big_object(target, int(args.big_only * 1024**3) // MiB * MiB))
+        finally:
+            target.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps(res, indent=1))
+        return
     big = unique_bodies(n_big, MiB)
     small = unique_bodies(n_small, 4096)
     results: dict[str, Any] = {"machine": {"nproc": os.cpu_count(), "load_start": os.getloadavg()}}

@@ -64,8 +64,30 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    address: str = "127.0.0.1:9000"
+    domain: str = ""  # set to enable virtual-hosted-style addressing (BUCKET.<domain>)
+    region: str = "us-east-1"
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"server.address: expected HOST:PORT such as 127.0.0.1:9000 (got {self.address!r})")
+        if self.domain and (self.domain.startswith(".") or " " in self.domain):
+            raise ConfigError("server.domain: a DNS name such as s3.example.lan")
+        if not self.region or not all(c.isalnum() or c == "-" for c in self.region):
+            raise ConfigError("server.region: letters, digits and '-' (e.g. us-east-1)")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = EngineConfig()
+    server: ServerConfig = ServerConfig()
 
 
 def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
@@ -84,7 +106,7 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type")
 
 
-def _section(section: str, cls: type[EngineConfig], data: Mapping[str, Any], env: Mapping[str, str]) -> EngineConfig:
+def _section(section: str, cls: Any, data: Mapping[str, Any], env: Mapping[str, str]) -> Any:
     known = {f.name: f.type for f in fields(cls)}
     values: dict[str, Any] = {}
     for name, value in data.items():
@@ -110,7 +132,10 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(data) - {"engine"}
+    unknown = set(data) - {"engine", "server"}
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section")
-    return Config(engine=_section("engine", EngineConfig, data.get("engine", {}), env))
+    return Config(
+        engine=_section("engine", EngineConfig, data.get("engine", {}), env),
+        server=_section("server", ServerConfig, data.get("server", {}), env),
+    )

@@ -39,7 +39,9 @@ from datawarehouse.records import (
     DiskRecord,
     DiskState,
     ObjectVersion,
+    PartRecord,
     StorageClass,
+    UploadRecord,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -282,22 +284,8 @@ def test_delete_bucket_refused_while_delete_marker_remains(repo: SqlMetaRepo) ->
 
 def test_delete_bucket_refused_while_multipart_upload_in_progress(repo: SqlMetaRepo) -> None:
     bid = make_bucket(repo)
-    with repo.engine.begin() as conn:  # no MetaTx method for uploads yet
-        conn.execute(
-            sa.insert(schema.multipart_uploads).values(
-                upload_id="u1",
-                bucket_id=bid,
-                key="k",
-                created_at=T0,
-                content_type="x",
-                user_meta="{}",
-                ec_k=1,
-                ec_m=0,
-                chunk_min=64,
-                chunk_avg=128,
-                chunk_max=256,
-            )
-        )
+    with repo.transaction() as tx:
+        tx.create_upload(upload(bid, "k", "u1"))
     with pytest.raises(BucketNotEmpty), repo.transaction() as tx:
         tx.delete_bucket(bid)
 
@@ -866,6 +854,201 @@ def test_concurrent_writers_serialise(repo: SqlMetaRepo) -> None:
     with repo.transaction() as tx:
         got = tx.get_chunk(D1, cid(1))
     assert got is not None and got.refcount == 1 + 2 * 200 * 2
+
+
+# --- object system metadata and tags, bucket settings ------------------------------------------
+
+
+def test_version_system_meta_and_tags_round_trip(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    v = replace(
+        version(bid, "k", "v1"),
+        system_meta={"cache-control": "no-cache", "x-amz-checksum-crc32": "AAAAAA=="},
+        tags={"project": "blé", "empty": ""},
+    )
+    with repo.transaction() as tx:
+        tx.insert_version(v)
+    with repo.read() as tx:
+        got = tx.get_version(bid, "k")
+        (listed,) = tx.iter_all_versions()
+    assert got.system_meta == v.system_meta and got.tags == v.tags
+    assert listed.system_meta == v.system_meta and listed.tags == v.tags
+
+
+def test_set_version_tags(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    with repo.transaction() as tx:
+        tx.insert_version(version(bid, "k", "v1"))
+        tx.insert_version(version(bid, "k", "v2", at=T0 + timedelta(seconds=1)))
+    with repo.transaction() as tx:
+        tx.set_version_tags(bid, "k", VersionId("v1"), {"a": "1"})
+    with repo.read() as tx:
+        assert tx.get_version(bid, "k", VersionId("v1")).tags == {"a": "1"}
+        assert tx.get_version(bid, "k").tags == {}  # only the named version
+    with repo.transaction() as tx:
+        tx.set_version_tags(bid, "k", VersionId("v1"), {})
+        assert tx.get_version(bid, "k", VersionId("v1")).tags == {}
+    for key, vid in [("k", "nope"), ("other", "v1")]:
+        with pytest.raises(NoSuchKey), repo.transaction() as tx:
+            tx.set_version_tags(bid, key, VersionId(vid), {"a": "1"})
+
+
+def test_bucket_settings(repo: SqlMetaRepo) -> None:
+    b1, b2 = make_bucket(repo, "one"), make_bucket(repo, "two")
+    with repo.transaction() as tx:
+        assert tx.get_bucket_setting(b1, "cors") is None
+        tx.put_bucket_setting(b1, "cors", '{"rules": []}')
+        tx.put_bucket_setting(b1, "tagging", "{}")
+        tx.put_bucket_setting(b2, "cors", "other")
+    with repo.transaction() as tx:
+        assert tx.get_bucket_setting(b1, "cors") == '{"rules": []}'
+        tx.put_bucket_setting(b1, "cors", "x" * 100_000)  # replaced; documents may be large
+    with repo.transaction() as tx:
+        assert tx.get_bucket_setting(b1, "cors") == "x" * 100_000
+        assert tx.get_bucket_setting(b2, "cors") == "other"
+        assert tx.delete_bucket_setting(b1, "cors") is True
+        assert tx.delete_bucket_setting(b1, "cors") is False
+        assert tx.get_bucket_setting(b1, "cors") is None
+        assert tx.get_bucket_setting(b1, "tagging") == "{}"
+    with repo.transaction() as tx:  # settings go with their bucket
+        tx.delete_bucket(b1)
+    with repo.transaction() as tx:
+        assert tx.get_bucket_setting(b1, "tagging") is None
+        assert tx.get_bucket_setting(b2, "cors") == "other"
+
+
+# --- multipart uploads -------------------------------------------------------------------------
+
+
+def upload(bid: BucketId, key: str, upload_id: str, *, at: datetime = T0) -> UploadRecord:
+    return UploadRecord(
+        upload_id=upload_id,
+        bucket_id=bid,
+        key=key,
+        created_at=at,
+        storage_class=SC,
+        chunker=ChunkerParams(64, 256, 1024),
+        content_type="x/y",
+        user_meta={"m": "ü"},
+        system_meta={"cache-control": "max-age=1"},
+        tags={"t": "1"},
+    )
+
+
+def part(upload_id: str, number: int, chunk_numbers: list[int], *, etag: str = "e") -> PartRecord:
+    refs = tuple(ChunkRef(cid(n), i * 100, 100) for i, n in enumerate(chunk_numbers))
+    return PartRecord(
+        upload_id=upload_id,
+        part_number=number,
+        size=100 * len(refs),
+        etag=f"{etag}{number}",
+        created_at=T0 + timedelta(seconds=number),
+        chunks=refs,
+        checksums={"x-amz-checksum-crc32": "AAAAAA=="},
+    )
+
+
+def test_upload_round_trip_and_idempotent_create(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    u = upload(bid, "k/ü", "u1")
+    with repo.transaction() as tx:
+        tx.create_upload(u)
+        tx.create_upload(replace(u, key="other"))  # replay of the same id: no-op
+    with repo.read() as tx:
+        assert tx.get_upload("u1") == u
+        assert tx.get_upload("nope") is None
+        assert tx.all_upload_ids() == ["u1"]
+
+
+def test_parts_put_replace_list_and_get(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    with repo.transaction() as tx:
+        tx.create_upload(upload(bid, "k", "u1"))
+        tx.create_upload(upload(bid, "k", "u2"))
+        for n in (3, 1, 2):
+            assert tx.put_part(part("u1", n, [n * 10, n * 10 + 1])) is None
+        tx.put_part(part("u2", 1, [99]))
+        empty = replace(part("u1", 4, []), size=0)
+        assert tx.put_part(empty) is None
+    with repo.transaction() as tx:
+        old = tx.put_part(part("u1", 2, [7], etag="new"))
+    assert old == part("u1", 2, [20, 21])  # the replaced part comes back with its chunks
+    with repo.read() as tx:
+        assert tx.get_part("u1", 2) == part("u1", 2, [7], etag="new")
+        assert tx.get_part("u1", 9) is None
+        listed = tx.list_parts("u1")
+        assert [(p.part_number, p.etag, p.chunks) for p in listed] == [
+            (1, "e1", ()),
+            (2, "new2", ()),
+            (3, "e3", ()),
+            (4, "e4", ()),
+        ]
+        assert listed[0].checksums == {"x-amz-checksum-crc32": "AAAAAA=="}
+        assert [p.part_number for p in tx.list_parts("u1", after=1, limit=2)] == [2, 3]
+        assert [p.part_number for p in tx.list_parts("u1", after=4)] == []
+        full = tx.get_parts("u1")
+        assert [p.part_number for p in full] == [1, 2, 3, 4]
+        assert [c.chunk_id for c in full[2].chunks] == [cid(30), cid(31)]
+        assert full[3].chunks == () and full[3].size == 0
+        assert [p.part_number for p in tx.get_parts("u2")] == [1]
+
+
+def test_delete_upload_returns_its_parts(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    with repo.transaction() as tx:
+        tx.create_upload(upload(bid, "k", "u1"))
+        tx.create_upload(upload(bid, "k", "u2"))
+        tx.put_part(part("u1", 1, [1, 2]))
+        tx.put_part(part("u1", 2, [3]))
+        tx.put_part(part("u2", 1, [4]))
+    with repo.transaction() as tx:
+        gone = tx.delete_upload("u1")
+    assert [(p.part_number, [c.chunk_id for c in p.chunks]) for p in gone] == [(1, [cid(1), cid(2)]), (2, [cid(3)])]
+    with repo.transaction() as tx:
+        assert tx.get_upload("u1") is None and tx.list_parts("u1") == [] and tx.get_parts("u1") == []
+        assert tx.delete_upload("u1") == []  # already gone
+        assert [p.part_number for p in tx.get_parts("u2")] == [1]
+        tx.delete_upload("u2")
+        tx.delete_bucket(bid)  # nothing in progress any more
+
+
+def test_list_uploads_order_prefix_and_markers(repo: SqlMetaRepo) -> None:
+    bid, other = make_bucket(repo, "one"), make_bucket(repo, "two")
+    rows = [
+        ("b", "u-late", T0 + timedelta(seconds=5)),
+        ("b", "u-early", T0 + timedelta(seconds=1)),
+        ("a/x", "u1", T0),
+        ("a/y", "u2", T0),
+        ("a", "u3", T0),
+        ("c", "u4", T0),
+    ]
+    with repo.transaction() as tx:
+        for key, uid, at in rows:
+            tx.create_upload(upload(bid, key, uid, at=at))
+        tx.create_upload(upload(other, "a/x", "elsewhere"))
+
+    def ids(**kw: object) -> list[str]:
+        with repo.read() as tx:
+            return [u.upload_id for u in tx.list_uploads(bid, **kw)]  # type: ignore[arg-type]
+
+    # by key, then by initiation time within a key
+    assert ids() == ["u3", "u1", "u2", "u-early", "u-late", "u4"]
+    assert ids(prefix="a/") == ["u1", "u2"]
+    assert ids(prefix="a") == ["u3", "u1", "u2"]
+    assert ids(prefix="zzz") == []
+    assert ids(limit=2) == ["u3", "u1"]
+    assert ids(key_marker="a/y") == ["u-early", "u-late", "u4"]  # keys after the marker
+    assert ids(key_marker="a/", prefix="a") == ["u1", "u2"]
+    with repo.read() as tx:
+        page = tx.list_uploads(bid, key_marker="b", upload_id_marker="u-early")
+    assert [u.upload_id for u in page] == ["u-late", "u4"]
+    with repo.read() as tx:
+        assert [u.upload_id for u in tx.list_uploads(other)] == ["elsewhere"]
+
+
+def test_uploads_go_nowhere_without_their_bucket(repo: SqlMetaRepo) -> None:
+    with pytest.raises(DwhError), repo.transaction() as tx:
+        tx.create_upload(upload(BucketId(9999), "k", "u1"))
 
 
 # --- SQLite specifics --------------------------------------------------------------------------

@@ -9,17 +9,11 @@ from typing import Annotated
 import typer
 
 from datawarehouse.cli.common import DEFAULT_DATA_DIR, DataDirOpt, console, err_console, handle_errors, options
+from datawarehouse.config import ServerConfig, load_config
 from datawarehouse.engine.datadir import DataDir
 from datawarehouse.errors import ConfigError, DataDirError
 from datawarehouse.service import credentials
 from datawarehouse.service.warehouse import Warehouse
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9000")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def open_for_serving(data_dir: Path, disks: list[Path] | None) -> Warehouse:
@@ -50,13 +44,15 @@ def serve(
         list[Path] | None, typer.Option("--disk", help="Disk directory (repeat); recorded at first start.")
     ] = None,
     address: Annotated[
-        str, typer.Option("--address", envvar="DWH_ADDRESS", help="HOST:PORT to listen on.")
-    ] = "127.0.0.1:9000",
+        str | None, typer.Option("--address", help="HOST:PORT to listen on (default: server.address, 127.0.0.1:9000).")
+    ] = None,
     domain: Annotated[
         str | None,
-        typer.Option("--domain", envvar="DWH_DOMAIN", help="Enables virtual-hosted-style addressing: BUCKET.<domain>."),
+        typer.Option("--domain", help="Enables virtual-hosted-style addressing: BUCKET.<domain>."),
     ] = None,
-    region: Annotated[str, typer.Option("--region", envvar="DWH_REGION")] = "us-east-1",
+    region: Annotated[
+        str | None, typer.Option("--region", help="Region reported to clients (default us-east-1).")
+    ] = None,
     workers: Annotated[
         int,
         typer.Option("--workers", help="Server processes (only 1 is supported: one process owns a data directory)."),
@@ -73,11 +69,21 @@ def serve(
             "--workers: only 1 is supported (one process owns a data directory; it uses every core "
             "through threads) — see docs/operations.md"
         )
-    host, port = parse_address(address)
+    # Flags win over dwh.toml [server] and DWH_SERVER_* variables, which win over the defaults.
+    settings = load_config(data_dir / "dwh.toml").server
+    settings = ServerConfig(
+        address=address or settings.address, domain=domain or settings.domain, region=region or settings.region
+    )
+    host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
     try:
         creds, created = credentials.load_or_create(wh.engine.datadir.keys.dir)
-        app = S3App(wh, lambda key: creds.secret_key if key == creds.access_key else None, domain=domain, region=region)
+        app = S3App(
+            wh,
+            lambda key: creds.secret_key if key == creds.access_key else None,
+            domain=settings.domain or None,
+            region=settings.region,
+        )
         endpoint = f"http://{host}:{port}"
         console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)
         if created:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from datawarehouse.errors import (
     InvalidInput,
     InvalidPart,
     InvalidPartOrder,
+    MetadataError,
     NoSuchBucket,
     NoSuchUpload,
 )
@@ -51,6 +53,8 @@ from datawarehouse.records import (
 from datawarehouse.service import catalog
 from datawarehouse.service.naming import check_key
 from datawarehouse.service.warehouse import MAX_OBJECT_SIZE, MAX_PUT_SIZE, Warehouse
+
+log = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3
@@ -123,10 +127,16 @@ def _refs(chunks: Iterable[ChunkRef]) -> Counter[ChunkId]:
     return Counter(c.chunk_id for c in chunks)
 
 
-def _release(tx: MetaTx, domain_id: DomainId, parts: Iterable[PartRecord], at: datetime) -> None:
+def _release(tx: MetaTx, domain_id: DomainId, parts: Iterable[PartRecord], at: datetime, replay: bool) -> None:
     for part in parts:
         for chunk_id, count in _refs(part.chunks).items():
-            tx.decref(domain_id, chunk_id, count, at)
+            try:
+                tx.decref(domain_id, chunk_id, count, at)
+            except MetadataError:
+                if not replay:
+                    raise
+                # Replay over a partial index (rebuild recomputes every count from the manifests).
+                log.warning("journal: part chunk %s missing from the index", chunk_id.hex()[:16])
 
 
 # --- apply (live and replay) -------------------------------------------------------------------------
@@ -159,7 +169,7 @@ def apply_part(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
             raise ConcurrentModification(f"chunk {chunk_id.hex()[:16]} was collected during the upload; retry")
     replaced = tx.put_part(part)
     if replaced is not None:
-        _release(tx, domain_id, [replaced], part.created_at)
+        _release(tx, domain_id, [replaced], part.created_at, replay)
 
 
 def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersion | None:
@@ -183,7 +193,7 @@ def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersi
         "new_chunks": [],
     }
     catalog.apply_object_put(tx, put_doc, replay)
-    _release(tx, domain_id, tx.delete_upload(upload_id), version.created_at)
+    _release(tx, domain_id, tx.delete_upload(upload_id), version.created_at, replay)
     return version
 
 
@@ -193,7 +203,8 @@ def apply_abort(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
         if replay:
             return
         raise NoSuchUpload("the upload does not exist (completed or aborted)")
-    _release(tx, DomainId(doc["domain_id"]), tx.delete_upload(upload_id), datetime.fromisoformat(doc["at"]))
+    at = datetime.fromisoformat(doc["at"])
+    _release(tx, DomainId(doc["domain_id"]), tx.delete_upload(upload_id), at, replay)
 
 
 def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
