@@ -25,7 +25,6 @@ Why it is built the way it is:
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,6 +55,8 @@ from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectSummary
 from datawarehouse.meta.sql_uploads import UploadsMixin
+from datawarehouse.meta.sql_uploads import dump_json as _dump_meta
+from datawarehouse.meta.sql_uploads import load_json as _load_meta
 from datawarehouse.records import (
     BucketRecord,
     ChunkerParams,
@@ -117,17 +118,6 @@ def _prefix_end(prefix: str) -> str | None:
         chars[-1] = chr(nxt)
         return "".join(chars)
     return None
-
-
-def _dump_meta(meta: Mapping[str, str]) -> str:
-    return json.dumps(dict(meta), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _load_meta(text: str) -> dict[str, str]:
-    loaded = json.loads(text)
-    if not isinstance(loaded, dict):
-        raise MetadataError("metadata: user metadata column does not hold a JSON object")
-    return {str(k): str(v) for k, v in loaded.items()}
 
 
 def _storage_class(k: int | None, m: int | None) -> StorageClass | None:

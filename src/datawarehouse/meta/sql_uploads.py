@@ -52,11 +52,12 @@ _GET_SETTING = sa.select(_BS.c.value).where(_BS.c.bucket_id == _P("p_bucket"), _
 _DELETE_SETTING = sa.delete(_BS).where(_BS.c.bucket_id == _P("p_bucket"), _BS.c.name == _P("p_name"))
 
 
-def _dump(meta: Mapping[str, str]) -> str:
+def dump_json(meta: Mapping[str, str]) -> str:
+    """A string-to-string map as compact, stable JSON (metadata, tags, checksums columns)."""
     return json.dumps(dict(meta), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _load(text: str) -> dict[str, str]:
+def load_json(text: str) -> dict[str, str]:
     loaded = json.loads(text)
     if not isinstance(loaded, dict):
         raise MetadataError("metadata: a JSON column does not hold an object")
@@ -72,9 +73,9 @@ def _upload(row: sa.Row[Any]) -> UploadRecord:
         storage_class=StorageClass(row.ec_k, row.ec_m),
         chunker=ChunkerParams(row.chunk_min, row.chunk_avg, row.chunk_max),
         content_type=row.content_type,
-        user_meta=_load(row.user_meta),
-        system_meta=_load(row.system_meta),
-        tags=_load(row.tags),
+        user_meta=load_json(row.user_meta),
+        system_meta=load_json(row.system_meta),
+        tags=load_json(row.tags),
     )
 
 
@@ -86,7 +87,7 @@ def _part(row: sa.Row[Any], chunks: tuple[ChunkRef, ...] = ()) -> PartRecord:
         etag=row.etag,
         created_at=row.created_at,
         chunks=chunks,
-        checksums=_load(row.checksums),
+        checksums=load_json(row.checksums),
     )
 
 
@@ -117,9 +118,9 @@ class UploadsMixin:
                 "key": rec.key,
                 "created_at": rec.created_at,
                 "content_type": rec.content_type,
-                "user_meta": _dump(rec.user_meta),
-                "system_meta": _dump(rec.system_meta),
-                "tags": _dump(rec.tags),
+                "user_meta": dump_json(rec.user_meta),
+                "system_meta": dump_json(rec.system_meta),
+                "tags": dump_json(rec.tags),
                 "ec_k": rec.storage_class.k,
                 "ec_m": rec.storage_class.m,
                 "chunk_min": rec.chunker.min_size,
@@ -187,7 +188,7 @@ class UploadsMixin:
                 "size": part.size,
                 "etag": part.etag,
                 "created_at": part.created_at,
-                "checksums": _dump(part.checksums),
+                "checksums": dump_json(part.checksums),
             },
         )
         if part.chunks:
@@ -232,7 +233,7 @@ class UploadsMixin:
         stmt = (
             sa.update(_OV)
             .where(_OV.c.bucket_id == bucket_id, _OV.c.key == key, _OV.c.version_id == version_id)
-            .values(tags=_dump(tags))
+            .values(tags=dump_json(tags))
         )
         if self._x(stmt).rowcount != 1:
             raise NoSuchKey(f"key {key!r} version {version_id} does not exist")

@@ -10,8 +10,7 @@ from datawarehouse.api.s3.errors import invalid_argument
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import check_copy_conditions, copy_source
-from datawarehouse.api.s3.handlers.objects import etag_header, system_metadata, user_metadata
-from datawarehouse.api.s3.handlers.tagging import header_tags
+from datawarehouse.api.s3.handlers.objects import etag_header, object_spec, stream_into
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
 from datawarehouse.api.s3.xmlmodel import (
@@ -64,16 +63,7 @@ def _part_number(ctx: Context) -> int:
 async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
     mp = Multipart(ctx.warehouse)
-    upload = await ctx.offload.run(
-        lambda: mp.create(
-            ctx.bucket,
-            ctx.key,
-            content_type=headers.get("content-type") or "binary/octet-stream",
-            user_meta=user_metadata(headers),
-            system_meta=system_metadata(headers),
-            tags=header_tags(headers.get("x-amz-tagging")),
-        )
-    )
+    upload = await ctx.offload.run(lambda: mp.create(ctx.bucket, ctx.key, **object_spec(headers)))
     result = InitiateMultipartUploadResult(ctx.bucket, ctx.key, upload.upload_id)
     return xml_response(render_initiate_multipart_upload(result))
 
@@ -84,13 +74,7 @@ async def upload_part(ctx: Context) -> Response:
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     mp = Multipart(ctx.warehouse)
     part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number)
-    try:
-        async for piece in reader.pieces():
-            await ctx.offload.run(part.write, piece)
-        verified = reader.verify()
-    except BaseException:
-        part.abort()
-        raise
+    verified = await stream_into(ctx, reader, part)
     checksums = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
     record = await ctx.offload.run(part.finish, checksums)
     resp = Response(200).header("etag", etag_header(record.etag))

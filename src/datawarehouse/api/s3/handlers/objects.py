@@ -7,9 +7,10 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
-from datawarehouse.api.s3.body import BodyReader
+from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.tagging import header_tags
@@ -48,6 +49,33 @@ def system_metadata(headers: dict[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
 
 
+def object_spec(headers: dict[str, str]) -> dict[str, Any]:
+    """What a new object carries from its request headers (PutObject, CreateMultipartUpload)."""
+    return {
+        "content_type": headers.get("content-type") or "binary/octet-stream",
+        "user_meta": user_metadata(headers),
+        "system_meta": system_metadata(headers),
+        "tags": header_tags(headers.get("x-amz-tagging")),
+    }
+
+
+class Sink(Protocol):
+    def write(self, data: bytes | memoryview) -> None: ...
+    def abort(self) -> None: ...
+
+
+async def stream_into(ctx: Context, reader: BodyReader, sink: Sink) -> BodyResult:
+    """Stream the request body into an upload (or part), then verify every digest; on any
+    failure the upload is aborted, so nothing unverified is ever committed."""
+    try:
+        async for piece in reader.pieces():
+            await ctx.offload.run(sink.write, piece)
+        return reader.verify()
+    except BaseException:
+        sink.abort()
+        raise
+
+
 def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False) -> Response:
     """The stored headers of a version. Checksums only when asked for (x-amz-checksum-mode:
     ENABLED) and the whole object is returned: they describe the whole object, and clients
@@ -74,25 +102,14 @@ async def put_object(ctx: Context) -> Response:
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
-    upload = await ctx.offload.run(
-        lambda: wh.open_upload(
-            ctx.bucket,
-            ctx.key,
-            content_type=headers.get("content-type") or "binary/octet-stream",
-            user_meta=user_metadata(headers),
-            system_meta=system_metadata(headers),
-            tags=header_tags(headers.get("x-amz-tagging")),
-        )
-    )
-    try:
-        if conditions:
+    upload = await ctx.offload.run(lambda: wh.open_upload(ctx.bucket, ctx.key, **object_spec(headers)))
+    if conditions:
+        try:
             await ctx.offload.run(_check_write_conditions, ctx, conditions)
-        async for piece in reader.pieces():
-            await ctx.offload.run(upload.write, piece)
-        verified = reader.verify()
-    except BaseException:
-        upload.abort()
-        raise
+        except BaseException:
+            upload.abort()
+            raise
+    verified = await stream_into(ctx, reader, upload)
     checksum_meta = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
     version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
     resp = Response(200).header("etag", etag_header(version.etag))
