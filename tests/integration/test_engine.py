@@ -802,7 +802,7 @@ print(json.dumps(out))
 def test_large_streamed_write_keeps_memory_bounded(tmp_path: Path) -> None:
     """Memory is bounded by the chunks in flight, not by the object: a 5x larger object must not
     raise the peak (a leak or buffering would), and the peak stays within the in-flight window."""
-    small, big = 64 * MiB, 320 * MiB
+    small, big = 64 * MiB, 640 * MiB
     out = subprocess.run(
         [sys.executable, "-c", _RSS_SCRIPT, str(tmp_path / "dwh"), str(small), str(big)],
         capture_output=True,
@@ -819,5 +819,6 @@ def test_large_streamed_write_keeps_memory_bounded(tmp_path: Path) -> None:
     assert second["peak_write"] - first["peak_write"] < 32 * MiB, res
     assert second["peak_read"] - max(first["peak_read"], second["peak_write"]) < 32 * MiB, res
     # In flight: (threads + 4) chunks of at most 4 MiB, each alive as plaintext, sealed frame and
-    # shards at once, plus allocator slack — far below the 320 MiB object.
-    assert second["peak_write"] - res["baseline"] < 256 * MiB, res
+    # shards at once, plus allocator slack kept by glibc's per-thread arenas (more of it on a
+    # loaded machine) — well below the 640 MiB object, which holding the data would exceed.
+    assert second["peak_write"] - res["baseline"] < big * 3 // 4, res
