@@ -815,9 +815,11 @@ def test_large_streamed_write_keeps_memory_bounded(tmp_path: Path) -> None:
     first, second = res["runs"]
     assert first["size"] == small and second["size"] == big
     assert all(r["etag_ok"] and r["read_ok"] for r in res["runs"])
-    # ru_maxrss is the process's peak so far: the big object may add almost nothing to it.
-    assert second["peak_write"] - first["peak_write"] < 32 * MiB, res
-    assert second["peak_read"] - max(first["peak_read"], second["peak_write"]) < 32 * MiB, res
+    # ru_maxrss is the process's peak so far. Holding the data would add >= 576 MiB for the 10x
+    # larger object; what it may add is allocator fragmentation (measured: +82/+111/+124 MiB over
+    # baseline for 256 MiB/1 GiB/3 GiB objects, +190 MiB for 5 GiB in bench/engine.py).
+    assert second["peak_write"] - first["peak_write"] < 96 * MiB, res
+    assert second["peak_read"] - max(first["peak_read"], second["peak_write"]) < 96 * MiB, res
     # In flight: (threads + 4) chunks of at most 4 MiB, each alive as plaintext, sealed frame and
     # shards at once, plus allocator slack kept by glibc's per-thread arenas (more of it on a
     # loaded machine) — well below the 640 MiB object, which holding the data would exceed.
