@@ -1039,9 +1039,19 @@ def test_list_uploads_order_prefix_and_markers(repo: SqlMetaRepo) -> None:
     assert ids(limit=2) == ["u3", "u1"]
     assert ids(key_marker="a/y") == ["u-early", "u-late", "u4"]  # keys after the marker
     assert ids(key_marker="a/", prefix="a") == ["u1", "u2"]
-    with repo.read() as tx:
-        page = tx.list_uploads(bid, key_marker="b", upload_id_marker="u-early")
-    assert [u.upload_id for u in page] == ["u-late", "u4"]
+    # Within a key the marker is an upload: the next page starts after it in listing order (by
+    # initiation, not by upload id), whatever the ids look like.
+    assert ids(key_marker="b", upload_id_marker="u-early") == ["u-late", "u4"]
+    assert ids(key_marker="b", upload_id_marker="u-late") == ["u4"]
+    assert ids(key_marker="a/x", upload_id_marker="u1") == ["u2", "u-early", "u-late", "u4"]
+    assert ids(key_marker="b", upload_id_marker="unknown") == ["u4"]
+    assert ids(key_marker="a/x", upload_id_marker="u-early") == ["u2", "u-early", "u-late", "u4"]
+    with repo.transaction() as tx:  # same key and instant: the upload id breaks the tie
+        tx.create_upload(upload(bid, "c", "u0", at=T0))
+        tx.create_upload(upload(bid, "c", "u9", at=T0))
+    assert ids(key_marker="c", upload_id_marker="u0") == ["u4", "u9"]
+    assert ids(key_marker="c", upload_id_marker="u4") == ["u9"]
+    assert ids(key_marker="a/y", limit=3) == ["u-early", "u-late", "u0"]
     with repo.read() as tx:
         assert [u.upload_id for u in tx.list_uploads(other)] == ["elsewhere"]
 

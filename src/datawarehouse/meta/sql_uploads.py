@@ -136,18 +136,23 @@ class UploadsMixin:
     def list_uploads(
         self, bucket_id: BucketId, prefix: str = "", key_marker: str = "", upload_id_marker: str = "", limit: int = 1000
     ) -> list[UploadRecord]:
-        """In-progress uploads ordered by (key, created_at, upload id), after the markers."""
+        """In-progress uploads ordered by (key, created_at, upload id), after the markers: keys
+        after ``key_marker``, and with ``upload_id_marker`` (an upload of that key) the uploads of
+        ``key_marker`` listed after it."""
         stmt = sa.select(_MU).where(_MU.c.bucket_id == bucket_id)
         if prefix:
             stmt = stmt.where(_MU.c.key >= prefix)
         if key_marker:
-            if upload_id_marker:
-                stmt = stmt.where(
-                    (_MU.c.key > key_marker) | ((_MU.c.key == key_marker) & (_MU.c.upload_id > upload_id_marker))
+            after = _MU.c.key > key_marker
+            marker = self._first(_GET_UPLOAD, {"p_upload": upload_id_marker}) if upload_id_marker else None
+            if marker is not None and marker.key == key_marker and marker.bucket_id == bucket_id:
+                later = (_MU.c.created_at > marker.created_at) | (
+                    (_MU.c.created_at == marker.created_at) & (_MU.c.upload_id > marker.upload_id)
                 )
-            else:
-                stmt = stmt.where(_MU.c.key > key_marker)
-        stmt = stmt.order_by(_MU.c.key, _MU.c.created_at, _MU.c.upload_id)
+                after = after | ((_MU.c.key == key_marker) & later)
+            stmt = stmt.where(after)
+        # Rows past the prefix end the listing (keys are ordered), so the limit can go to SQL.
+        stmt = stmt.order_by(_MU.c.key, _MU.c.created_at, _MU.c.upload_id).limit(limit)
         out: list[UploadRecord] = []
         for row in self._rows(stmt):
             if prefix and not row.key.startswith(prefix):

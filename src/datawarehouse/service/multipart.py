@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,13 +57,33 @@ from datawarehouse.service.warehouse import MAX_OBJECT_SIZE, MAX_PUT_SIZE, Wareh
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
+_PAGE = 1000
+_MAX_CHAR = "\U0010ffff"
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3
+
+
+@dataclass
+class UploadsPage:
+    uploads: list[UploadRecord] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    is_truncated: bool = False
+    next_key_marker: str | None = None  # the last key or common prefix returned
+    next_upload_id_marker: str | None = None
 
 
 @dataclass(frozen=True)
 class CompletedPart:
     part_number: int
     etag: str  # unquoted
+    checksums: dict[str, str] = field(default_factory=dict)  # x-amz-checksum-<alg> -> base64 value
+
+
+# The upload's own settings (checksum algorithm ...), kept in its system_meta under this prefix and
+# not copied to the completed object.
+UPLOAD_ONLY_PREFIX = "x-dwh-upload-"
+
+# What the completed object's checksums are made of (the S3 adapter knows the algorithms).
+ObjectChecksums = Callable[[UploadRecord, list[PartRecord]], dict[str, str]]
 
 
 # --- documents ---------------------------------------------------------------------------------------
@@ -229,6 +249,9 @@ def check_parts(parts: dict[int, PartRecord], chosen: list[CompletedPart]) -> li
         part = parts.get(c.part_number)
         if part is None or part.etag != c.etag.strip('"'):
             raise InvalidPart(f"part {c.part_number} was not uploaded or its ETag does not match")
+        for name, value in c.checksums.items():
+            if part.checksums.get(name, value) != value:
+                raise InvalidPart(f"part {c.part_number}: its {name.removeprefix('x-amz-')} does not match")
         out.append(part)
     for part in out[:-1]:
         if part.size < MIN_PART_SIZE:
@@ -393,7 +416,10 @@ class Multipart:
         upload_id: str,
         chosen: list[CompletedPart],
         conditions: dict[str, str] | None = None,
+        object_checksums: ObjectChecksums | None = None,
     ) -> ObjectVersion:
+        """Stitch the chosen parts into the key's new version. ``conditions`` (If-Match /
+        If-None-Match) hold atomically; ``object_checksums`` gives the object's checksum headers."""
         rec, upload = self.get_upload(bucket, key, upload_id)
         engine = self.wh.engine
         with engine.repo.read() as tx:
@@ -406,6 +432,10 @@ class Multipart:
             offset += part.size
         if offset > MAX_OBJECT_SIZE:
             raise EntityTooLarge(f"the parts add up to {offset} bytes; an object is at most {MAX_OBJECT_SIZE}")
+        system_meta = {k: v for k, v in upload.system_meta.items() if not k.startswith(UPLOAD_ONLY_PREFIX)}
+        system_meta["x-dwh-parts"] = str(len(parts))
+        if object_checksums is not None:
+            system_meta.update(object_checksums(upload, parts))
         now = engine.now()
         version = ObjectVersion(
             bucket_id=rec.bucket_id,
@@ -418,7 +448,7 @@ class Multipart:
             chunker=upload.chunker,
             content_type=upload.content_type,
             user_meta=upload.user_meta,
-            system_meta={**upload.system_meta, "x-dwh-parts": str(len(parts))},
+            system_meta=system_meta,
             tags=upload.tags,
             chunks=tuple(chunks),
         )
@@ -456,6 +486,38 @@ class Multipart:
         rec = self._bucket(bucket)
         with self.wh.engine.repo.read() as tx:
             return tx.list_uploads(rec.bucket_id, prefix, key_marker, upload_id_marker, limit)
+
+    def list_uploads_page(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadsPage:
+        """ListMultipartUploads: up to ``max_uploads`` uploads and common prefixes (keys folded at
+        ``delimiter`` after ``prefix``) after the markers; a folded prefix is skipped over whole."""
+        out = UploadsPage()
+        if max_uploads <= 0:
+            out.is_truncated = bool(self.list_uploads(bucket, prefix, key_marker, upload_id_marker, 1))
+            return out
+        cursor_key, cursor_id = key_marker, upload_id_marker
+        while True:
+            batch = self.list_uploads(bucket, prefix, cursor_key, cursor_id, _PAGE)
+            for u in batch:
+                if len(out.uploads) + len(out.common_prefixes) >= max_uploads:
+                    out.is_truncated = True
+                    return out
+                cursor_key, cursor_id = u.key, u.upload_id
+                cut = u.key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut < 0:
+                    out.uploads.append(u)
+                    out.next_key_marker, out.next_upload_id_marker = u.key, u.upload_id
+                    continue
+                common = u.key[: cut + len(delimiter)]
+                if common > key_marker:  # (a marker inside this prefix: it is not repeated)
+                    out.common_prefixes.append(common)
+                    out.next_key_marker, out.next_upload_id_marker = common, None
+                cursor_key, cursor_id = common + _MAX_CHAR, ""  # past every key under it
+                break
+            else:
+                if len(batch) < _PAGE:
+                    return out
 
 
 def commit_part(wh: Warehouse, domain_id: DomainId, part: PartRecord, new_chunks: list[Any]) -> PartRecord:

@@ -36,7 +36,11 @@ class BodyResult:
 
 
 class BodyReader:
-    def __init__(self, request: Request, auth: AuthResult | None, max_size: int) -> None:
+    def __init__(
+        self, request: Request, auth: AuthResult | None, max_size: int, *, checksum_headers: bool = True
+    ) -> None:
+        """``checksum_headers=False``: x-amz-checksum-* headers describe something else than this
+        body (CompleteMultipartUpload: the object) and are not checked against it."""
         self._request = request
         self._auth = auth
         self._max = max_size
@@ -70,7 +74,7 @@ class BodyReader:
             raise entity_too_large(max_size, self._length)
         self._checks: dict[checksums.ChecksumAlgorithm, checksums.Checksum] = {}
         self._expected: dict[checksums.ChecksumAlgorithm, str] = {}
-        for name, value in headers.items():
+        for name, value in headers.items() if checksum_headers else ():
             alg = checksums.algorithm_for_header(name)
             if alg is not None:
                 checksums.decode_checksum_value(alg, value)  # malformed -> InvalidRequest now

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 
+from datawarehouse.api.s3 import checksums
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import invalid_argument
+from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import check_copy_conditions, copy_source
@@ -14,6 +15,7 @@ from datawarehouse.api.s3.handlers.objects import etag_header, object_spec, stre
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
 from datawarehouse.api.s3.xmlmodel import (
+    Checksums,
     CompleteMultipartUploadResult,
     CopyResult,
     InitiateMultipartUploadResult,
@@ -29,11 +31,15 @@ from datawarehouse.api.s3.xmlrender import (
     render_list_multipart_uploads,
     render_list_parts,
 )
-from datawarehouse.service.multipart import CompletedPart, Multipart
+from datawarehouse.records import PartRecord, UploadRecord
+from datawarehouse.service.multipart import UPLOAD_ONLY_PREFIX, CompletedPart, Multipart
 from datawarehouse.service.warehouse import MAX_PUT_SIZE
 
 MAX_COMPLETE_BODY = 2 * 1024 * 1024  # 10,000 parts of ~150 bytes
 _COPY_RANGE = re.compile(r"bytes=(\d{1,20})-(\d{1,20})")
+# The upload's checksum algorithm and type, kept with the upload (not copied to the object).
+ALGORITHM_KEY = UPLOAD_ONLY_PREFIX + "checksum-algorithm"
+TYPE_KEY = UPLOAD_ONLY_PREFIX + "checksum-type"
 
 
 def _int_param(ctx: Context, name: str, default: int, maximum: int) -> int:
@@ -59,13 +65,45 @@ def _part_number(ctx: Context) -> int:
     return int(raw)
 
 
+def _upload_checksum(headers: dict[str, str]) -> dict[str, str]:
+    """x-amz-checksum-algorithm / x-amz-checksum-type of a CreateMultipartUpload, checked."""
+    name, kind = headers.get("x-amz-checksum-algorithm"), headers.get("x-amz-checksum-type")
+    if name is None:
+        if kind is not None:
+            raise invalid_request("x-amz-checksum-type requires x-amz-checksum-algorithm")
+        return {}
+    alg = checksums.parse_algorithm(name)
+    crc = alg in (
+        checksums.ChecksumAlgorithm.CRC32,
+        checksums.ChecksumAlgorithm.CRC32C,
+        checksums.ChecksumAlgorithm.CRC64NVME,
+    )
+    kind = (kind or ("FULL_OBJECT" if alg is checksums.ChecksumAlgorithm.CRC64NVME else "COMPOSITE")).upper()
+    if kind not in ("COMPOSITE", "FULL_OBJECT"):
+        raise invalid_request("x-amz-checksum-type must be COMPOSITE or FULL_OBJECT")
+    if (kind == "FULL_OBJECT" and not crc) or (kind == "COMPOSITE" and alg is checksums.ChecksumAlgorithm.CRC64NVME):
+        raise invalid_request(f"The {kind} checksum type cannot be used with the {alg.value} checksum algorithm.")
+    return {ALGORITHM_KEY: alg.value, TYPE_KEY: kind}
+
+
+def _checksums_of(meta: dict[str, str]) -> Checksums:
+    """The x-amz-checksum-* entries of stored headers, as the XML model reports them."""
+    values = {alg.value.lower(): meta[alg.header] for alg in checksums.ChecksumAlgorithm if alg.header in meta}
+    return Checksums(**values, checksum_type=meta.get("x-amz-checksum-type") if values else None)
+
+
 @handles("CreateMultipartUpload")
 async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
+    spec = object_spec(headers)
+    checksum = _upload_checksum(headers)
+    spec["system_meta"] = {**spec["system_meta"], **checksum}
     mp = Multipart(ctx.warehouse)
-    upload = await ctx.offload.run(lambda: mp.create(ctx.bucket, ctx.key, **object_spec(headers)))
+    upload = await ctx.offload.run(lambda: mp.create(ctx.bucket, ctx.key, **spec))
     result = InitiateMultipartUploadResult(ctx.bucket, ctx.key, upload.upload_id)
-    return xml_response(render_initiate_multipart_upload(result))
+    resp = xml_response(render_initiate_multipart_upload(result))
+    resp.header("x-amz-checksum-algorithm", checksum.get(ALGORITHM_KEY))
+    return resp.header("x-amz-checksum-type", checksum.get(TYPE_KEY))
 
 
 @handles("UploadPart")
@@ -75,10 +113,10 @@ async def upload_part(ctx: Context) -> Response:
     mp = Multipart(ctx.warehouse)
     part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number)
     verified = await stream_into(ctx, reader, part)
-    checksums = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
-    record = await ctx.offload.run(part.finish, checksums)
+    stored = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
+    record = await ctx.offload.run(part.finish, stored)
     resp = Response(200).header("etag", etag_header(record.etag))
-    for name, value in checksums.items():
+    for name, value in stored.items():
         resp.header(name, value)
     return resp
 
@@ -123,16 +161,62 @@ async def upload_part_copy(ctx: Context) -> Response:
 @handles("CompleteMultipartUpload")
 async def complete(ctx: Context) -> Response:
     upload_id = _upload_id(ctx)
-    body = await BodyReader(ctx.request, ctx.auth, MAX_COMPLETE_BODY).read_all(MAX_COMPLETE_BODY)
-    chosen = [CompletedPart(p.part_number, p.etag) for p in parse_complete_multipart_upload(body)]
-    conditions: dict[str, str] = {
-        k: ctx.request.headers[k] for k in ("if-match", "if-none-match") if k in ctx.request.headers
-    }
+    reader = BodyReader(ctx.request, ctx.auth, MAX_COMPLETE_BODY, checksum_headers=False)
+    body = await reader.read_all(MAX_COMPLETE_BODY)
+    chosen = [
+        CompletedPart(p.part_number, p.etag, _checksum_headers(p.checksums))
+        for p in parse_complete_multipart_upload(body)
+    ]
+    headers = ctx.request.headers
+    conditions: dict[str, str] = {k: headers[k] for k in ("if-match", "if-none-match") if k in headers}
+
+    def object_checksums(upload: UploadRecord, parts: list[PartRecord]) -> dict[str, str]:
+        computed = _object_checksums(upload, parts)
+        if computed.get("x-amz-checksum-type") == "FULL_OBJECT":  # the client may send the whole one
+            for name, value in computed.items():
+                if checksums.algorithm_for_header(name) is not None and headers.get(name, value) != value:
+                    raise bad_digest(f"The {name.removeprefix('x-amz-')} you specified did not match the parts'.")
+        return computed
+
     mp = Multipart(ctx.warehouse)
-    version = await ctx.offload.run(lambda: mp.complete(ctx.bucket, ctx.key, upload_id, chosen, conditions))
+    version = await ctx.offload.run(
+        lambda: mp.complete(ctx.bucket, ctx.key, upload_id, chosen, conditions, object_checksums)
+    )
     location = f"/{ctx.bucket}/{ctx.key}"
-    result = CompleteMultipartUploadResult(location, ctx.bucket, ctx.key, version.etag)
+    result = CompleteMultipartUploadResult(
+        location, ctx.bucket, ctx.key, version.etag, _checksums_of(version.system_meta)
+    )
     return xml_response(render_complete_multipart_upload(result))
+
+
+def _checksum_headers(values: Checksums) -> dict[str, str]:
+    """A part's checksums in a completion request, by header name."""
+    out: dict[str, str] = {}
+    for alg in checksums.ChecksumAlgorithm:
+        value = getattr(values, alg.value.lower())
+        if value is not None:
+            out[alg.header] = value
+    return out
+
+
+def _object_checksums(upload: UploadRecord, parts: list[PartRecord]) -> dict[str, str]:
+    """The completed object's checksum from its parts' (when every part has one): COMPOSITE is the
+    checksum of the parts' checksums with ``-<count>``; FULL_OBJECT combines the parts' CRCs into
+    the CRC of the whole object."""
+    name = upload.system_meta.get(ALGORITHM_KEY)
+    if name is None:
+        return {}
+    alg = checksums.ChecksumAlgorithm(name)
+    values = [p.checksums.get(alg.header) for p in parts]
+    present = [v for v in values if v is not None]
+    if len(present) != len(parts):
+        return {}
+    if upload.system_meta.get(TYPE_KEY) == "FULL_OBJECT":
+        total = present[0]
+        for part, value in zip(parts[1:], present[1:], strict=True):
+            total = checksums.combine_crc(alg, total, value, part.size)
+        return {alg.header: total, "x-amz-checksum-type": "FULL_OBJECT"}
+    return {alg.header: checksums.composite_checksum(alg, present), "x-amz-checksum-type": "COMPOSITE"}
 
 
 @handles("AbortMultipartUpload")
@@ -147,7 +231,7 @@ async def list_parts(ctx: Context) -> Response:
     upload_id = _upload_id(ctx)
     after = _int_param(ctx, "part-number-marker", 0, 10_000)
     limit = _int_param(ctx, "max-parts", 1000, 1000)
-    _, parts = await ctx.offload.run(
+    upload, parts = await ctx.offload.run(
         Multipart(ctx.warehouse).list_parts, ctx.bucket, ctx.key, upload_id, after, limit + 1
     )
     truncated = len(parts) > limit
@@ -160,10 +244,15 @@ async def list_parts(ctx: Context) -> Response:
         part_number_marker=after,
         max_parts=limit,
         is_truncated=truncated,
-        parts=tuple(PartSummary(p.part_number, p.created_at, p.etag, p.size) for p in parts),
+        parts=tuple(
+            PartSummary(p.part_number, p.created_at, p.etag, p.size, _checksums_of(p.checksums)) for p in parts
+        ),
         next_part_number_marker=parts[-1].part_number if parts else None,
         initiator=who,
         owner=who,
+        checksum_algorithm=upload.system_meta.get(ALGORITHM_KEY),
+        checksum_type=upload.system_meta.get(TYPE_KEY),
+        encoding_type=ctx.request.param("encoding-type"),
     )
     return xml_response(render_list_parts(result))
 
@@ -171,25 +260,37 @@ async def list_parts(ctx: Context) -> Response:
 @handles("ListMultipartUploads")
 async def list_uploads(ctx: Context) -> Response:
     prefix = ctx.request.param("prefix") or ""
+    delimiter = ctx.request.param("delimiter") or ""
     key_marker = ctx.request.param("key-marker") or ""
-    upload_marker = ctx.request.param("upload-id-marker") or ""
+    upload_marker = (ctx.request.param("upload-id-marker") or "") if key_marker else ""
     limit = _int_param(ctx, "max-uploads", 1000, 1000)
-    uploads = await ctx.offload.run(
-        Multipart(ctx.warehouse).list_uploads, ctx.bucket, prefix, key_marker, upload_marker, limit + 1
+    page = await ctx.offload.run(
+        Multipart(ctx.warehouse).list_uploads_page, ctx.bucket, prefix, delimiter, key_marker, upload_marker, limit
     )
-    truncated = len(uploads) > limit
-    uploads = uploads[:limit]
     who = owner(ctx)
     result = ListMultipartUploadsResult(
         bucket=ctx.bucket,
         max_uploads=limit,
-        is_truncated=truncated,
-        uploads=tuple(UploadSummary(u.key, u.upload_id, u.created_at, who, who) for u in uploads),
+        is_truncated=page.is_truncated,
+        uploads=tuple(
+            UploadSummary(
+                u.key,
+                u.upload_id,
+                u.created_at,
+                who,
+                who,
+                checksum_algorithm=u.system_meta.get(ALGORITHM_KEY),
+                checksum_type=u.system_meta.get(TYPE_KEY),
+            )
+            for u in page.uploads
+        ),
+        common_prefixes=tuple(page.common_prefixes),
         prefix=prefix or None,
+        delimiter=delimiter or None,
         key_marker=key_marker,
         upload_id_marker=upload_marker,
-        next_key_marker=uploads[-1].key if truncated and uploads else None,
-        next_upload_id_marker=uploads[-1].upload_id if truncated and uploads else None,
+        next_key_marker=page.next_key_marker if page.is_truncated else None,
+        next_upload_id_marker=page.next_upload_id_marker if page.is_truncated else None,
         encoding_type=ctx.request.param("encoding-type"),
     )
     return xml_response(render_list_multipart_uploads(result))
