@@ -1,8 +1,10 @@
 """S3 benchmark: `dwh serve` next to moto_server and a trivial in-memory ASGI server (the ceiling),
 all driven by the same asyncio aiohttp client with presigned URLs, in one run.
 
-    .venv/bin/python bench/s3.py            # full run
-    .venv/bin/python bench/s3.py --quick    # fewer objects
+    .venv/bin/python bench/s3.py                         # full run
+    .venv/bin/python bench/s3.py --quick                 # fewer objects
+    .venv/bin/python bench/s3.py --only dwh,moto         # some servers (dwh, moto, trivial)
+    .venv/bin/python bench/s3.py --only 4KiB,multipart   # some workloads (substring of their names)
 
 Prints MB/s and ops/s per server and workload, the ratio to moto, the fraction of the ceiling,
 p50/p99 of 4 KiB GETs, and server RSS; writes bench/out/s3.json. Targets (incompressible data):
@@ -153,12 +155,21 @@ def unique_bodies(count: int, size: int) -> list[bytes]:
 
 
 def boto3_ceiling(target: Target, size: int, count: int) -> dict[str, float]:
-    body = os.urandom(size)
+    """boto3 (8 threads, one shared client) PUT then GET of ``count`` objects of ``size`` bytes:
+    against the trivial server this is boto3's own ceiling."""
+    bodies = unique_bodies(count, size)
     s3 = target.client
-    start = time.perf_counter()
+    out: dict[str, float] = {}
     with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda i: s3.put_object(Bucket="bench", Key=f"b3-{i}", Body=body), range(count)))
-    return {"mb_s": size * count / (time.perf_counter() - start) / 1e6}
+        start = time.perf_counter()
+        list(ex.map(lambda i: s3.put_object(Bucket="bench", Key=f"b3-{size}-{i}", Body=bodies[i]), range(count)))
+        elapsed = time.perf_counter() - start
+        out["put_mb_s"], out["put_ops_s"] = size * count / elapsed / 1e6, count / elapsed
+        start = time.perf_counter()
+        list(ex.map(lambda i: s3.get_object(Bucket="bench", Key=f"b3-{size}-{i}")["Body"].read(), range(count)))
+        elapsed = time.perf_counter() - start
+        out["get_mb_s"], out["get_ops_s"] = size * count / elapsed / 1e6, count / elapsed
+    return out
 
 
 def multipart(target: Target, size: int) -> dict[str, float]:
@@ -220,9 +231,29 @@ async def big_object(target: Target, size: int) -> dict[str, float]:
     }
 
 
+WORKLOADS = (
+    "put_1MiB_c1",
+    "get_1MiB_c1",
+    "put_1MiB_c8",
+    "get_1MiB_c8",
+    "put_1MiB_c32",
+    "get_1MiB_c32",
+    "put_4KiB_c16",
+    "get_4KiB_c16",
+    "multipart",
+    "boto3_ceiling",
+)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="64 x 1 MiB, 1,000 x 4 KiB, 256 MiB multipart")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated server names (dwh, moto, trivial) and/or workload name fragments "
+        "(put_1MiB_c8, 4KiB, multipart, boto3_ceiling...)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument(
         "--big-only",
@@ -259,28 +290,49 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         print(json.dumps(res, indent=1))
         return
+    only = [w for w in args.only.split(",") if w]
+    servers = [n for n in targets if n in only] or list(targets)
+    fragments = [w for w in only if w not in targets]
+    workloads = [w for w in WORKLOADS if not fragments or any(f in w for f in fragments)]
     big = unique_bodies(n_big, MiB)
     small = unique_bodies(n_small, 4096)
-    results: dict[str, Any] = {"machine": {"nproc": os.cpu_count(), "load_start": os.getloadavg()}}
-    for name, (cmd, signed) in targets.items():
-        target = Target(name, cmd, env, signed)
+    results: dict[str, Any] = {
+        "machine": {"nproc": os.cpu_count(), "load_start": os.getloadavg()},
+        "settings": {"quick": args.quick, "n_1MiB": n_big, "n_4KiB": n_small, "multipart_bytes": mp_size},
+    }
+    for name in servers:
+        cmd, signed = targets[name]
         res: dict[str, Any] = {}
+        results[name] = res
+        try:
+            target = Target(name, cmd, env, signed)
+        except Exception as exc:  # a server that cannot start is reported, not fatal
+            res["error"] = f"start: {exc!r}"
+            print(f"{name}: could not start: {exc!r}", flush=True)
+            continue
         try:
             for conc in (1, 8, 32):
                 keys = [f"big-{conc}-{i}" for i in range(n_big)]
-                res[f"put_1MiB_c{conc}"] = asyncio.run(drive(target, "PUT", keys, big, conc))
-                res[f"get_1MiB_c{conc}"] = asyncio.run(drive(target, "GET", keys, big, conc))
+                if f"put_1MiB_c{conc}" in workloads or f"get_1MiB_c{conc}" in workloads:
+                    res[f"put_1MiB_c{conc}"] = asyncio.run(drive(target, "PUT", keys, big, conc))
+                if f"get_1MiB_c{conc}" in workloads:
+                    res[f"get_1MiB_c{conc}"] = asyncio.run(drive(target, "GET", keys, big, conc))
             keys = [f"small-{i}" for i in range(n_small)]
-            res["put_4KiB_c16"] = asyncio.run(drive(target, "PUT", keys, small, 16))
-            res["get_4KiB_c16"] = asyncio.run(drive(target, "GET", keys, small, 16))
-            if signed:
+            if "put_4KiB_c16" in workloads or "get_4KiB_c16" in workloads:
+                res["put_4KiB_c16"] = asyncio.run(drive(target, "PUT", keys, small, 16))
+            if "get_4KiB_c16" in workloads:
+                res["get_4KiB_c16"] = asyncio.run(drive(target, "GET", keys, small, 16))
+            if signed and "multipart" in workloads:
                 res["multipart"] = multipart(target, mp_size)
-            else:
-                res["boto3_ceiling_put_1MiB"] = boto3_ceiling(target, MiB, 64)
+            if not signed and "boto3_ceiling" in workloads:
+                res["boto3_ceiling_1MiB"] = boto3_ceiling(target, MiB, 64 if args.quick else 256)
+                res["boto3_ceiling_4KiB"] = boto3_ceiling(target, 4096, 500 if args.quick else 2000)
+        except Exception as exc:  # keep what was measured; the report shows the gap
+            res["error"] = repr(exc)
+            print(f"{name}: failed: {exc!r}", flush=True)
         finally:
             target.stop()
         res["peak_rss_mib"] = target.peak_rss / MiB
-        results[name] = res
         print(f"{name}: done", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     results["machine"]["load_end"] = os.getloadavg()
@@ -288,6 +340,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "s3.json").write_text(json.dumps(results, indent=1))
+    print(f"\nwrote {out / 's3.json'}")
+
+
+def _get(r: dict[str, Any], server: str, key: str, unit: str) -> float | None:
+    value = r.get(server, {}).get(key, {}).get(unit)
+    return float(value) if value is not None else None
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def report(r: dict[str, Any]) -> None:
@@ -304,25 +366,47 @@ def report(r: dict[str, Any]) -> None:
     print("\n| workload | unit | dwh | moto | trivial (ceiling) | dwh / moto | dwh / ceiling |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for key, unit in rows:
-        d, m, t = (r[n][key][unit] for n in ("dwh", "moto", "trivial"))
+        d, m, t = (_get(r, n, key, unit) for n in ("dwh", "moto", "trivial"))
+        if d is None and m is None and t is None:
+            continue
         label = "MB/s" if unit == "mb_s" else "ops/s"
-        print(f"| {key} | {label} | {d:.0f} | {m:.0f} | {t:.0f} | {d / m:.2f}x | {d / t:.0%} |")
-    dm, mm = r["dwh"]["multipart"]["mb_s"], r["moto"]["multipart"]["mb_s"]
-    print(f"| multipart (boto3, 8 threads) | MB/s | {dm:.0f} | {mm:.0f} | - | {dm / mm:.2f}x | - |")
-    dg, mg = r["dwh"]["get_4KiB_c16"], r["moto"]["get_4KiB_c16"]
-    print(
-        f"\n4 KiB GET latency p50/p99 ms: dwh {dg['p50_ms']:.1f}/{dg['p99_ms']:.1f}, "
-        f"moto {mg['p50_ms']:.1f}/{mg['p99_ms']:.1f}"
+        vs_moto = f"{d / m:.2f}x" if d and m else "-"
+        vs_ceiling = f"{d / t:.0%}" if d and t else "-"
+        print(f"| {key} | {label} | {_fmt(d)} | {_fmt(m)} | {_fmt(t)} | {vs_moto} | {vs_ceiling} |")
+    dm, mm = _get(r, "dwh", "multipart", "mb_s"), _get(r, "moto", "multipart", "mb_s")
+    if dm or mm:
+        size = r.get("settings", {}).get("multipart_bytes", 0) // MiB
+        ratio = f"{dm / mm:.2f}x" if dm and mm else "-"
+        print(
+            f"| multipart {size} MiB (boto3, 8 threads, 16 MiB parts) | MB/s "
+            f"| {_fmt(dm)} | {_fmt(mm)} | - | {ratio} | - |"
+        )
+    for name in ("dwh", "moto", "trivial"):
+        g = r.get(name, {}).get("get_4KiB_c16")
+        if g:
+            print(f"4 KiB GET latency {name}: p50 {g['p50_ms']:.1f} ms, p99 {g['p99_ms']:.1f} ms")
+    t = r.get("trivial", {})
+    if t.get("put_1MiB_c8") or t.get("boto3_ceiling_1MiB"):
+        print("client ceilings against the trivial server:")
+        for key in ("put_1MiB_c8", "get_1MiB_c8", "put_1MiB_c32", "get_1MiB_c32"):
+            if key in t:
+                print(f"  aiohttp {key}: {t[key]['mb_s']:.0f} MB/s")
+        for key in ("put_4KiB_c16", "get_4KiB_c16"):
+            if key in t:
+                print(f"  aiohttp {key}: {t[key]['ops_s']:.0f} ops/s")
+        b1, b4 = t.get("boto3_ceiling_1MiB"), t.get("boto3_ceiling_4KiB")
+        if b1:
+            print(f"  boto3 8 threads 1 MiB: PUT {b1['put_mb_s']:.0f} MB/s, GET {b1['get_mb_s']:.0f} MB/s")
+        if b4:
+            print(f"  boto3 8 threads 4 KiB: PUT {b4['put_ops_s']:.0f} ops/s, GET {b4['get_ops_s']:.0f} ops/s")
+    rss = ", ".join(
+        f"{n} {r[n]['peak_rss_mib']:.0f}" for n in ("dwh", "moto", "trivial") if "peak_rss_mib" in r.get(n, {})
     )
-    t = r["trivial"]
-    print(
-        f"client ceilings (1 MiB PUT): aiohttp c32 vs trivial {t['put_1MiB_c32']['mb_s']:.0f} MB/s; "
-        f"boto3 8 threads vs trivial {t['boto3_ceiling_put_1MiB']['mb_s']:.0f} MB/s"
-    )
-    print(
-        f"peak server RSS MiB: dwh {r['dwh']['peak_rss_mib']:.0f}, moto {r['moto']['peak_rss_mib']:.0f}, "
-        f"trivial {t['peak_rss_mib']:.0f}"
-    )
+    if rss:
+        print(f"peak server RSS MiB (sampled every 0.1 s): {rss}")
+    for name in ("dwh", "moto", "trivial"):
+        if "error" in r.get(name, {}):
+            print(f"ERROR {name}: {r[name]['error']}")
     targets = [
         ("put_1MiB_c8", "mb_s", 2.5),
         ("get_1MiB_c8", "mb_s", 3.0),
@@ -330,8 +414,17 @@ def report(r: dict[str, Any]) -> None:
         ("get_4KiB_c16", "ops_s", 5.0),
     ]
     for key, unit, want in targets:
-        ratio = r["dwh"][key][unit] / r["moto"][key][unit]
+        d, m = _get(r, "dwh", key, unit), _get(r, "moto", key, unit)
+        if d is None or m is None:
+            print(f"target {key}: >= {want}x moto: not measured")
+            continue
+        ratio = d / m
         print(f"target {key}: {ratio:.2f}x moto (>= {want}x): {'PASS' if ratio >= want else 'FAIL'}")
+    r["targets"] = {
+        key: {"want_x_moto": want, "got_x_moto": (d / m) if d and m else None}
+        for key, unit, want in targets
+        for d, m in [(_get(r, "dwh", key, unit), _get(r, "moto", key, unit))]
+    }
 
 
 if __name__ == "__main__":

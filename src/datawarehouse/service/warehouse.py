@@ -284,10 +284,12 @@ class Warehouse:
         key: str,
         *,
         spec: ObjectSpec | None = None,
+        tags: dict[str, str] | None = None,
         source_conditions: Callable[[ObjectVersion], None] | None = None,
     ) -> ObjectVersion:
         """Copy by reference: the new version shares the source's chunks (one journaled commit
-        that adds references; nothing is read or rewritten). Both buckets share the domain."""
+        that adds references; nothing is read or rewritten). Both buckets share the domain.
+        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's)."""
         check_key(key)
         src_rec, source = self.lookup(src_bucket, src_key)
         if source_conditions is not None:
@@ -295,7 +297,7 @@ class Warehouse:
         dst = self.get_bucket(bucket)
         if dst.domain_id != src_rec.domain_id:
             raise InvalidInput("copying between tenants re-encrypts data and is not supported yet")
-        version = copied_version(source, dst, key, self.engine.now(), spec)
+        version = copied_version(source, dst, key, self.engine.now(), spec, tags)
         doc = {
             "op": "object.put",
             "domain_id": dst.domain_id,
@@ -356,10 +358,18 @@ class Warehouse:
 
 
 def copied_version(
-    source: ObjectVersion, bucket: BucketRecord, key: str, now: datetime, spec: ObjectSpec | None
+    source: ObjectVersion,
+    bucket: BucketRecord,
+    key: str,
+    now: datetime,
+    spec: ObjectSpec | None,
+    tags: dict[str, str] | None = None,
 ) -> ObjectVersion:
     """A new version of ``bucket/key`` with ``source``'s bytes: the same manifest (or inline
-    frame), so no data is read or written. ``spec`` replaces the metadata (REPLACE directive)."""
+    frame), so no data is read or written. ``spec`` replaces the metadata (REPLACE directive) but
+    not the stored checksums, which describe the unchanged bytes; ``tags`` replaces the tag set
+    (``spec.tags`` is not used: S3's tagging directive is independent of the metadata one)."""
+    checksums = {k: v for k, v in source.system_meta.items() if k.startswith("x-amz-checksum-")}
     return ObjectVersion(
         bucket_id=bucket.bucket_id,
         key=key,
@@ -373,6 +383,6 @@ def copied_version(
         user_meta=dict(spec.user_meta) if spec else dict(source.user_meta),
         inline_data=source.inline_data,
         chunks=source.chunks,
-        system_meta=dict(spec.system_meta) if spec else dict(source.system_meta),
-        tags=dict(spec.tags) if spec else dict(source.tags),
+        system_meta={**spec.system_meta, **checksums} if spec else dict(source.system_meta),
+        tags=dict(tags) if tags is not None else dict(source.tags),
     )

@@ -11,7 +11,14 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from datawarehouse.api.s3.errors import S3Error, access_denied, internal_error, not_implemented, s3_error_from
+from datawarehouse.api.s3.errors import (
+    S3Error,
+    access_denied,
+    internal_error,
+    key_too_long,
+    not_implemented,
+    s3_error_from,
+)
 from datawarehouse.api.s3.handlers import HANDLERS, Context, load_all
 from datawarehouse.api.s3.handlers.cors import cors_headers, load_rules, match_rule
 from datawarehouse.api.s3.http import (
@@ -28,6 +35,7 @@ from datawarehouse.api.s3.router import route
 from datawarehouse.api.s3.sigv4 import SignedRequest, verify_request
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
+from datawarehouse.service.naming import MAX_KEY_BYTES
 from datawarehouse.service.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -89,26 +97,42 @@ class S3App:
             raise access_denied("Anonymous access is not allowed; sign the request")
         if auth is not None and auth.session_token is not None:
             raise access_denied("This server issues no temporary credentials")
+        if endpoint.key is not None and len(endpoint.key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise key_too_long(MAX_KEY_BYTES)
         handler = HANDLERS.get(endpoint.operation)
         if handler is None:
             raise not_implemented(f"{endpoint.operation} is not implemented by this server")
         ctx = Context(self.warehouse, self.offload, request, endpoint, auth, self.region, self.lookup_secret)
         try:
             response = await handler(ctx)
-            origin = request.headers.get("origin")
-            if origin and endpoint.bucket and endpoint.operation != "CorsPreflight":
-                await self._add_cors(ctx, response, origin)
-            return response
-        except DwhError as exc:
+        except (DwhError, S3Error) as exc:
             resource = f"/{endpoint.bucket}" + (f"/{endpoint.key}" if endpoint.key else "") if endpoint.bucket else None
-            raise s3_error_from(exc, resource=resource) from exc
+            err = exc if isinstance(exc, S3Error) else s3_error_from(exc, resource=resource)
+            cors = await self._cors(ctx)  # a browser may read an error only with CORS headers
+            if cors:
+                err = S3Error(
+                    err.code,
+                    err.message,
+                    http_status=err.http_status,
+                    resource=err.resource,
+                    extra=err.extra,
+                    headers=(*err.headers, *cors),
+                )
+            if err is exc:
+                raise
+            raise err from exc
+        response.headers.extend(await self._cors(ctx))
+        return response
 
-    async def _add_cors(self, ctx: Context, response: Response, origin: str) -> None:
-        """A browser's actual request: the bucket's CORS rule for its origin and method, if any."""
+    async def _cors(self, ctx: Context) -> list[tuple[str, str]]:
+        """A browser's actual request (Origin): the headers of the bucket's CORS rule for its
+        origin and method, if any."""
+        origin = ctx.request.headers.get("origin")
+        if not origin or ctx.endpoint.bucket is None or ctx.endpoint.operation == "CorsPreflight":
+            return []
         rules = await self.offload.run(load_rules, self.warehouse, ctx.bucket)
         rule = match_rule(rules, origin, ctx.request.method, [])
-        if rule is not None:
-            response.headers.extend(cors_headers(rule, origin, ctx.request.method))
+        return cors_headers(rule, origin, ctx.request.method) if rule is not None else []
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -33,10 +33,12 @@ _UNSUPPORTED_BUCKET = (
     "publicAccessBlock",
     "replication",
     "requestPayment",
+    "session",
     "versioning",
     "website",
 )
-_UNSUPPORTED_OBJECT = ("acl", "attributes", "legal-hold", "restore", "retention", "select", "torrent")
+# renameObject matters most: a PUT carrying it must never fall through to PutObject.
+_UNSUPPORTED_OBJECT = ("acl", "attributes", "legal-hold", "renameObject", "restore", "retention", "select", "torrent")
 
 
 # Every operation ``route`` can name (docs/s3-compatibility.md is checked against this list).
@@ -163,7 +165,7 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
 def _object_operation(method: str, query: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
     upload = _has(query, "uploadId")
     if method == "PUT":
-        if upload and _has(query, "partNumber"):
+        if upload:  # the handler refuses a missing or bad partNumber (never a PutObject)
             return "UploadPartCopy" if "x-amz-copy-source" in headers else "UploadPart"
         if _has(query, "tagging"):
             return "PutObjectTagging"

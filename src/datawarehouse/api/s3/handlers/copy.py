@@ -1,12 +1,18 @@
-"""CopyObject: a new version that shares the source's chunks (no data is read or written)."""
+"""CopyObject: a new version that shares the source's chunks (no data is read or written).
+
+The new version references the source's manifest (its chunks' reference counts go up in the same
+journaled transaction that stores the version; an inline object's sealed bytes are copied along),
+so S3's 5 GiB CopyObject limit does not apply here: nothing is moved whatever the size.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
-from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed
+from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import evaluate_read_conditions, system_metadata, user_metadata
+from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xmlmodel import CopyResult
 from datawarehouse.api.s3.xmlrender import render_copy_object_result
@@ -39,25 +45,44 @@ def check_copy_conditions(headers: dict[str, str], source: ObjectVersion) -> Non
         raise precondition_failed("x-amz-copy-source-if-*")
 
 
+def _directive(headers: dict[str, str], name: str) -> str:
+    value = headers.get(f"x-amz-{name}-directive", "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise invalid_argument(f"Unknown {name} directive.", name=f"x-amz-{name}-directive", value=value)
+    return value
+
+
+def check_storage_class(headers: dict[str, str]) -> None:
+    """A copy shares the source's chunks, so it keeps the source's layout; every object is listed
+    as STANDARD, so that is the one class a copy may ask for."""
+    wanted = headers.get("x-amz-storage-class")
+    if wanted is not None and wanted != "STANDARD":
+        raise s3_error(
+            "InvalidStorageClass",
+            "A copy shares the source's data and keeps its storage class; only STANDARD can be requested.",
+        )
+
+
 @handles("CopyObject")
 async def copy_object(ctx: Context) -> Response:
     headers = ctx.request.headers
     src_bucket, src_key = copy_source(headers["x-amz-copy-source"])
-    directive = headers.get("x-amz-metadata-directive", "COPY").upper()
-    if directive not in ("COPY", "REPLACE"):
-        raise invalid_argument("Unknown metadata directive.", name="x-amz-metadata-directive", value=directive)
-    if (src_bucket, src_key) == (ctx.bucket, ctx.key) and directive == "COPY":
+    metadata = _directive(headers, "metadata")
+    tagging = _directive(headers, "tagging")
+    check_storage_class(headers)
+    if (src_bucket, src_key) == (ctx.bucket, ctx.key) and metadata == "COPY":
         raise invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
             "object's metadata, storage class, website redirect location or encryption attributes."
         )
     spec = None
-    if directive == "REPLACE":
+    if metadata == "REPLACE":
         spec = ObjectSpec(
             content_type=headers.get("content-type") or "binary/octet-stream",
             user_meta=user_metadata(headers),
             system_meta=system_metadata(headers),
         )
+    tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
     version = await ctx.offload.run(
         lambda: ctx.warehouse.copy_object(
             src_bucket,
@@ -65,6 +90,7 @@ async def copy_object(ctx: Context) -> Response:
             ctx.bucket,
             ctx.key,
             spec=spec,
+            tags=tags,
             source_conditions=lambda source: check_copy_conditions(headers, source),
         )
     )

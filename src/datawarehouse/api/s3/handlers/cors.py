@@ -3,7 +3,6 @@ actual requests from a browser (``Origin``)."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import asdict
 
@@ -22,8 +21,14 @@ SETTING = "cors"
 
 
 def _matches(pattern: str, value: str) -> bool:
-    """S3 allows one '*' wildcard in an origin or header pattern; comparison ignores case for headers."""
-    return pattern == "*" or fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+    """S3 allows one '*' wildcard in an origin or header pattern (``?`` and ``[`` are literal);
+    callers lower-case header names on both sides."""
+    if pattern == "*":
+        return True
+    if "*" not in pattern:
+        return pattern == value
+    head, _, tail = pattern.partition("*")
+    return len(value) >= len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
 
 
 def load_rules(wh: Warehouse, bucket: str) -> list[CorsRule]:

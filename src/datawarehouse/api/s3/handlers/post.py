@@ -9,18 +9,20 @@ checked at the end, before the object is committed.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from datawarehouse.api.s3 import post_policy
-from datawarehouse.api.s3.errors import invalid_argument, malformed_post, s3_error
+from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_post, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
-from datawarehouse.api.s3.handlers.objects import etag_header
+from datawarehouse.api.s3.handlers.objects import etag_header, system_metadata, user_metadata
 from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.xml import parse_tagging
 from datawarehouse.api.s3.xmlrender import render_post_response
-from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS
+from datawarehouse.service.warehouse import MAX_PUT_SIZE
 
 MAX_FIELDS_SIZE = 64 * 1024  # all fields before the file together
 BATCH = 1024 * 1024
@@ -77,11 +79,15 @@ async def post_object(ctx: Context) -> Response:
     policy: post_policy.Policy | None = None
     size = 0
     pending: list[bytes] = []
+    pending_size = 0
     key = ""
+    file_done = False  # fields after the file are ignored, as S3 does
     try:
         async for raw in ctx.request.raw_body():
-            parser.write(raw)
+            _feed(parser, raw)
             for kind, item in events.items:
+                if file_done:
+                    continue
                 if kind == "headers":
                     current = _disposition(item)
                     value = b""
@@ -93,22 +99,27 @@ async def post_object(ctx: Context) -> Response:
                         if policy is not None and policy.max_size is not None and size > policy.max_size:
                             post_policy.check_size(policy, size)
                         pending.append(item)
-                        if sum(len(p) for p in pending) >= BATCH:
+                        pending_size += len(item)
+                        if pending_size >= BATCH:
                             await ctx.offload.run(upload.write, b"".join(pending))
-                            pending = []
+                            pending, pending_size = [], 0
                     else:
                         fields_size += len(item)
                         if fields_size > MAX_FIELDS_SIZE:
                             raise malformed_post("form fields exceed 64 KiB")
                         value += item
                 elif kind == "end" and current is not None:
-                    if current[0] != "file":
+                    if current[0] == "file":
+                        file_done = True
+                    else:
                         fields[current[0].lower()] = value.decode("utf-8", "replace")
                     current = None
             events.items.clear()
         parser.finalize()
         if upload is None or policy is None:
             raise malformed_post("the form has no file field (it must be the last field)")
+        if not file_done:  # the body ended inside the file part: never store a truncated file
+            raise malformed_post("the form ended before the end of the file")
         if pending:
             await ctx.offload.run(upload.write, b"".join(pending))
         post_policy.check_size(policy, size)
@@ -118,6 +129,13 @@ async def post_object(ctx: Context) -> Response:
         raise
     version = await ctx.offload.run(upload.finish)
     return _success(ctx, fields, key, version.etag)
+
+
+def _feed(parser: MultipartParser, data: bytes) -> None:
+    try:
+        parser.write(data)
+    except MultipartParseError as exc:
+        raise malformed_post() from exc
 
 
 async def _start(ctx: Context, fields: dict[str, str], filename: str | None, headers: dict[str, bytes]) -> Any:
@@ -132,11 +150,18 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
     if not key:
         raise invalid_argument("Bucket POST must contain a field named 'key'.", name="key")
     key = key.replace("${filename}", filename or "")
-    checked = {**fields, "key": key}
-    post_policy.check_conditions(policy, checked, ctx.bucket, ctx.warehouse.engine.now())
+    now = ctx.warehouse.engine.now()
+    try:
+        post_policy.check_conditions(policy, {**fields, "key": key}, ctx.bucket, now)
+    except S3Error:
+        # A policy may name the key as the form does, ${filename} and all.
+        if key == fields["key"]:
+            raise
+        post_policy.check_conditions(policy, fields, ctx.bucket, now)
     content_type = fields.get("content-type") or headers.get("content-type", b"binary/octet-stream").decode("latin-1")
-    user_meta = {k[len("x-amz-meta-") :]: v for k, v in fields.items() if k.startswith("x-amz-meta-")}
-    system_meta = {k: v for k, v in fields.items() if k in SYSTEM_HEADERS}
+    user_meta = user_metadata(fields)
+    system_meta = system_metadata(fields)
+    tags = {t.key: t.value for t in parse_tagging(fields["tagging"].encode())} if fields.get("tagging") else {}
     wh = ctx.warehouse
     upload = await ctx.offload.run(
         lambda: wh.open_upload(
@@ -145,6 +170,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
             content_type=content_type,
             user_meta=user_meta,
             system_meta=system_meta,
+            tags=tags,
             max_size=policy.max_size if policy.max_size is not None else MAX_PUT_SIZE,
         )
     )
@@ -161,5 +187,6 @@ def _success(ctx: Context, fields: dict[str, str], key: str, etag: str) -> Respo
     if status == "201":
         body = render_post_response(f"/{ctx.bucket}/{key}", ctx.bucket, key, etag)
         resp = xml_response(body, 201)
-        return resp.header("etag", etag_header(etag)).header("location", f"/{ctx.bucket}/{key}")
-    return Response(200 if status == "200" else 204).header("etag", etag_header(etag))
+        return resp.header("etag", etag_header(etag)).header("location", f"/{ctx.bucket}/{quote(key, safe='/~')}")
+    resp = Response(200 if status == "200" else 204).header("etag", etag_header(etag))
+    return resp.header("location", f"/{ctx.bucket}/{quote(key, safe='/~')}")

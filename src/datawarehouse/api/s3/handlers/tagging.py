@@ -9,6 +9,7 @@ from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.xml import _check_tag as check_tag
 from datawarehouse.api.s3.xml import parse_tagging
 from datawarehouse.api.s3.xmlmodel import Tag
 from datawarehouse.api.s3.xmlrender import render_tagging
@@ -21,13 +22,17 @@ def header_tags(value: str | None) -> dict[str, str]:
     """``x-amz-tagging: k1=v1&k2=v2`` (URL-encoded), checked like a Tagging document."""
     if not value:
         return {}
-    pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=False)
+    try:
+        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except UnicodeDecodeError:
+        raise s3_error("InvalidTag", "The x-amz-tagging header is not URL-encoded UTF-8.") from None
     tags = dict(pairs)
-    if len(tags) != len(pairs) or len(tags) > MAX_OBJECT_TAGS:
-        raise s3_error("InvalidTag", f"at most {MAX_OBJECT_TAGS} tags, each key once")
+    if len(tags) != len(pairs):
+        raise s3_error("InvalidTag", "Cannot provide multiple Tags with the same key")
+    if len(tags) > MAX_OBJECT_TAGS:
+        raise s3_error("InvalidTag", f"Object tags cannot be greater than {MAX_OBJECT_TAGS}")
     for key, val in tags.items():
-        if not key or len(key) > 128 or len(val) > 256:
-            raise s3_error("InvalidTag", "tag keys are 1-128 characters, values at most 256")
+        check_tag(key, val)
     return tags
 
 

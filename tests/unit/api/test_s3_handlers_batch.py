@@ -1,0 +1,46 @@
+"""DeleteObjects: the integrity header S3 requires, and the service's batch delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from datawarehouse.api.s3.handlers.batch import has_integrity_header
+from datawarehouse.errors import NoSuchBucket, NoSuchKey
+from datawarehouse.service.objects import delete_objects
+from datawarehouse.service.warehouse import Warehouse
+
+
+@pytest.mark.parametrize(
+    ("headers", "ok"),
+    [
+        ({"content-md5": "1B2M2Y8AsgTpgAmY7PhCfg=="}, True),
+        ({"x-amz-checksum-crc32": "AAAAAA=="}, True),
+        ({"x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}, True),
+        ({"x-amz-trailer": "x-amz-checksum-crc32c"}, True),
+        ({}, False),
+        ({"x-amz-sdk-checksum-algorithm": "CRC32"}, False),  # an algorithm without a value checks nothing
+        ({"x-amz-checksum-mode": "ENABLED"}, False),
+        ({"x-amz-checksum-type": "FULL_OBJECT"}, False),
+        ({"x-amz-trailer": "x-amz-meta-foo"}, False),
+    ],
+)
+def test_integrity_header(headers: dict[str, str], ok: bool) -> None:
+    assert has_integrity_header(headers) is ok
+
+
+def test_delete_objects(tmp_path: Path) -> None:
+    with Warehouse.init(tmp_path / "dwh") as wh:
+        wh.create_bucket("batch-unit")
+        keys = [f"k{i}" for i in range(40)]
+        for key in keys:
+            wh.put_object("batch-unit", key, key.encode())
+        outcome = delete_objects(wh, "batch-unit", [*keys[:30], "missing", "k0"])  # missing and repeated keys
+        assert outcome == [None] * 32
+        assert [o.key for o in wh.list_objects("batch-unit")] == sorted(keys[30:])
+        assert delete_objects(wh, "batch-unit", ["k35"]) == [None]
+        with pytest.raises(NoSuchKey):
+            wh.head_object("batch-unit", "k35")
+        with pytest.raises(NoSuchBucket):
+            delete_objects(wh, "no-such-bucket", ["a", "b"])
