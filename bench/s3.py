@@ -5,6 +5,9 @@ all driven by the same asyncio aiohttp client with presigned URLs, in one run.
     .venv/bin/python bench/s3.py --quick                 # fewer objects
     .venv/bin/python bench/s3.py --only dwh,moto         # some servers (dwh, moto, trivial)
     .venv/bin/python bench/s3.py --only 4KiB,multipart   # some workloads (substring of their names)
+    .venv/bin/python bench/s3.py --only dwh,get_1MiB_c8 --rounds 3 --profile bench/out/prof
+                                                         # GET 3 times, py-spy on the server meanwhile
+    .venv/bin/python bench/s3.py --only dwh --dwh-src /tmp/old/src  # A/B: serve another checkout's code
 
 Prints MB/s and ops/s per server and workload, the ratio to moto, the fraction of the ceiling,
 p50/p99 of 4 KiB GETs, and server RSS; writes bench/out/s3.json. Targets (incompressible data):
@@ -57,6 +60,28 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("server did not start")
+
+
+class Profiler:
+    """py-spy recording the server while a GET workload runs (``--profile DIR``)."""
+
+    def __init__(self, out: Path | None, pid: int, label: str) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+        if spy is None:
+            raise RuntimeError("--profile needs py-spy (.venv/bin/pip install py-spy)")
+        cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", "200", "--nonblocking"]
+        cmd += ["--format", "raw", "-o", str(out / f"{label}.txt")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            self.proc.wait(timeout=60)
 
 
 class Target:
@@ -147,6 +172,25 @@ async def drive(target: Target, method: str, keys: list[str], bodies: list[bytes
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
     }
+
+
+def gets(
+    target: Target, keys: list[str], bodies: list[bytes], concurrency: int, rounds: int, profile: Path | None
+) -> dict[str, Any]:
+    """GET every key ``rounds`` times; the best round is kept, every round is printed."""
+    best: dict[str, Any] = {}
+    size = len(bodies[0])
+    for n in range(rounds):
+        label = f"{target.name}-get-{size}-c{concurrency}-r{n}"
+        spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label)
+        try:
+            res = asyncio.run(drive(target, "GET", keys, bodies, concurrency))
+        finally:
+            spy.stop()
+        print(f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms", flush=True)
+        if not best or res["ops_s"] > best["ops_s"]:
+            best = res
+    return best
 
 
 def unique_bodies(count: int, size: int) -> list[bytes]:
@@ -255,6 +299,9 @@ def main() -> None:
         "(put_1MiB_c8, 4KiB, multipart, boto3_ceiling...)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    ap.add_argument("--rounds", type=int, default=1, help="run each GET workload this many times (best is kept)")
+    ap.add_argument("--profile", metavar="DIR", help="py-spy (raw folded stacks) of the server during each GET round")
+    ap.add_argument("--dwh-src", metavar="DIR", help="serve dwh from this source tree (PYTHONPATH), for A/B runs")
     ap.add_argument(
         "--big-only",
         type=float,
@@ -274,6 +321,10 @@ def main() -> None:
         "AWS_ACCESS_KEY_ID": ACCESS,
         "AWS_SECRET_ACCESS_KEY": SECRET,
     }
+    dwh_env = dict(env)
+    if args.dwh_src:
+        dwh_env["PYTHONPATH"] = str(Path(args.dwh_src).resolve())
+    profile_dir = Path(args.profile) if args.profile else None
     tmp = Path(tempfile.mkdtemp(prefix="dwh-s3bench-"))
     targets = {
         "trivial": ([sys.executable, str(ROOT / "bench" / "trivial_s3.py"), "PORT"], False),
@@ -282,7 +333,7 @@ def main() -> None:
     }
     if args.big_only:
         cmd, _ = targets["dwh"]
-        target = Target("dwh", cmd, env, True)
+        target = Target("dwh", cmd, dwh_env, True)
         try:
             res = asyncio.run(big_object(target, int(args.big_only * 1024**3) // MiB * MiB))
         finally:
@@ -305,7 +356,7 @@ def main() -> None:
         res: dict[str, Any] = {}
         results[name] = res
         try:
-            target = Target(name, cmd, env, signed)
+            target = Target(name, cmd, dwh_env if name == "dwh" else env, signed)
         except Exception as exc:  # a server that cannot start is reported, not fatal
             res["error"] = f"start: {exc!r}"
             print(f"{name}: could not start: {exc!r}", flush=True)
@@ -316,12 +367,12 @@ def main() -> None:
                 if f"put_1MiB_c{conc}" in workloads or f"get_1MiB_c{conc}" in workloads:
                     res[f"put_1MiB_c{conc}"] = asyncio.run(drive(target, "PUT", keys, big, conc))
                 if f"get_1MiB_c{conc}" in workloads:
-                    res[f"get_1MiB_c{conc}"] = asyncio.run(drive(target, "GET", keys, big, conc))
+                    res[f"get_1MiB_c{conc}"] = gets(target, keys, big, conc, args.rounds, profile_dir)
             keys = [f"small-{i}" for i in range(n_small)]
             if "put_4KiB_c16" in workloads or "get_4KiB_c16" in workloads:
                 res["put_4KiB_c16"] = asyncio.run(drive(target, "PUT", keys, small, 16))
             if "get_4KiB_c16" in workloads:
-                res["get_4KiB_c16"] = asyncio.run(drive(target, "GET", keys, small, 16))
+                res["get_4KiB_c16"] = gets(target, keys, small, 16, args.rounds, profile_dir)
             if signed and "multipart" in workloads:
                 res["multipart"] = multipart(target, mp_size)
             if not signed and "boto3_ceiling" in workloads:

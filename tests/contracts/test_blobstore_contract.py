@@ -89,6 +89,19 @@ def test_put_deferred_then_flush(store: BlobStore) -> None:
     assert all(store.get(f"d/{i}/blob") == bytes([i]) * 10 for i in range(5))
 
 
+def test_stage_then_flush(store: BlobStore) -> None:
+    """Staged blobs (a chunk's shards) are all there, whole, once ``flush`` returns; staging over
+    an existing key replaces it at that flush."""
+    store.put("s/0/blob", b"old")
+    blobs = {f"s/{i}/blob": bytes([i + 1]) * (1000 + i) for i in range(5)}
+    for key, data in blobs.items():
+        store.stage(key, data)
+    store.flush()
+    store.flush()  # nothing pending: a no-op
+    assert all(store.get(key) == data for key, data in blobs.items())
+    assert sorted(store.list("s/")) == sorted(blobs)
+
+
 def test_overwrite_returns_new_content(store: BlobStore) -> None:
     store.put("k", b"old content, longer")
     store.put("k", b"new")

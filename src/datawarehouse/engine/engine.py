@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,9 +269,15 @@ class Engine:
         )
 
     def read(
-        self, domain_id: DomainId, version: ObjectVersion, start: int = 0, end: int | None = None
+        self,
+        domain_id: DomainId,
+        version: ObjectVersion,
+        start: int = 0,
+        end: int | None = None,
+        known: Mapping[ChunkId, ChunkRecord] | None = None,
     ) -> Iterator[bytes]:
-        return read_range(self.chunks, self.pool, self.get_chunks, domain_id, version, start, end)
+        """The bytes ``[start, end)``; ``known``: chunk records the caller already read."""
+        return read_range(self.chunks, self.pool, self.get_chunks, domain_id, version, start, end, known=known)
 
     def commit(self, apply: Apply, domain_id: DomainId, op: Callable[[], dict[str, Any]]) -> Any:
         """Apply an operation to the index and journal it (sealed under the domain's key)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from datawarehouse.core import crypto
@@ -35,16 +35,20 @@ def read_range(
     start: int = 0,
     end: int | None = None,
     prefetch: int = 4,
+    known: Mapping[ChunkId, ChunkRecord] | None = None,
 ) -> Iterator[bytes]:
     """Yield the bytes ``[start, end)`` of a version (``end`` exclusive, default: the size).
 
     A bad range raises ``InvalidRange`` here, before any byte is produced (not at the first
-    ``next``), so a caller can refuse the request before it starts a response."""
+    ``next``), so a caller can refuse the request before it starts a response. ``known``: chunk
+    records the caller already has (``MetaRepo.read_object`` returns those of the first chunks),
+    so that a small object needs no further metadata query. The first chunk is read on the
+    thread that calls ``next``; the following ones are prefetched on ``pool`` meanwhile."""
     size = version.size
     end = size if end is None else min(end, size)
     if start < 0 or (start >= size and size > 0) or start > end:
         raise InvalidRange(f"range {start}-{end} outside object of {size} bytes")
-    return _read_range(chunks, pool, get_chunks, domain_id, version, start, end, prefetch)
+    return _read_range(chunks, pool, get_chunks, domain_id, version, start, end, prefetch, known)
 
 
 def _read_range(
@@ -56,6 +60,7 @@ def _read_range(
     start: int,
     end: int,
     prefetch: int,
+    known: Mapping[ChunkId, ChunkRecord] | None,
 ) -> Iterator[bytes]:
     if start == end:
         return
@@ -67,19 +72,23 @@ def _read_range(
     first = max(0, bisect.bisect_right(offsets, start) - 1)
     wanted = [r for r in refs[first:] if r.offset < end]
 
-    records: dict[ChunkId, ChunkRecord] = {}
+    records: dict[ChunkId, ChunkRecord] = dict(known) if known else {}
     loaded = -1
 
     def record(index: int) -> ChunkRecord | None:
-        """The record of ``wanted[index]``; records are fetched a window of the manifest at a time
-        (one query per window, not one per chunk)."""
+        """The record of ``wanted[index]``: a known one, else records are fetched a window of the
+        manifest at a time (one query per window, not one per chunk; earlier windows are dropped,
+        so memory stays bounded whatever the object size)."""
         nonlocal loaded
-        if index // WINDOW != loaded:
+        chunk_id = wanted[index].chunk_id
+        rec = records.get(chunk_id)
+        if rec is None and index // WINDOW != loaded:
             loaded = index // WINDOW
             window = wanted[loaded * WINDOW : (loaded + 1) * WINDOW]
             records.clear()
             records.update(get_chunks(domain_id, [r.chunk_id for r in window]))
-        return records.get(wanted[index].chunk_id)
+            rec = records.get(chunk_id)
+        return rec
 
     def fetch(rec: ChunkRecord | None, chunk_id: ChunkId, plain_size: int) -> bytes:
         if rec is None:
@@ -95,20 +104,28 @@ def _read_range(
         ref = wanted[index]
         queue.append((pool.submit(fetch, record(index), ref.chunk_id, ref.plain_size), ref.offset, ref.plain_size))
 
-    nxt = 0
+    def piece(plain: bytes, offset: int, plain_size: int) -> bytes:
+        lo = max(start - offset, 0)
+        hi = min(end - offset, plain_size)
+        return plain[lo:hi] if (lo, hi) != (0, plain_size) else plain
+
+    if not wanted:
+        raise IntegrityError(f"version {version.version_id}: the manifest does not cover bytes {start}-{end}")
+    head = wanted[0]
+    head_rec = record(0)
+    nxt = 1
     try:
         while nxt < len(wanted) and len(queue) < prefetch:
             submit(nxt)
             nxt += 1
+        # The first chunk on this thread: no hand-off to the pool and back for a small object.
+        yield piece(fetch(head_rec, head.chunk_id, head.plain_size), head.offset, head.plain_size)
         while queue:
             future, offset, plain_size = queue.popleft()
             if nxt < len(wanted):
                 submit(nxt)
                 nxt += 1
-            plain = future.result()
-            lo = max(start - offset, 0)
-            hi = min(end - offset, plain_size)
-            yield plain[lo:hi] if (lo, hi) != (0, plain_size) else plain
+            yield piece(future.result(), offset, plain_size)
     finally:
         for future, _, _ in queue:
             future.cancel()

@@ -3,8 +3,10 @@
 The writer is push-style (``write`` as bytes arrive, ``finish`` at the end) so that the CLI and
 the S3 server stream through it alike, holding only a few chunks in memory. Chunk ids are looked
 up as they are cut: a known chunk only gains a reference at commit; a new one is written once per
-object even if it repeats. Nothing is referenced by metadata until ``finish`` has made every
-shard durable (file fsync at write, directory fsync here).
+object even if it repeats. Shards are staged (written without an fsync each) and made durable
+in batches: ``finish`` flushes the disks before anything refers to them, and a long object is
+flushed every ``FLUSH_EVERY`` bytes of shards too, which bounds the work left for ``finish`` and
+the time a staged shard waits in a temp file.
 
 Objects up to ``inline_max_size`` are not chunked: they become one sealed frame stored in the
 metadata (and its journal), so a small object costs no shard files at all.
@@ -45,6 +47,8 @@ class WrittenData:
 
 
 _Result = tuple[ChunkId, ChunkRecord | None, set[DiskId]]
+
+FLUSH_EVERY = 256 * 1024 * 1024  # bytes of staged shards between two flushes of a long object
 
 
 class _BackgroundMD5:
@@ -123,6 +127,7 @@ class ObjectWriter:
         self._refs: list[ChunkRef] = []
         self._new: list[ChunkRecord] = []
         self._dirty: set[DiskId] = set()
+        self._staged_bytes = 0
         self._done = False
 
     # --- streaming -----------------------------------------------------------------------------
@@ -170,6 +175,10 @@ class ObjectWriter:
         if rec is not None:
             self._new.append(rec)
             self._dirty |= dirty
+            self._staged_bytes += rec.sealed_size * (rec.k + rec.m) // rec.k
+            if self._staged_bytes >= FLUSH_EVERY:
+                self._chunks.flush(self._dirty)
+                self._dirty, self._staged_bytes = set(), 0
 
     def finish(self) -> WrittenData:
         """Make every new shard durable and describe what was written."""

@@ -50,6 +50,17 @@ class ObjectSummary:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class ObjectRead:
+    """What a read of one object needs, from one snapshot: its bucket, its current version (a
+    delete marker is returned as such) and the records of the chunks at the start of its manifest
+    (the first ``chunk_head``; a chunk missing from the index is simply absent here)."""
+
+    bucket: BucketRecord
+    version: ObjectVersion
+    chunks: dict[ChunkId, ChunkRecord]
+
+
 class MetaTx(Protocol):
     """One transaction. Leaving the ``with`` block commits; an exception rolls back."""
 
@@ -233,6 +244,12 @@ class MetaRepo(Protocol):
 
     def read(self) -> AbstractContextManager[MetaTx]:
         """A read-only snapshot that takes no write lock (reads run in parallel with writers)."""
+        ...
+
+    def read_object(self, bucket: str, key: str, chunk_head: int = 4) -> ObjectRead:
+        """The hot read of GET/HEAD: bucket (by name, default tenant), current version with its
+        whole manifest, and the records (with placement) of its first ``chunk_head`` chunks, in
+        one snapshot. Raise ``NoSuchBucket`` or ``NoSuchKey``."""
         ...
 
     def close(self) -> None: ...

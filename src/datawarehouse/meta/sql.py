@@ -53,7 +53,8 @@ from datawarehouse.errors import (
 )
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
 from datawarehouse.meta import schema as s
-from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectSummary
+from datawarehouse.meta.rawread import RawSqliteReader, RawStatement
+from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, ObjectSummary
 from datawarehouse.meta.sql_uploads import UploadsMixin
 from datawarehouse.meta.sql_uploads import dump_json as _dump_meta
 from datawarehouse.meta.sql_uploads import load_json as _load_meta
@@ -909,6 +910,107 @@ class SqlMetaTx(UploadsMixin):
         self._upsert(s.journal_positions, ("segment",), {"segment": segment, "applied_offset": offset})
 
 
+# --- the hot read of GET/HEAD ------------------------------------------------------------------
+#
+# One statement: bucket by name, its current version for the key, the whole manifest, and for the
+# first ``p_head`` manifest entries the chunk row and its shard rows (LEFT JOINs all the way, so a
+# missing bucket gives no row, a missing key gives one row of NULL version columns, and entries
+# past the head carry NULL chunk columns). Rows = manifest entries x shards of the head chunks.
+
+_RO_BUCKET: Final = [_BK.c.bucket_id, _BK.c.domain_id, _BK.c.name, _BK.c.created_at, _BK.c.ec_k, _BK.c.ec_m]
+_RO_MANIFEST: Final = [_ME.c.seq, _ME.c.chunk_id, _ME.c.offset, _ME.c.plain_size]
+_RO_CHUNK: Final = [
+    _CH.c.generation,
+    _CH.c.plain_size,
+    _CH.c.sealed_size,
+    _CH.c.ec_k,
+    _CH.c.ec_m,
+    _CH.c.refcount,
+    _CH.c.created_at,
+    _CH.c.zero_since,
+]
+_RO_SHARD: Final = [_SH.c.shard_index, _SH.c.disk_id]
+_READ_OBJECT: Final = (
+    sa.select(*_RO_BUCKET, *_VERSION_COLUMNS, *_RO_MANIFEST, *_RO_CHUNK, *_RO_SHARD)
+    .select_from(
+        _BK.outerjoin(
+            _OV, sa.and_(_OV.c.bucket_id == _BK.c.bucket_id, _OV.c.key == _P("p_key"), _OV.c.is_latest == sa.true())
+        )
+        .outerjoin(_ME, _ME.c.version_pk == _OV.c.version_pk)
+        .outerjoin(
+            _CH,
+            sa.and_(_ME.c.seq < _P("p_head"), _CH.c.domain_id == _BK.c.domain_id, _CH.c.chunk_id == _ME.c.chunk_id),
+        )
+        .outerjoin(_SH, sa.and_(_SH.c.domain_id == _CH.c.domain_id, _SH.c.chunk_id == _CH.c.chunk_id))
+    )
+    .where(_BK.c.tenant_id == _P("p_tenant"), _BK.c.name == _P("p_name"))
+)
+
+
+class _RowView:
+    """Attribute access to a slice of a positional row, for the shared converters (``_bucket``,
+    ``_version``, ``_chunk`` read attributes)."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._index = names
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[self._index[name]]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_BUCKET_NAMES: Final = {c.name: i for i, c in enumerate(_RO_BUCKET)}
+_VERSION_NAMES: Final = {c.name: i for i, c in enumerate(_VERSION_COLUMNS)}
+_CHUNK_NAMES: Final = {n: i for i, n in enumerate(["domain_id", "chunk_id", *(c.name for c in _RO_CHUNK)])}
+_M0: Final = len(_RO_BUCKET) + len(_VERSION_COLUMNS)
+_C0: Final = _M0 + len(_RO_MANIFEST)
+_S0: Final = _C0 + len(_RO_CHUNK)
+
+
+def _object_read(rows: Sequence[tuple[Any, ...]], bucket: str, key: str) -> ObjectRead:
+    if not rows:
+        raise NoSuchBucket(f"bucket {bucket!r} does not exist")
+    first = rows[0]
+    rec = _bucket(cast(Any, _RowView(_BUCKET_NAMES, first[: len(_RO_BUCKET)])))
+    vrow = _RowView(_VERSION_NAMES, first[len(_RO_BUCKET) : _M0])
+    if vrow.version_pk is None:
+        raise NoSuchKey(f"key {key!r} does not exist in bucket {bucket!r}")
+    refs: dict[int, ChunkRef] = {}
+    found: dict[bytes, tuple[tuple[Any, ...], list[DiskId]]] = {}
+    for r in rows:
+        seq = r[_M0]
+        if seq is None:  # no manifest (an empty or delete-marker version)
+            continue
+        if seq not in refs:
+            refs[seq] = ChunkRef(chunk_id=ChunkId(bytes(r[_M0 + 1])), offset=r[_M0 + 2], plain_size=r[_M0 + 3])
+        if r[_C0] is None:  # past the head, or not in the index
+            continue
+        cid = bytes(r[_M0 + 1])
+        entry = found.get(cid)
+        if entry is None:
+            entry = found[cid] = (r, [])
+        index = r[_S0]
+        if index is not None:  # positional, as _placements: a lost shard leaves "" at its index
+            disks = entry[1]
+            disks.extend([DiskId("")] * (index + 1 - len(disks)))
+            disks[index] = DiskId(r[_S0 + 1])
+    version = _version(cast(Any, vrow), tuple(refs[seq] for seq in sorted(refs)))
+    chunks: dict[ChunkId, ChunkRecord] = {}
+    for cid, (r, disks) in found.items():
+        placement = tuple(disks)
+        width = int(r[_C0 + 3]) + int(r[_C0 + 4])
+        if placement and len(placement) < width:
+            placement += (DiskId(""),) * (width - len(placement))
+        row = _RowView(_CHUNK_NAMES, (rec.domain_id, cid, *r[_C0:_S0]))
+        chunks[ChunkId(cid)] = _chunk(cast(Any, row), placement)
+    return ObjectRead(rec, version, chunks)
+
+
 # --- the repository ----------------------------------------------------------------------------
 
 
@@ -969,8 +1071,11 @@ class SqlMetaRepo:
             )
             event.listen(self._engine, "connect", _sqlite_on_connect(busy_timeout))
             event.listen(self._engine, "begin", _sqlite_on_begin)
+            self._raw: RawSqliteReader | None = RawSqliteReader(db, busy_timeout)
+            self._raw_read_object = RawStatement(_READ_OBJECT, self._engine.dialect)
         else:
             self._engine = sa.create_engine(u, pool_size=8, max_overflow=8, pool_pre_ping=True)
+            self._raw = None
         try:
             self._migrate(create)
         except BaseException:
@@ -1064,6 +1169,17 @@ class SqlMetaRepo:
         finally:
             conn.close()
 
+    def read_object(self, bucket: str, key: str, chunk_head: int = 4) -> ObjectRead:
+        """See ``MetaRepo.read_object``: one statement, on SQLite through the raw reader (no
+        pool checkout, BEGIN or ROLLBACK: one SELECT is its own snapshot)."""
+        values = {"p_tenant": s.DEFAULT_TENANT_ID, "p_name": bucket, "p_key": key, "p_head": max(0, chunk_head)}
+        if self._raw is not None:
+            rows = self._raw.rows(self._raw_read_object, values)
+        else:
+            with self.read() as tx:
+                rows = [tuple(r) for r in tx._rows(_READ_OBJECT, values)]
+        return _object_read(rows, bucket, key)
+
     def _migrate(self, create: bool) -> None:
         """Upgrade to head inside one write transaction (a concurrent opener waits, then finds
         nothing to do). Works from an installed wheel: the scripts are package data."""
@@ -1084,6 +1200,8 @@ class SqlMetaRepo:
                 raise _translate(e, "migration") from e
 
     def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
         self._engine.dispose()
 
 

@@ -21,7 +21,7 @@ from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
 from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchKey
 from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
-from datawarehouse.meta.repo import MetaTx, ObjectSummary
+from datawarehouse.meta.repo import MetaTx, ObjectRead, ObjectSummary
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog
 from datawarehouse.service.naming import check_bucket_name, check_key
@@ -31,6 +31,7 @@ MAX_PUT_SIZE = 5 * 1024**3  # one PutObject: 5 GiB, as S3
 # Representation headers stored with an object and returned on GET/HEAD.
 SYSTEM_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control", "expires")
 READ_SIZE = 1024 * 1024
+READ_HEAD_CHUNKS = 4  # chunk records read with the version (the reader's prefetch window)
 
 
 @dataclass(frozen=True)
@@ -241,19 +242,28 @@ class Warehouse:
 
     def lookup(self, bucket: str, key: str) -> tuple[BucketRecord, ObjectVersion]:
         """Bucket and current version in one snapshot; a delete marker reads as NoSuchKey."""
-        with self._read() as tx:
-            rec: BucketRecord = tx.get_bucket(bucket)
-            v: ObjectVersion = tx.get_version(rec.bucket_id, key)
-        if v.is_delete_marker:
+        found = self.open_object(bucket, key, chunk_head=0)
+        return found.bucket, found.version
+
+    def open_object(self, bucket: str, key: str, chunk_head: int = READ_HEAD_CHUNKS) -> ObjectRead:
+        """Bucket, current version and the records of its first ``chunk_head`` chunks: one
+        metadata statement, everything a GET of a small object needs before reading shards. A
+        delete marker reads as NoSuchKey."""
+        found = self.engine.repo.read_object(bucket, key, chunk_head)
+        if found.version.is_delete_marker:
             raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
-        return rec, v
+        return found
+
+    def read_object(self, found: ObjectRead, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``[start, end)`` of an opened object (the chunk records it carries are used)."""
+        return self.engine.read(found.bucket.domain_id, found.version, start, end, known=found.chunks)
 
     def get_object(
         self, bucket: str, key: str, start: int = 0, end: int | None = None
     ) -> tuple[ObjectVersion, Iterator[bytes]]:
         """The version and an iterator over its bytes ``[start, end)`` (end exclusive)."""
-        rec, v = self.lookup(bucket, key)
-        return v, self.engine.read(rec.domain_id, v, start, end)
+        found = self.open_object(bucket, key)
+        return found.version, self.read_object(found, start, end)
 
     def get_object_bytes(self, bucket: str, key: str, start: int = 0, end: int | None = None) -> bytes:
         _, it = self.get_object(bucket, key, start, end)

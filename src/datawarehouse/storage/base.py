@@ -61,8 +61,21 @@ class BlobStore(Protocol):
         """
         ...
 
+    def stage(self, key: str, data: bytes | memoryview) -> None:
+        """Write a blob that becomes visible, atomically and durably, at the next ``flush``.
+
+        For the bulk writes of a chunk's shards: the data goes to a temp file now without an
+        fsync of its own; ``flush`` then makes every staged file durable together (one
+        filesystem sync), renames each into place, and makes the renames durable. So a blob at
+        its final name is always complete, as with ``put``, while a batch of blobs costs two
+        filesystem syncs instead of two fsyncs per blob. Not readable before that ``flush``.
+        """
+        ...
+
     def flush(self) -> None:
-        """fsync every directory touched by a deferred put since the last flush."""
+        """Complete every staged blob and fsync every directory touched by a deferred put since
+        the last flush (including staged blobs another thread wrote: flushes are serialised, so a
+        flush returns only once everything staged before it started is durable)."""
         ...
 
     def get(self, key: str) -> bytes:

@@ -15,6 +15,8 @@ start with ``.``), so a key can never collide with a temp file and listings skip
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import itertools
 import os
@@ -58,6 +60,72 @@ _NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
+def _load_syncfs() -> ctypes._FuncPointer | None:
+    """``syncfs(2)`` (Linux): flush one filesystem's dirty data and commit its journal, reporting
+    write-back errors (since Linux 5.8). ``None`` where the C library lacks it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        func = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+_SYNCFS = _load_syncfs()
+
+
+class _FilesystemSync:
+    """Group commit of ``syncfs`` per filesystem, shared by every store of the process.
+
+    Several disks may be directories of one filesystem (and several writers flush at once): a
+    caller whose request arrived before a sync *started* is covered by it and needs no sync of
+    its own. So concurrent flushes of six disk directories on one filesystem cost one sync, not
+    six. A failed sync covers no one: each waiter then runs its own and sees the error itself.
+    """
+
+    _registry: dict[int, _FilesystemSync] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._requested = 0  # tickets handed out
+        self._done = 0  # every ticket up to this one is covered by a completed sync
+        self._running = False
+
+    @classmethod
+    def of(cls, device: int) -> _FilesystemSync:
+        with cls._registry_lock:
+            return cls._registry.setdefault(device, cls())
+
+    def sync(self, fd: int) -> None:
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            while True:
+                if self._done >= ticket:
+                    return
+                if not self._running:
+                    break
+                self._cond.wait()
+            self._running = True
+            covers = self._requested
+        ok = False
+        try:
+            assert _SYNCFS is not None
+            if _SYNCFS(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+            ok = True
+        finally:
+            with self._cond:
+                self._running = False
+                if ok:
+                    self._done = max(self._done, covers)
+                self._cond.notify_all()
+
+
 def _is_valid_segment(name: str) -> bool:
     try:
         validate_key(name)
@@ -77,6 +145,17 @@ def _split(key: str) -> tuple[str, str]:
 def _parent(rel: str) -> str:
     slash = rel.rfind("/")
     return "" if slash < 0 else rel[:slash]
+
+
+def _with_ancestors(rels: set[str]) -> set[str]:
+    out = set()
+    for rel in rels:
+        while rel not in out:
+            out.add(rel)
+            if not rel:
+                break
+            rel = _parent(rel)
+    return out
 
 
 class LocalDiskStore:
@@ -113,6 +192,8 @@ class LocalDiskStore:
         self._durable_dirs: set[str] = {""}
         # Directories holding entries from deferred puts that the next flush() must fsync.
         self._dirty: set[str] = set()
+        # Staged puts, (temp path, key), written but neither synced nor renamed: flush() does both.
+        self._staged: list[tuple[str, str]] = []
         self._tmp_ready = False
 
     # --- introspection ---------------------------------------------------------------------------
@@ -171,11 +252,68 @@ class LocalDiskStore:
             except OSError as exc:
                 raise self._error(exc, "put (directory sync)", key, not_found=False) from exc
 
+    def stage(self, key: str, data: bytes | memoryview) -> None:
+        validate_key(key)
+        rel_dir, _ = _split(key)
+        self._check_dir(rel_dir, key)
+        tmp = self._write_temp(key, data, sync=_SYNCFS is None)
+        with self._lock:
+            self._staged.append((tmp, key))
+
     def flush(self) -> None:
-        # Serialised: a flush that finds the dirty set empty because a concurrent flush just took
-        # it must still wait until that flush's fsyncs are done before returning.
+        # Serialised: a flush that finds nothing pending because a concurrent flush just took it
+        # must still wait until that flush's syncs are done before returning.
         with self._flush_lock:
+            self._flush_staged()
             self._flush_locked()
+
+    def _flush_staged(self) -> None:
+        """Staged blobs: one filesystem sync makes every temp file's data durable, then each is
+        renamed into place, then one more filesystem sync makes the renames (and any directory
+        they created) durable. Without ``syncfs`` each temp file was fsynced when written, and
+        the renamed-into directories join the deferred ones that ``_flush_locked`` fsyncs."""
+        with self._lock:
+            staged, self._staged = self._staged, []
+        if not staged:
+            return
+        done = 0
+        try:
+            if _SYNCFS is not None:
+                self._syncfs()
+            for tmp, key in staged:
+                rel_dir, _ = _split(key)
+                try:
+                    os.replace(tmp, self._root_prefix + key)
+                except FileNotFoundError:
+                    self._make_dirs(rel_dir, key)
+                    os.replace(tmp, self._root_prefix + key)
+                done += 1
+                self._mark_safe(rel_dir)
+                if _SYNCFS is None:
+                    with self._lock:
+                        self._dirty.add(rel_dir)
+            if _SYNCFS is not None:
+                self._syncfs()
+        except OSError as exc:
+            # What was not renamed stays staged: a retried flush completes the batch.
+            with self._lock:
+                self._staged[:0] = staged[done:]
+                if _SYNCFS is not None:  # renamed, but the renames are not known durable
+                    self._dirty.update(_split(key)[0] for _, key in staged[:done])
+            raise self._error(exc, "flush (staged puts)", "/", not_found=False) from exc
+        if _SYNCFS is not None:
+            # The sync committed every entry on the way to the renamed blobs, including
+            # directories they created: those chains are durable now.
+            synced = _with_ancestors({_split(key)[0] for _, key in staged})
+            with self._lock:
+                self._durable_dirs.update(synced)
+
+    def _syncfs(self) -> None:
+        fd = os.open(self._root, _DIR_FLAGS)
+        try:
+            _FilesystemSync.of(os.fstat(fd).st_dev).sync(fd)
+        finally:
+            os.close(fd)
 
     def _flush_locked(self) -> None:
         with self._lock:
@@ -414,8 +552,9 @@ class LocalDiskStore:
         self._mark_safe(rel_dir)
         return fd
 
-    def _write_temp(self, key: str, data: bytes | memoryview) -> str:
-        """Write ``data`` to a fresh temp file, fsync it, and return its path."""
+    def _write_temp(self, key: str, data: bytes | memoryview, *, sync: bool = True) -> str:
+        """Write ``data`` to a fresh temp file, fsync it (unless ``sync`` is false: a staged put,
+        synced with its batch), and return its path."""
         tmp = f"{self._tmp_dir}/put-{self._token}-{next(self._seq):x}"
         if not self._tmp_ready:
             self._check_dir(TEMP_DIR, key)
@@ -436,7 +575,8 @@ class LocalDiskStore:
                 mv = memoryview(view)
                 while written < total:
                     written += os.write(fd, mv[written:])
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except BaseException as exc:
             os.close(fd)
             self._unlink_quietly(tmp)
@@ -458,12 +598,25 @@ class LocalDiskStore:
         """Refuse a directory whose real path leaves the root (a symlinked component pointing
         outside). Keys are already validated (no ``..``, not absolute), so symlinks are the only
         way out; this is defence in depth against a tampered disk directory. Directories seen to
-        exist are cached, so the check costs a realpath only on first use."""
+        exist are cached, and only the components below the deepest cached ancestor are looked
+        at: one ``lstat`` each (a full ``realpath`` only for a component that is a symlink)."""
         if rel_dir in self._safe_dirs:
             return
-        real = os.path.realpath(self._root_prefix + rel_dir)
-        if real != self._root and not real.startswith(self._root_prefix):
-            raise UnsafePath(f"blob {key!r}: path leaves the store root {self._label} through a symlink")
+        parent = _parent(rel_dir)
+        if parent != rel_dir:
+            self._check_dir(parent, key)
+        path = self._root_prefix + rel_dir
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return  # missing (created later by mkdir, which follows nothing) or unreadable
+        if stat_mod.S_ISLNK(st.st_mode):
+            real = os.path.realpath(path)
+            if real != self._root and not real.startswith(self._root_prefix):
+                raise UnsafePath(f"blob {key!r}: path leaves the store root {self._label} through a symlink")
+        elif not stat_mod.S_ISDIR(st.st_mode):
+            return  # a file where a directory is expected: the operation itself reports it
+        self._mark_safe(rel_dir)
 
     def _mark_safe(self, rel_dir: str) -> None:
         if rel_dir not in self._safe_dirs:

@@ -69,6 +69,10 @@ class MemoryStore:
             self._reserve(len(blob) - old_size, "put", key)
             self._blobs[key] = _Blob(blob, now)
 
+    def stage(self, key: str, data: bytes | memoryview) -> None:
+        """Memory has nothing to make durable: visible at once (a stronger promise than staging)."""
+        self.put(key, data)
+
     def flush(self) -> None:
         """Nothing to make durable in memory."""
 

@@ -160,13 +160,20 @@ class FaultyStore:
         return f"faulty({self._inner.describe()})"
 
     def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
-        rules = self._fire("put", key)
-        for rule in rules:
+        self._inner.put(key, self._written("put", key, data), defer_dir_sync=defer_dir_sync)
+
+    def stage(self, key: str, data: bytes | memoryview) -> None:
+        # A staged blob is a put whose durability comes later: the same "put" rules apply.
+        self._inner.stage(key, self._written("put", key, data))
+
+    def _written(self, op: Op, key: str, data: bytes | memoryview) -> bytes | memoryview:
+        """Fire the rules of a write and return the bytes that reach the inner store."""
+        for rule in self._fire(op, key):
             if rule.action == "corrupt":
                 data = self._flip(bytes(data), rule, 0)
             elif rule.action == "truncate":
                 data = bytes(data)[: self._keep(rule, len(data))]
-        self._inner.put(key, data, defer_dir_sync=defer_dir_sync)
+        return data
 
     def flush(self) -> None:
         self._fire("flush", "")
@@ -356,6 +363,10 @@ class CountingStore:
     def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
         self._count("put", key, memoryview(data).nbytes)
         self._inner.put(key, data, defer_dir_sync=defer_dir_sync)
+
+    def stage(self, key: str, data: bytes | memoryview) -> None:
+        self._count("put", key, memoryview(data).nbytes)
+        self._inner.stage(key, data)
 
     def flush(self) -> None:
         self._count("flush", "")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from datawarehouse.errors import BlobNotFound, StorageError, UnsafePath
+from datawarehouse.storage import localdisk
 from datawarehouse.storage.localdisk import TEMP_DIR, LocalDiskStore
 
 
@@ -428,3 +429,151 @@ def test_append_offset_property(store: LocalDiskStore) -> None:
         assert f.offset == 5
         f.write(b"6")
         assert f.offset == 6
+
+
+# --- staged puts ----------------------------------------------------------------------------------
+
+
+def _temp_files(root: Path) -> list[str]:
+    tmp = root / TEMP_DIR
+    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-fallback"])
+def test_staged_blob_appears_whole_at_flush(
+    store: LocalDiskStore, root: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+) -> None:
+    """Until ``flush`` a staged blob is only a temp file (what a crash leaves: GC removes it);
+    after it, the blob is at its key with its full content, and nothing is left in ``.tmp``."""
+    if not syncfs:
+        monkeypatch.setattr(localdisk, "_SYNCFS", None)
+    elif localdisk._SYNCFS is None:
+        pytest.skip("no syncfs here")
+    store.stage("shards/1/ab/x.0", b"A" * 5000)
+    store.stage("shards/1/cd/y.1", b"B" * 7000)
+    with pytest.raises(BlobNotFound):
+        store.get("shards/1/ab/x.0")
+    assert len(_temp_files(root)) == 2
+    store.flush()
+    assert store.get("shards/1/ab/x.0") == b"A" * 5000 and store.get("shards/1/cd/y.1") == b"B" * 7000
+    assert _temp_files(root) == []
+
+
+@needs_proc
+def test_staged_blobs_cost_no_fsync_each_with_syncfs(store: LocalDiskStore, fsync_log: list[str]) -> None:
+    if localdisk._SYNCFS is None:
+        pytest.skip("no syncfs here")
+    calls: list[int] = []
+    real = localdisk._SYNCFS
+    assert real is not None
+
+    def counting(fd: int) -> int:
+        calls.append(fd)
+        return int(real(fd))
+
+    localdisk._SYNCFS = counting  # type: ignore[assignment]
+    try:
+        for i in range(20):
+            store.stage(f"shards/1/{i:02x}/c.{i}", bytes([i]) * 100)
+        store.flush()
+    finally:
+        localdisk._SYNCFS = real
+    assert fsync_log == []  # neither the 20 files nor their 20 new directories
+    assert len(calls) == 2  # data before the renames, the renames after
+    assert all(store.get(f"shards/1/{i:02x}/c.{i}") == bytes([i]) * 100 for i in range(20))
+
+
+def test_staged_put_fsyncs_each_file_without_syncfs(
+    store: LocalDiskStore, root: Path, monkeypatch: pytest.MonkeyPatch, fsync_log: list[str]
+) -> None:
+    monkeypatch.setattr(localdisk, "_SYNCFS", None)
+    r = str(root.resolve())
+    store.stage("n/1/a", b"1")
+    assert len(fsync_log) == 1 and fsync_log[0].startswith(f"{r}/{TEMP_DIR}/")  # data durable before rename
+    fsync_log.clear()
+    store.flush()
+    assert set(fsync_log) == {f"{r}/n/1", f"{r}/n", r}  # then the new entries
+
+
+def test_failed_flush_keeps_staged_blobs_for_a_retry(
+    store: LocalDiskStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.stage("f/1/a", b"first")
+    store.stage("f/2/b", b"second")
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def failing_second(src: str, dst: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.EIO, "injected")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_second)
+    with pytest.raises(StorageError, match="EIO"):
+        store.flush()
+    monkeypatch.setattr(os, "replace", real_replace)
+    store.flush()
+    assert store.get("f/1/a") == b"first" and store.get("f/2/b") == b"second"
+    assert _temp_files(root) == []
+
+
+def test_staging_refuses_a_symlinked_directory(store: LocalDiskStore, root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "shards").mkdir()
+    (root / "shards" / "evil").symlink_to(outside)
+    with pytest.raises(UnsafePath):
+        store.stage("shards/evil/x.0", b"data")
+    assert list(outside.iterdir()) == []
+
+
+def test_filesystem_sync_is_shared_by_concurrent_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve flushes at once on one filesystem: a caller is covered by any sync that started
+    after it asked, so far fewer syncs run than callers, and every caller returns only after one
+    such sync completed."""
+    import threading
+
+    started: list[float] = []
+    finished: list[float] = []
+
+    def slow_sync(fd: int) -> int:
+        started.append(time.monotonic())
+        time.sleep(0.05)
+        finished.append(time.monotonic())
+        return 0
+
+    monkeypatch.setattr(localdisk, "_SYNCFS", slow_sync)
+    shared = localdisk._FilesystemSync()
+    asked: dict[int, float] = {}
+    returned: dict[int, float] = {}
+
+    def caller(i: int) -> None:
+        asked[i] = time.monotonic()
+        shared.sync(0)
+        returned[i] = time.monotonic()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 1 <= len(started) <= 3
+    for i in range(12):  # some sync began after the caller asked and ended before it returned
+        assert any(s >= asked[i] and f <= returned[i] for s, f in zip(started, finished, strict=True))
+
+
+def test_filesystem_sync_failure_reaches_every_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(fd: int) -> int:
+        import ctypes
+
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(localdisk, "_SYNCFS", failing)
+    shared = localdisk._FilesystemSync()
+    with pytest.raises(OSError) as info:
+        shared.sync(0)
+    assert info.value.errno == errno.EIO
+    with pytest.raises(OSError):  # not "covered" by the failed sync
+        shared.sync(0)

@@ -17,6 +17,9 @@ from urllib.parse import quote, unquote_plus, unquote_to_bytes
 from datawarehouse.api.s3.signing import ALGORITHM
 
 _SPACES = re.compile("[ \t]+")
+# Text that UriEncode leaves as is (the common case: SDK query values, plain keys).
+_UNRESERVED = re.compile("[A-Za-z0-9_.~-]*")
+_UNRESERVED_PATH = re.compile("[A-Za-z0-9_.~/-]*")
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
@@ -37,11 +40,15 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
 
 
 def _unquote(text: str) -> str:
+    if "%" not in text and "+" not in text:
+        return text
     return unquote_plus(text, errors="surrogateescape")
 
 
 def uri_encode(text: str) -> str:
     """AWS's UriEncode for query names and values: everything but ``A-Za-z0-9-_.~`` as ``%XX``."""
+    if _UNRESERVED.fullmatch(text):
+        return text
     return quote(text, safe="", errors="surrogateescape")
 
 
@@ -53,6 +60,8 @@ def canonical_uris(raw_path: str) -> list[str]:
     what it sent matches the second. Both name the same resource, so accepting either is safe.
     """
     path = raw_path or "/"
+    if _UNRESERVED_PATH.fullmatch(path):  # nothing to decode or encode
+        return [path]
     encoded = quote(unquote_to_bytes(path.encode("utf-8", "surrogateescape")), safe="/")
     return [encoded] if encoded == path else [encoded, path]
 

@@ -102,7 +102,7 @@ class Request:
                 return
 
 
-Body = bytes | AsyncIterator[bytes]
+Body = bytes | list[bytes] | AsyncIterator[bytes]  # a list: pieces sent one by one, never joined
 
 
 @dataclass
@@ -137,6 +137,14 @@ async def send_response(send: Send, response: Response, request_id: str, head_on
             headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head_only else response.body})
+        return
+    if isinstance(response.body, list):
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        pieces = [] if head_only else response.body
+        for i, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < len(pieces) - 1})
+        if not pieces:
+            await send({"type": "http.response.body", "body": b""})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     async for piece in response.body:

@@ -125,8 +125,11 @@ def route(
 
 
 def _unsupported(query: Sequence[tuple[str, str]], names: Sequence[str]) -> S3Error | None:
+    if not query:
+        return None
+    present = {k for k, _ in query}
     for name in names:
-        if _has(query, name):
+        if name in present:
             return not_implemented(f"the ?{name} subresource is not supported by this server")
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -17,9 +18,12 @@ from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, http_date
 from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
-from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS
+from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse
 
 MAX_USER_META = 2 * 1024  # S3: user-defined metadata is limited to 2 KB
+# A GET reads this much on its one worker-thread hop before answering (a 1 MiB object is then
+# a single hop); the rest of a larger object is streamed, prefetched on the engine pool.
+ONE_HOP_BYTES = 2 * 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -221,12 +225,16 @@ async def _version_for_read(ctx: Context) -> ObjectVersion:
 
 
 async def _lookup_for_read(ctx: Context) -> tuple[BucketRecord, ObjectVersion]:
+    _check_read_params(ctx)
+    return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key)
+
+
+def _check_read_params(ctx: Context) -> None:
     if ctx.request.param("versionId") not in (None, "null"):
         raise s3_error("NotImplemented", "Versioning is not supported yet")
     part = ctx.request.param("partNumber")
     if part is not None and part != "1":
         raise invalid_argument("Part number must be 1 for objects not uploaded in parts", name="partNumber", value=part)
-    return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key)
 
 
 def _wants_checksums(ctx: Context) -> bool:
@@ -263,36 +271,95 @@ async def head_object(ctx: Context) -> Response:
     return resp
 
 
-@handles("GetObject")
-async def get_object(ctx: Context) -> Response:
-    bucket, v = await _lookup_for_read(ctx)
-    status = evaluate_read_conditions(ctx.request.headers, v)
-    if status == 304:
-        return object_headers(Response(304), v)
-    if status == 412:
-        raise precondition_failed("If-Match" if "if-match" in ctx.request.headers else "If-Unmodified-Since")
+@dataclass
+class _Opened:
+    """What the worker thread of a GET found: the version, the status its conditions force (or
+    ``None``), the range, the bytes read so far and, for a large object, the rest to stream."""
+
+    version: ObjectVersion
+    status: int | None = None
+    rng: tuple[int, int] | None = None
+    pieces: list[bytes] = field(default_factory=list)
+    rest: Iterator[bytes] | None = None
+
+
+def _open_for_get(wh: Warehouse, bucket: str, key: str, headers: dict[str, str]) -> _Opened:
+    """The whole GET of a small object on one worker thread: one metadata statement, the
+    conditions, the range, the shards read and opened. A large object returns its first
+    ``ONE_HOP_BYTES`` and the iterator of the rest (prefetching on the engine pool meanwhile)."""
+    found = wh.open_object(bucket, key)
+    v = found.version
+    status = evaluate_read_conditions(headers, v)
+    if status is not None:
+        return _Opened(v, status)
     try:
-        rng = parse_range(ctx.request.headers.get("range"), v.size)
+        rng = parse_range(headers.get("range"), v.size)
     except InvalidRange:
         raise s3_error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(v.size)) from None
     start, end = rng or (0, v.size)
-    pieces = ctx.warehouse.engine.read(bucket.domain_id, v, start, end)
+    opened = _Opened(v, None, rng)
+    if end > start:
+        # Read before the status line goes out, so that a chunk that cannot be read (too many
+        # shards lost) is a proper S3 error, not a truncated 200.
+        it = wh.read_object(found, start, end)
+        got = 0
+        try:
+            for piece in it:
+                opened.pieces.append(piece)
+                got += len(piece)
+                if got >= end - start:
+                    break
+                if got >= ONE_HOP_BYTES:
+                    opened.rest = it
+                    break
+        finally:
+            if opened.rest is None:
+                _close(it)
+    return opened
+
+
+def _close(it: Iterator[bytes]) -> None:
+    """Close a reader's generator: its prefetches are cancelled."""
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+
+
+@handles("GetObject")
+async def get_object(ctx: Context) -> Response:
+    _check_read_params(ctx)
+    headers = ctx.request.headers
+    opened = await ctx.offload.run(_open_for_get, ctx.warehouse, ctx.bucket, ctx.key, headers)
+    v = opened.version
+    if opened.status == 304:
+        return object_headers(Response(304), v)
+    if opened.status == 412:
+        raise precondition_failed("If-Match" if "if-match" in headers else "If-Unmodified-Since")
+    rng = opened.rng
+    start, end = rng or (0, v.size)
     resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
     resp.content_type = v.content_type
     resp.header("content-length", end - start)
     if rng:
         resp.header("content-range", f"bytes {start}-{end - 1}/{v.size}")
-    _overrides(ctx, resp)
-    if end > start:
-        # The first piece is read before the status line goes out, so that a chunk that cannot be
-        # read (too many shards lost) is a proper S3 error, not a truncated 200.
-        first = await ctx.offload.run(next, pieces, b"")
-        resp.body = _stream(ctx, first, pieces)
+    try:
+        _overrides(ctx, resp)
+    except BaseException:
+        if opened.rest is not None:
+            _close(opened.rest)
+        raise
+    if opened.rest is None:
+        resp.body = opened.pieces
+    else:
+        resp.body = _stream(ctx, opened.pieces, opened.rest)
     return resp
 
 
-async def _stream(ctx: Context, first: bytes, pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
+async def _stream(ctx: Context, first: list[bytes], pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for piece in first:
+        yield piece
+    # Not closed here if the client goes away: a worker may be inside next() at that moment;
+    # the generator's own cleanup (cancelling prefetches) runs when it is collected.
     async for piece in ctx.offload.iterate(pieces):
         yield piece
 
