@@ -209,3 +209,22 @@ def streaming_body(
         sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
         out += text.replace("\n", "\r\n").encode() + f"x-amz-trailer-signature:{sig}\r\n\r\n".encode()
     return bytes(out)
+
+
+# --- boto3 helpers --------------------------------------------------------------------------------
+
+
+def code(exc: Any) -> str:
+    """The S3 error code of a ``pytest.raises(ClientError)`` result."""
+    return str(exc.value.response["Error"]["Code"])
+
+
+def absent(s3: Any, bucket: str, key: str) -> bool:
+    """True when HEAD answers 404 (the object is not visible)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        return int(err.response["ResponseMetadata"]["HTTPStatusCode"]) == 404
+    return False

@@ -22,7 +22,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3http import (
     Reply,
+    absent,
     assert_s3_error,
+    code,
     frozen_signing_time,
     send,
     sign,
@@ -30,10 +32,6 @@ from s3http import (
     streaming_body,
 )
 from s3server import DwhServer
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
 
 
 def client_with(server: DwhServer, **kwargs: Any) -> Any:
@@ -55,14 +53,6 @@ def urlopen(req: urllib.request.Request | str) -> Reply:
             return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     except urllib.error.HTTPError as err:
         return Reply(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
-
-
-def absent(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        return int(err.response["ResponseMetadata"]["HTTPStatusCode"]) == 404
-    return False
 
 
 # --- SigV4 header -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from s3http import absent, code
 from s3server import DwhServer, unique_bucket
 
 KiB, MiB = 1024, 1024 * 1024
@@ -24,18 +25,6 @@ KiB, MiB = 1024, 1024 * 1024
 
 def status(exc: pytest.ExceptionInfo[ClientError]) -> int:
     return int(exc.value.response["ResponseMetadata"]["HTTPStatusCode"])
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def absent(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        return int(err.response["ResponseMetadata"]["HTTPStatusCode"]) == 404
-    return False
 
 
 # --- buckets -------------------------------------------------------------------------------------------

@@ -14,14 +14,10 @@ from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
-from s3http import assert_s3_error, signed
+from s3http import assert_s3_error, code, signed
 from s3server import DwhServer, unique_bucket
 
 MiB = 1024 * 1024
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
 
 
 def status(exc: pytest.ExceptionInfo[ClientError]) -> int:

@@ -15,15 +15,11 @@ from xml.sax.saxutils import escape
 
 import pytest
 from botocore.exceptions import ClientError
-from s3http import assert_s3_error, signed
+from s3http import assert_s3_error, code, signed
 from s3server import DwhServer, unique_bucket
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 AWKWARD = ["plain", "sp ace", " leading", "trailing ", "a&b<c>'\"", "ünï/cödé", "😀", "dir/", "tab\tkey", "%41"]
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
 
 
 def keys_of(s3: Any, bucket: str) -> list[str]:

@@ -15,8 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from botocore.exceptions import ClientError
-from s3http import Reply, assert_s3_error, raw, request_bytes, send, sign, signed
+from s3http import Reply, absent, assert_s3_error, raw, request_bytes, send, sign, signed
 from s3server import DwhServer
 
 MiB = 1024 * 1024
@@ -31,14 +30,6 @@ def still_up(server: DwhServer, s3: Any, bucket: str) -> None:
     assert server.running, server.log()[-3000:]
     s3.put_object(Bucket=bucket, Key="alive", Body=b"ok")
     assert s3.get_object(Bucket=bucket, Key="alive")["Body"].read() == b"ok"
-
-
-def absent(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        return int(err.response["ResponseMetadata"]["HTTPStatusCode"]) == 404
-    return False
 
 
 def rss(server: DwhServer) -> int:

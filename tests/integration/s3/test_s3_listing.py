@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote_plus
 
 import pytest
 from botocore.exceptions import ClientError
-from s3http import assert_s3_error, signed
+from s3http import assert_s3_error, code, signed
 from s3server import DwhServer, unique_bucket
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -37,10 +37,6 @@ KEYS = sorted(
     },
     key=lambda k: k.encode("utf-8"),
 )
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
 
 
 def utf8_sorted(items: Any) -> list[str]:

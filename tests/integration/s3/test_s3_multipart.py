@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from serverproc import Server
+from s3http import code
+from s3server import DwhServer
 
 from datawarehouse.clock import ManualClock
 from datawarehouse.engine.gc import collect
@@ -29,21 +30,18 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "dwh-data")
+def server(tmp_path: Path) -> Iterator[DwhServer]:
+    srv = DwhServer(tmp_path / "dwh-data").start()
     yield srv
     if srv.proc.poll() is None:
-        assert "Traceback" not in srv.stop()
+        srv.stop()
+        assert "Traceback" not in srv.log()
 
 
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def test_upload_file_round_trip_and_etag(server: Server, tmp_path: Path) -> None:
+def test_upload_file_round_trip_and_etag(server: DwhServer, tmp_path: Path) -> None:
     """~200 MiB through boto3's managed transfer (16 MiB parts, checksum trailers, concurrent
     parts): byte-identical back, the -N ETag, and still there after a restart."""
-    s3 = server.client()
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpbucket")
     src = tmp_path / "big.bin"
     part_md5s, whole = [], hashlib.sha256()
@@ -73,16 +71,17 @@ def test_upload_file_round_trip_and_etag(server: Server, tmp_path: Path) -> None
         across = f.read(201)
     got = s3.get_object(Bucket="mpbucket", Key="big", Range=f"bytes={16 * MiB - 100}-{16 * MiB + 100}")["Body"].read()
     assert got == across  # a range across a part boundary
-    assert "Traceback" not in server.stop()
-    restarted = Server(server.data_dir)
+    server.stop()
+    assert "Traceback" not in server.log()
+    restarted = DwhServer(server.data_dir).start()
     try:
-        assert sha256_of_body(restarted.client()) == whole.hexdigest()
+        assert sha256_of_body(restarted.boto3_client()) == whole.hexdigest()
     finally:
         restarted.stop()
 
 
-def test_parts_listing_replacing_and_errors(server: Server) -> None:
-    s3 = server.client()
+def test_parts_listing_replacing_and_errors(server: DwhServer) -> None:
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpbucket")
     up = s3.create_multipart_upload(Bucket="mpbucket", Key="obj", ContentType="x/y", Metadata={"m": "1"})["UploadId"]
     assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpbucket")["Uploads"]] == [up]
@@ -130,8 +129,8 @@ def test_parts_listing_replacing_and_errors(server: Server) -> None:
     assert code(exc) == "NoSuchUpload"
 
 
-def test_small_parts_abort_and_copy(server: Server) -> None:
-    s3 = server.client()
+def test_small_parts_abort_and_copy(server: DwhServer) -> None:
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpbucket")
     up = s3.create_multipart_upload(Bucket="mpbucket", Key="small")["UploadId"]
     e1 = s3.upload_part(Bucket="mpbucket", Key="small", UploadId=up, PartNumber=1, Body=b"x" * 100)["ETag"]
@@ -186,10 +185,10 @@ def test_small_parts_abort_and_copy(server: Server) -> None:
     assert code(exc) in ("NoSuchUpload", "PreconditionFailed")
 
 
-def test_references_after_complete_abort_rebuild_and_gc(server: Server) -> None:
+def test_references_after_complete_abort_rebuild_and_gc(server: DwhServer) -> None:
     """Parts hold chunk references while open; complete and abort release them exactly; a rebuilt
     index counts the parts of an upload still open; GC then removes only unreferenced chunks."""
-    s3 = server.client()
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpbucket")
     done_data = os.urandom(6 * MiB)
     up = s3.create_multipart_upload(Bucket="mpbucket", Key="done")["UploadId"]
@@ -203,7 +202,8 @@ def test_references_after_complete_abort_rebuild_and_gc(server: Server) -> None:
     aborted = s3.create_multipart_upload(Bucket="mpbucket", Key="aborted")["UploadId"]
     s3.upload_part(Bucket="mpbucket", Key="aborted", UploadId=aborted, PartNumber=1, Body=os.urandom(6 * MiB))
     s3.abort_multipart_upload(Bucket="mpbucket", Key="aborted", UploadId=aborted)
-    assert "Traceback" not in server.stop()
+    server.stop()
+    assert "Traceback" not in server.log()
 
     def refcounts(wh: Warehouse) -> dict[bytes, int]:
         with wh.engine.repo.read() as tx:
@@ -238,8 +238,8 @@ def complete(s3: Any, bucket: str, key: str, upload_id: str, parts: list[dict[st
     )
 
 
-def test_checksums_composite_and_full_object(server: Server) -> None:
-    s3 = server.client()
+def test_checksums_composite_and_full_object(server: DwhServer) -> None:
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpsums")
     data = [os.urandom(5 * MiB), os.urandom(3000)]
     # COMPOSITE (SHA-256): the checksum of the parts' checksums, "-N"
@@ -294,8 +294,8 @@ def test_checksums_composite_and_full_object(server: Server) -> None:
     assert code(exc) == "InvalidRequest"
 
 
-def test_corrupt_part_is_never_committed(server: Server) -> None:
-    s3 = server.client()
+def test_corrupt_part_is_never_committed(server: DwhServer) -> None:
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpbad")
     up = s3.create_multipart_upload(Bucket="mpbad", Key="k")["UploadId"]
     body = os.urandom(100_000)
@@ -316,8 +316,8 @@ def test_corrupt_part_is_never_committed(server: Server) -> None:
     assert code(exc) == "NoSuchUpload"
 
 
-def test_list_uploads_prefixes_and_pages(server: Server) -> None:
-    s3 = server.client()
+def test_list_uploads_prefixes_and_pages(server: DwhServer) -> None:
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mplist")
     made = []
     for key in ["logs/b", "logs/a", "data/x", "logs/a", "top"]:
@@ -352,8 +352,8 @@ def test_list_uploads_prefixes_and_pages(server: Server) -> None:
     s3.delete_bucket(Bucket="mplist")  # nothing in progress any more
 
 
-def test_upload_part_copy_ranges_and_conditions(server: Server) -> None:
-    s3 = server.client()
+def test_upload_part_copy_ranges_and_conditions(server: DwhServer) -> None:
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpcopy")
     source = os.urandom(6 * MiB + 11)
     src_etag = s3.put_object(Bucket="mpcopy", Key="src", Body=source)["ETag"]
@@ -394,10 +394,10 @@ def test_upload_part_copy_ranges_and_conditions(server: Server) -> None:
     assert s3.get_object(Bucket="mpcopy", Key="dst")["Body"].read() == source + source[: 5 * MiB] + b"234"
 
 
-def test_complete_delete_and_gc_leave_nothing(server: Server) -> None:
+def test_complete_delete_and_gc_leave_nothing(server: DwhServer) -> None:
     """After a multipart object is completed and deleted (and an abandoned upload aborted), GC
     past the grace period leaves no chunk, no reference and no shard file."""
-    s3 = server.client()
+    s3 = server.boto3_client()
     s3.create_bucket(Bucket="mpgc")
     up = s3.create_multipart_upload(Bucket="mpgc", Key="k")["UploadId"]
     etags = []
@@ -409,7 +409,8 @@ def test_complete_delete_and_gc_leave_nothing(server: Server) -> None:
     s3.copy_object(Bucket="mpgc", Key="copy", CopySource="mpgc/k")
     s3.delete_object(Bucket="mpgc", Key="k")
     s3.delete_object(Bucket="mpgc", Key="copy")
-    assert "Traceback" not in server.stop()
+    server.stop()
+    assert "Traceback" not in server.log()
     clock = ManualClock(datetime.now(UTC))
     with Warehouse.open(server.data_dir, OpenOptions(clock=clock)) as wh:
         with wh.engine.repo.read() as tx:
@@ -429,8 +430,8 @@ def test_sigkill_while_uploading_parts(tmp_path: Path) -> None:
     part is listed with its ETag, a part cut off mid-body is absent or whole, and the object
     does not exist until the upload is completed."""
     data_dir = tmp_path / "dwh-data"
-    srv = Server(data_dir)
-    s3 = srv.client()
+    srv = DwhServer(data_dir).start()
+    s3 = srv.boto3_client()
     s3.create_bucket(Bucket="mpkill")
     up = s3.create_multipart_upload(Bucket="mpkill", Key="k")["UploadId"]
     bodies = {n: os.urandom(6 * MiB) for n in range(1, 9)}
@@ -455,9 +456,9 @@ def test_sigkill_while_uploading_parts(tmp_path: Path) -> None:
     srv.proc.wait(timeout=30)
     stop.set()
     worker.join(timeout=60)
-    srv = Server(data_dir)
+    srv = DwhServer(data_dir).start()
     try:
-        s3 = srv.client()
+        s3 = srv.boto3_client()
         listed = {p["PartNumber"]: p for p in s3.list_parts(Bucket="mpkill", Key="k", UploadId=up)["Parts"]}
         for n, etag in acked.items():
             assert listed[n]["ETag"] == etag, f"acknowledged part {n} lost"
@@ -471,4 +472,5 @@ def test_sigkill_while_uploading_parts(tmp_path: Path) -> None:
         complete(s3, "mpkill", "k", up, [{"PartNumber": n, "ETag": listed[n]["ETag"]} for n in numbers])
         assert s3.get_object(Bucket="mpkill", Key="k")["Body"].read() == b"".join(bodies[n] for n in numbers)
     finally:
-        assert "Traceback" not in srv.stop()
+        srv.stop()
+        assert "Traceback" not in srv.log()
