@@ -46,7 +46,7 @@ import psutil
 import xxhash
 
 from bench.datagen import MiB, RandomSource, Source, make_source
-from bench.rawchain import GET_STAGES, PUT_STAGES, RawChain, bench_keys
+from bench.rawchain import ETAG_STAGE, GET_STAGES, PUT_STAGES, RawChain, bench_keys
 from datawarehouse.config import EngineConfig
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
 
@@ -355,6 +355,8 @@ def phase_raw(bench: Bench, kind: str, src: Source, expected: str, threads: int)
     res = chain.run(src.pieces(), threads=threads)
     out = res.to_json()
     out["put"] = rate(res.bytes_in, res.put_seconds)
+    if res.stages.get(ETAG_STAGE):
+        out["put_with_etag"] = rate(res.bytes_in, res.put_seconds + res.stages[ETAG_STAGE])
     out["get"] = rate(res.bytes_out, res.get_seconds)
     ok = res.bytes_out == src.total_size and res.digest_out == expected
     out["verified"] = bench.check(ok, f"raw chain {kind} {threads} thread(s)")
@@ -369,7 +371,8 @@ def phase_raw(bench: Bench, kind: str, src: Source, expected: str, threads: int)
         def stages(names: tuple[str, ...]) -> str:
             return ", ".join(f"{s} {res.stages[s] * 1000 / total:.3f}" for s in names)
 
-        log(f"             ms per MiB — PUT: {stages(PUT_STAGES)}")
+        etag_ms = res.stages[ETAG_STAGE] * 1000 / total
+        log(f"             ms per MiB — PUT: {stages(PUT_STAGES)} (+ MD5 ETag {etag_ms:.3f})")
         log(f"                          GET: {stages(GET_STAGES)}")
         out["stages_ms_per_MiB"] = {s: v * 1000 / total for s, v in res.stages.items()}
     return out
@@ -464,6 +467,9 @@ def phase_throughput(bench: Bench, args: argparse.Namespace, results: dict[str, 
                 "pass": ratio >= TARGETS[op],
                 "vs_2T": eng["MB_s"] / raw[kind]["2T"][op]["MB_s"],
             }
+            with_etag = raw.get(kind, {}).get("1T", {}).get("put_with_etag")
+            if op == "put" and with_etag:
+                ratios[kind][op]["vs_with_etag"] = eng["MB_s"] / with_etag["MB_s"]
             if op == "put" and kind == "random" and "disk_ceiling" in results:  # same bytes per file
                 ratios[kind][op]["vs_disk_ceiling"] = eng["MB_s"] / results["disk_ceiling"]["MB_s"]
     if ratios:
@@ -472,6 +478,8 @@ def phase_throughput(bench: Bench, args: argparse.Namespace, results: dict[str, 
             for op, r in ops.items():
                 verdict = "PASS" if r["pass"] else "FAIL"
                 extra = f"; vs the disk ceiling: {r['vs_disk_ceiling'] * 100:.1f} %" if "vs_disk_ceiling" in r else ""
+                if "vs_with_etag" in r:
+                    extra += f"; vs the chain + MD5 ETag: {r['vs_with_etag'] * 100:.1f} %"
                 log(
                     f"    {kind:6s} {op.upper():3s} {r['ratio'] * 100:6.1f} %  (target >= {r['target'] * 100:.0f} %) "
                     f"{verdict}   [vs the 2-thread raw chain: {r['vs_2T'] * 100:.1f} %{extra}]"
