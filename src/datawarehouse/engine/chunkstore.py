@@ -125,10 +125,10 @@ class ChunkStore:
             key = shard_key(domain_id, chunk_id, generation, index)
             self.disks.store(targets[index]).stage(key, blob)
 
-        # No fsync here, so the writes are page-cache copies: done in line on the caller's
-        # thread (they release the GIL) rather than handed to the I/O pool.
-        for index in range(len(targets)):
-            put(index)
+        # No fsync here, but creating a file can still wait on the filesystem journal (a commit
+        # in progress): the shards go to the I/O pool so those waits overlap.
+        for future in [self._io.submit(put, i) for i in range(len(targets))]:
+            future.result()
         rec = ChunkRecord(
             domain_id=domain_id,
             chunk_id=chunk_id,
