@@ -340,6 +340,61 @@ def test_insert_version_into_unknown_bucket(repo: SqlMetaRepo) -> None:
         tx.insert_version(version(BucketId(999), "k", "v1"))
 
 
+def test_latest_keys(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    other = make_bucket(repo, "other")
+    with repo.transaction() as tx:
+        tx.insert_version(version(bid, "a", "v1"))
+        tx.insert_version(version(bid, "b", "v2"))
+        tx.insert_version(version(bid, "b", "v3", at=T0 + timedelta(seconds=1)))
+        tx.insert_version(version(bid, "gone", "m1", marker=True, inline=None))  # a marker counts
+        tx.insert_version(version(other, "c", "v4"))
+        assert tx.latest_keys(bid, ["a", "b", "c", "gone", "new", "a"]) == {"a", "b", "gone"}
+        assert tx.latest_keys(bid, []) == set()
+        assert tx.latest_keys(other, ["a", "c"]) == {"c"}
+        assert tx.latest_keys(bid, [f"k{i}" for i in range(1200)] + ["b"]) == {"b"}  # several IN lists
+        assert tx.latest_keys(BucketId(999), ["a"]) is None
+        assert tx.latest_keys(BucketId(999), []) is None
+
+
+def test_insert_new_versions(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    other = make_bucket(repo, "other")
+    refs = tuple(ChunkRef(cid(i), i * 100, 100) for i in range(3))
+    batch = [
+        version(bid, "small", "v1", inline=b"\x00frame"),
+        version(bid, "big ü", "v2", chunks=refs),
+        version(other, "small", "v3", at=T0 + timedelta(microseconds=3)),
+        version(bid, "marker", "v4", marker=True, inline=None),
+    ]
+    with repo.transaction() as tx:
+        tx.insert_new_versions([])
+        tx.insert_new_versions(batch)
+    with repo.transaction() as tx:
+        assert tx.get_version(bid, "small") == batch[0]
+        assert tx.get_version(bid, "big ü") == batch[1]
+        assert tx.get_version(other, "small") == batch[2]
+        assert tx.get_version(bid, "marker") == batch[3]
+        assert [o.key for o in tx.list_objects(bid)] == ["big ü", "small"]
+        assert tx.latest_keys(bid, ["small", "big ü", "marker"]) == {"small", "big ü", "marker"}
+        # Then a version through insert_version replaces one as usual.
+        tx.insert_version(version(bid, "small", "v5", at=T0 + timedelta(seconds=1)))
+        assert tx.get_version(bid, "small").version_id == "v5"
+        assert tx.count_versions(bid) == 4
+
+
+def test_insert_new_versions_refuses_known_ids_and_unknown_buckets(repo: SqlMetaRepo) -> None:
+    bid = make_bucket(repo)
+    with repo.transaction() as tx:
+        tx.insert_version(version(bid, "k", "v1"))
+    with pytest.raises(MetadataError), repo.transaction() as tx:
+        tx.insert_new_versions([version(bid, "k2", "v1")])  # an id that exists: not a silent no-op
+    with pytest.raises(MetadataError), repo.transaction() as tx:
+        tx.insert_new_versions([version(BucketId(999), "k", "v9")])
+    with repo.transaction() as tx:
+        assert tx.count_versions(bid) == 1
+
+
 def test_get_version_errors(repo: SqlMetaRepo) -> None:
     bid = make_bucket(repo)
     other = make_bucket(repo, "other")

@@ -200,9 +200,9 @@ def _put_with_hook_before_commit(wh: Warehouse, key: str, data: bytes, hook: Cal
     engine = wh.engine
     real = engine.commit
 
-    def commit(*args: Any) -> Any:
+    def commit(*args: Any, **kwargs: Any) -> Any:
         hook()
-        return real(*args)
+        return real(*args, **kwargs)
 
     engine.commit = commit  # type: ignore[method-assign]
     try:

@@ -6,16 +6,28 @@ disks with one fsync per disk, records the journal position in the same transact
 Callers block until their operation is durable in both places. Should the process die between
 the journal append and the database commit, the records are replayed from the journal when the
 data directory is opened next (``catch_up``): replay applies each operation idempotently.
+
+The thread does as little per operation as it can, because it is the one serial stage:
+
+* A journal record that does not depend on the outcome of ``apply`` is built and sealed on the
+  caller's thread (``submit`` takes the record itself instead of a function).
+* Operations of one kind can be applied together (``submit(..., batch=, payload=)``): a run of
+  consecutive operations with the same ``BatchApply`` is handed to it at once, so that it can
+  answer its look-ups with one query and write all rows with one statement. It returns, per
+  operation, a result, ``Refused(error)`` (validated and refused before anything was written for
+  it) or ``APPLY_ALONE`` (the committer then calls that operation's own ``apply``, after the
+  run). Operations it applies must therefore commute with those of the run it leaves alone (they
+  touch different rows); everything else keeps the queue order, which is the journal's order.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from datawarehouse.engine.journal import Journal
 from datawarehouse.errors import DwhError, MetadataError
@@ -24,13 +36,40 @@ from datawarehouse.meta.repo import MetaRepo, MetaTx
 # Applies one operation inside a transaction and returns its result; raises a DwhError (before
 # writing anything) when the operation is refused.
 Apply = Callable[[MetaTx], Any]
+Record = tuple[int, bytes]  # journal record: (type, payload)
+# Applies a run of operations of one kind; one outcome per payload, in order (see module doc).
+BatchApply = Callable[[MetaTx, Sequence[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Outcome of a batched operation that was refused before it wrote anything."""
+
+    error: BaseException
+
+
+class _ApplyAlone:
+    def __repr__(self) -> str:
+        return "APPLY_ALONE"
+
+
+APPLY_ALONE: Final = _ApplyAlone()
 
 
 @dataclass
 class _Item:
     apply: Apply
-    record: Callable[[], tuple[int, bytes]]  # journal record (type, payload), built after apply
+    record: Record | Callable[[], Record]  # a function is called after apply (its record may depend on it)
     future: Future[Any]
+    batch: BatchApply | None = None
+    payload: Any = None
+
+
+class _ItemFailed(Exception):
+    def __init__(self, item: _Item, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.item = item
+        self.error = error
 
 
 class Committer:
@@ -43,12 +82,21 @@ class Committer:
         self._closed = False
         self._thread.start()
 
-    def submit(self, apply: Apply, record: Callable[[], tuple[int, bytes]]) -> Any:
-        """Apply and journal one operation; block until durable; return what ``apply`` returned."""
+    def submit(
+        self,
+        apply: Apply,
+        record: Record | Callable[[], Record],
+        *,
+        batch: BatchApply | None = None,
+        payload: Any = None,
+    ) -> Any:
+        """Apply and journal one operation; block until durable; return what ``apply`` (or
+        ``batch`` for this ``payload``) returned. ``record`` is the journal record, or a function
+        that builds it after ``apply`` ran."""
         if self._closed:
             raise MetadataError("the data directory is closed")
         future: Future[Any] = Future()
-        self._queue.put(_Item(apply, record, future))
+        self._queue.put(_Item(apply, record, future, batch, payload))
         return future.result()
 
     def close(self) -> None:
@@ -79,34 +127,66 @@ class Committer:
 
     def _commit(self, batch: list[_Item]) -> None:
         """Commit a batch; an operation that fails is dropped and the rest committed without it."""
+        grouped = True
         while batch:
-            results: list[Any] = []
-            failed: _Item | None = None
-            failure: BaseException | None = None
             try:
                 with self._repo.transaction() as tx:
-                    records = []
-                    for item in batch:
-                        try:
-                            results.append(item.apply(tx))
-                            records.append(item.record())
-                        except BaseException as exc:
-                            failed, failure = item, exc
-                            raise
-                    positions = self._journal.append(records)
-                    segment, offset = positions[-1]
-                    tx.set_journal_position(segment, offset)
-            except BaseException as exc:
-                if failed is None:
-                    # The journal or the database failed: every operation of the batch fails.
-                    err = exc if isinstance(exc, DwhError) else MetadataError(f"commit failed: {exc!r}")
-                    for item in batch:
-                        item.future.set_exception(err)
-                    return
-                assert failure is not None
-                failed.future.set_exception(failure)
-                batch = [item for item in batch if item is not failed]
+                    outcomes = self._apply(tx, batch, grouped)
+                    records = [
+                        item.record if isinstance(item.record, tuple) else item.record()
+                        for item, out in zip(batch, outcomes, strict=True)
+                        if not isinstance(out, Refused)
+                    ]
+                    if records:
+                        positions = self._journal.append(records)
+                        segment, offset = positions[-1]
+                        tx.set_journal_position(segment, offset)
+            except _ItemFailed as failed:
+                # Rolled back: commit the others without it.
+                failed.item.future.set_exception(failed.error)
+                batch = [item for item in batch if item is not failed.item]
                 continue
-            for item, result in zip(batch, results, strict=True):
-                item.future.set_result(result)
+            except BaseException as exc:
+                if grouped and any(item.batch is not None for item in batch):
+                    # A batch function failed as a whole: retry one operation at a time, so that
+                    # the failure is charged to the operation that caused it.
+                    grouped = False
+                    continue
+                # The journal or the database failed: every operation of the batch fails.
+                err = exc if isinstance(exc, DwhError) else MetadataError(f"commit failed: {exc!r}")
+                for item in batch:
+                    item.future.set_exception(err)
+                return
+            for item, out in zip(batch, outcomes, strict=True):
+                if isinstance(out, Refused):
+                    item.future.set_exception(out.error)
+                else:
+                    item.future.set_result(out)
             return
+
+    @staticmethod
+    def _apply(tx: MetaTx, batch: list[_Item], grouped: bool) -> list[Any]:
+        """Apply every operation of the batch in the transaction, in queue order; one outcome each.
+
+        A run handed to a batch function is finished (including the operations it leaves alone)
+        before the next operation: only operations within one run may be reordered."""
+        outcomes: list[Any] = [APPLY_ALONE] * len(batch)
+        i = 0
+        while i < len(batch):
+            fn = batch[i].batch if grouped else None
+            j = i + 1
+            if fn is not None:
+                while j < len(batch) and batch[j].batch is fn:
+                    j += 1
+                results = fn(tx, [item.payload for item in batch[i:j]])
+                if len(results) != j - i:
+                    raise MetadataError(f"batch apply returned {len(results)} outcomes for {j - i} operations")
+                outcomes[i:j] = results
+            for k in range(i, j):
+                if outcomes[k] is APPLY_ALONE:
+                    try:
+                        outcomes[k] = batch[k].apply(tx)
+                    except BaseException as exc:
+                        raise _ItemFailed(batch[k], exc) from exc
+            i = j
+        return outcomes

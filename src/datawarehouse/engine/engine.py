@@ -23,7 +23,7 @@ from datawarehouse.config import EngineConfig
 from datawarehouse.core import crypto
 from datawarehouse.engine import journal as jr
 from datawarehouse.engine.chunkstore import ChunkStore
-from datawarehouse.engine.committer import Apply, Committer
+from datawarehouse.engine.committer import Apply, BatchApply, Committer
 from datawarehouse.engine.datadir import DataDir
 from datawarehouse.engine.diskset import DiskSet
 from datawarehouse.engine.keys import KeyRing, check_passphrase
@@ -279,9 +279,24 @@ class Engine:
         """The bytes ``[start, end)``; ``known``: chunk records the caller already read."""
         return read_range(self.chunks, self.pool, self.get_chunks, domain_id, version, start, end, known=known)
 
-    def commit(self, apply: Apply, domain_id: DomainId, op: Callable[[], dict[str, Any]]) -> Any:
-        """Apply an operation to the index and journal it (sealed under the domain's key)."""
-        return self.committer.submit(apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, op())))
+    def commit(
+        self,
+        apply: Apply,
+        domain_id: DomainId,
+        op: dict[str, Any] | Callable[[], dict[str, Any]],
+        *,
+        batch: BatchApply | None = None,
+        payload: Any = None,
+    ) -> Any:
+        """Apply an operation to the index and journal it (sealed under the domain's key). ``op``
+        is its journal document, or a function that builds it after ``apply`` ran; a document
+        given as such is sealed here, on the caller's thread, not on the committer's (the serial
+        stage). ``batch`` and ``payload``: group commit (see ``Committer``)."""
+        if callable(op):
+            build = op
+            return self.committer.submit(apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())))
+        record = (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, op))
+        return self.committer.submit(apply, record, batch=batch, payload=payload)
 
     def _report_bad_shard(self, rec: ChunkRecord, index: int, reason: str) -> None:
         log.warning("shard %d of chunk %s is bad: %s", index, rec.chunk_id.hex()[:16], reason)

@@ -108,6 +108,18 @@ class MetaTx(Protocol):
         the version id exists already (journal replay is idempotent)."""
         ...
 
+    def latest_keys(self, bucket_id: BucketId, keys: Sequence[str]) -> set[str] | None:
+        """Those of ``keys`` that have a latest version in the bucket (a delete marker counts), or
+        ``None`` if the bucket does not exist."""
+        ...
+
+    def insert_new_versions(self, versions: Sequence[ObjectVersion]) -> None:
+        """Store many versions of distinct keys that have no latest version (``latest_keys``),
+        each becoming the latest of its key (group commit). Nothing is looked up: the caller
+        checks; a version id that exists already or an unknown bucket is an error (never for
+        replay)."""
+        ...
+
     def get_version(self, bucket_id: BucketId, key: str, version_id: VersionId | None = None) -> ObjectVersion:
         """The latest version (or the named one), manifest included. Raise ``NoSuchKey``."""
         ...

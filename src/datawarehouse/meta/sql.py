@@ -175,6 +175,43 @@ def _chunk_ref(row: sa.Row[Any]) -> ChunkRef:
     return ChunkRef(chunk_id=ChunkId(bytes(row.chunk_id)), offset=row.offset, plain_size=row.plain_size)
 
 
+def _version_values(version: ObjectVersion, *, is_latest: bool) -> dict[str, Any]:
+    """The ``object_versions`` row of a version (its primary key is generated)."""
+    return {
+        "bucket_id": version.bucket_id,
+        "key": version.key,
+        "version_id": version.version_id,
+        "is_latest": is_latest,
+        "is_delete_marker": version.is_delete_marker,
+        "size": version.size,
+        "etag": version.etag,
+        "content_type": version.content_type,
+        "user_meta": _dump_meta(version.user_meta),
+        "created_at": version.created_at,
+        "ec_k": version.storage_class.k,
+        "ec_m": version.storage_class.m,
+        "chunk_min": version.chunker.min_size,
+        "chunk_avg": version.chunker.avg_size,
+        "chunk_max": version.chunker.max_size,
+        "inline_data": version.inline_data,
+        "system_meta": _dump_meta(version.system_meta),
+        "tags": _dump_meta(version.tags),
+    }
+
+
+def _manifest_values(version_pk: int, version: ObjectVersion) -> list[dict[str, Any]]:
+    return [
+        {
+            "version_pk": version_pk,
+            "seq": seq,
+            "chunk_id": ref.chunk_id,
+            "offset": ref.offset,
+            "plain_size": ref.plain_size,
+        }
+        for seq, ref in enumerate(version.chunks)
+    ]
+
+
 def _check_count(count: int, what: str) -> None:
     if count < 0:
         raise InvalidInput(f"{what}: reference count change must be >= 0 (got {count})")
@@ -220,6 +257,24 @@ _UNSET_LATEST = (
 )
 _INSERT_VERSION = sa.insert(_OV)
 _INSERT_MANIFEST = sa.insert(_ME)
+# Group commit of new versions: in one statement, whether the bucket exists and which keys of a
+# batch have a latest version (no row: no bucket; a NULL key: none of them); then one multi-row
+# INSERT .. RETURNING for the whole batch (SQLAlchemy's "insertmanyvalues" for an executemany).
+_LATEST_KEYS = (
+    sa.select(_BK.c.bucket_id, _OV.c.key)
+    .select_from(
+        _BK.outerjoin(
+            _OV,
+            sa.and_(
+                _OV.c.bucket_id == _BK.c.bucket_id,
+                _OV.c.key.in_(_P("p_keys", expanding=True)),
+                _OV.c.is_latest == sa.true(),
+            ),
+        )
+    )
+    .where(_BK.c.bucket_id == _P("p_bucket"))
+)
+_INSERT_VERSIONS = sa.insert(_OV).returning(_OV.c.version_pk, _OV.c.version_id)
 _MANIFEST = (
     sa.select(_ME.c.chunk_id, _ME.c.offset, _ME.c.plain_size).where(_ME.c.version_pk == _P("p_pk")).order_by(_ME.c.seq)
 )
@@ -564,46 +619,41 @@ class SqlMetaTx(UploadsMixin):
         if self._first(_BUCKET_BY_ID, {"p_bucket": version.bucket_id}) is None:
             raise NoSuchBucket(f"bucket {version.bucket_id} does not exist")
         self._x(_UNSET_LATEST, {"p_bucket": version.bucket_id, "p_key": version.key})
-        result = self._x(
-            _INSERT_VERSION,
-            {
-                "bucket_id": version.bucket_id,
-                "key": version.key,
-                "version_id": version.version_id,
-                "is_latest": True,
-                "is_delete_marker": version.is_delete_marker,
-                "size": version.size,
-                "etag": version.etag,
-                "content_type": version.content_type,
-                "user_meta": _dump_meta(version.user_meta),
-                "created_at": version.created_at,
-                "ec_k": version.storage_class.k,
-                "ec_m": version.storage_class.m,
-                "chunk_min": version.chunker.min_size,
-                "chunk_avg": version.chunker.avg_size,
-                "chunk_max": version.chunker.max_size,
-                "inline_data": version.inline_data,
-                "system_meta": _dump_meta(version.system_meta),
-                "tags": _dump_meta(version.tags),
-            },
-        )
+        result = self._x(_INSERT_VERSION, _version_values(version, is_latest=True))
         pk = result.inserted_primary_key
         if pk is None:
             raise MetadataError("metadata: insert_version: no id was generated")
         if version.chunks:
-            self._x(
-                _INSERT_MANIFEST,
-                [
-                    {
-                        "version_pk": pk[0],
-                        "seq": seq,
-                        "chunk_id": ref.chunk_id,
-                        "offset": ref.offset,
-                        "plain_size": ref.plain_size,
-                    }
-                    for seq, ref in enumerate(version.chunks)
-                ],
-            )
+            self._x(_INSERT_MANIFEST, _manifest_values(pk[0], version))
+
+    def latest_keys(self, bucket_id: BucketId, keys: Sequence[str]) -> set[str] | None:
+        """Those of ``keys`` that have a latest version in the bucket (a delete marker counts), or
+        ``None`` if the bucket does not exist."""
+        unique = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        for i in range(0, max(len(unique), 1), _BATCH):
+            rows = self._rows(_LATEST_KEYS, {"p_bucket": bucket_id, "p_keys": unique[i : i + _BATCH]})
+            if not rows:
+                return None
+            found.update(r.key for r in rows if r.key is not None)
+        return found
+
+    def insert_new_versions(self, versions: Sequence[ObjectVersion]) -> None:
+        """Store many versions of keys that have no latest version (``latest_keys``) with their
+        manifests, in two statements (group commit); each becomes the latest of its key. Unlike
+        ``insert_version``, nothing is looked up: a key given twice or one that has a latest
+        version breaks the index (the caller checks), and a version id that exists already or a
+        bucket that does not is a ``MetadataError`` (constraints). For fresh versions, never for
+        replay."""
+        if not versions:
+            return
+        rows = [_version_values(v, is_latest=True) for v in versions]
+        pks: dict[str, int] = {r.version_id: r.version_pk for r in self._rows(_INSERT_VERSIONS, rows)}
+        if len(pks) != len(versions):
+            raise MetadataError("metadata: insert_new_versions: not every version was stored")
+        manifest = [m for v in versions if v.chunks for m in _manifest_values(pks[v.version_id], v)]
+        if manifest:
+            self._x(_INSERT_MANIFEST, manifest)
 
     def _manifest(self, version_pk: int) -> tuple[ChunkRef, ...]:
         return tuple(_chunk_ref(r) for r in self._rows(_MANIFEST, {"p_pk": version_pk}))

@@ -12,12 +12,16 @@ import base64
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from datawarehouse.engine.committer import APPLY_ALONE, Refused
 from datawarehouse.errors import (
     ConcurrentModification,
     CorruptFrame,
+    DwhError,
     InvalidInput,
     MetadataError,
     NoSuchBucket,
@@ -207,6 +211,56 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
             replaced = _drop_version(tx, domain_id, current, v.created_at, replay)
     tx.insert_version(v)
     return replaced
+
+
+@dataclass(frozen=True)
+class PutOp:
+    """An ``object.put`` for the group commit: its journal document and the version it holds
+    (decoded already, so the committer need not decode the document)."""
+
+    doc: dict[str, Any]
+    version: ObjectVersion
+
+
+def apply_object_puts(tx: MetaTx, ops: Sequence[PutOp]) -> list[Any]:
+    """Apply a run of live ``object.put`` operations at once (the committer's ``BatchApply``).
+
+    The common case of a small-object PUT — a new key, an inline version (no chunk references),
+    no other write to the key in the run — is validated with one query per bucket and stored with
+    one multi-row insert for the whole run; it replaces nothing, so it returns ``None``. Every
+    other operation is left to ``apply_object_put`` (``APPLY_ALONE``): those touch other keys or
+    chunks, so they commute with the ones stored here.
+    """
+    out: list[Any] = [APPLY_ALONE] * len(ops)
+    per_key = Counter((op.version.bucket_id, op.version.key) for op in ops)
+    by_bucket: dict[BucketId, list[int]] = {}
+    for i, op in enumerate(ops):
+        v = op.version
+        if op.doc["new_chunks"] or refs_of(v) or per_key[(v.bucket_id, v.key)] != 1:
+            continue
+        by_bucket.setdefault(v.bucket_id, []).append(i)
+    fresh: list[ObjectVersion] = []
+    for bucket_id, indexes in by_bucket.items():
+        taken = tx.latest_keys(bucket_id, [ops[i].version.key for i in indexes])
+        if taken is None:
+            for i in indexes:
+                out[i] = Refused(NoSuchBucket(f"bucket {bucket_id} no longer exists"))
+            continue
+        for i in indexes:
+            op = ops[i]
+            if op.version.key in taken:
+                continue  # replaces a version: apply_object_put
+            conditions = op.doc.get("conditions")
+            if conditions:
+                try:
+                    check_write_conditions(conditions, None)
+                except DwhError as exc:
+                    out[i] = Refused(exc)
+                    continue
+            fresh.append(op.version)
+            out[i] = None
+    tx.insert_new_versions(fresh)
+    return out
 
 
 def etag_matches(header: str, etag: str) -> bool:

@@ -9,6 +9,7 @@ manifest and the chunk references in one journaled transaction.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
-from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchKey
+from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchBucket, NoSuchKey
 from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
 from datawarehouse.meta.repo import MetaTx, ObjectRead, ObjectSummary
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
@@ -113,13 +114,30 @@ class ObjectUpload:
             "version": catalog.version_to_doc(version),
             "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
         }
-        engine.commit(lambda tx: catalog.apply_object_put(tx, doc, replay=False), domain, lambda: doc)
+        try:
+            engine.commit(
+                lambda tx: catalog.apply_object_put(tx, doc, replay=False),
+                domain,
+                doc,
+                batch=catalog.apply_object_puts,
+                payload=catalog.PutOp(doc, version),
+            )
+        except NoSuchBucket:
+            self._wh.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
+            raise
         return version
 
 
 class Warehouse:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Buckets by name for writes (one process owns a data directory, and every bucket change
+        # goes through here): a PUT then needs no metadata read before its commit, which checks
+        # the bucket again. Cleared when a bucket is created or deleted; ``_bucket_generation``
+        # keeps a look-up that raced with that from caching what it read before.
+        self._bucket_cache: dict[str, BucketRecord] = {}
+        self._bucket_generation = 0
+        self._bucket_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -164,7 +182,10 @@ class Warehouse:
             created.append(rec)
             return rec
 
-        rec: BucketRecord = self.engine.commit(apply, domain_id, lambda: catalog.bucket_create_doc(created[-1]))
+        try:
+            rec: BucketRecord = self.engine.commit(apply, domain_id, lambda: catalog.bucket_create_doc(created[-1]))
+        finally:
+            self.forget_buckets()
         return rec
 
     def get_bucket(self, name: str) -> BucketRecord:
@@ -186,6 +207,24 @@ class Warehouse:
             )
         except BucketNotEmpty as exc:  # the index names the bucket by id; the caller knows it by name
             raise BucketNotEmpty(f"bucket {name!r} is not empty ({exc})") from exc
+        finally:
+            self.forget_buckets()
+
+    def bucket_for_write(self, name: str) -> BucketRecord:
+        """``get_bucket`` through the write cache (the commit checks the bucket again)."""
+        rec = self._bucket_cache.get(name)
+        if rec is None:
+            generation = self._bucket_generation
+            rec = self.get_bucket(name)
+            with self._bucket_lock:
+                if generation == self._bucket_generation:
+                    self._bucket_cache[name] = rec
+        return rec
+
+    def forget_buckets(self) -> None:
+        with self._bucket_lock:
+            self._bucket_generation += 1
+            self._bucket_cache.clear()
 
     def storage_class_for(self, bucket: BucketRecord, override: str | None = None) -> StorageClass:
         count = len(self.engine.disks.active())
@@ -212,7 +251,7 @@ class Warehouse:
         max_size: int = MAX_OBJECT_SIZE,
     ) -> ObjectUpload:
         check_key(key)
-        rec = self.get_bucket(bucket)
+        rec = self.bucket_for_write(bucket)
         sc = self.storage_class_for(rec, storage_class)
         writer = self.engine.new_writer(rec.domain_id, sc, max_size)
         spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}))
