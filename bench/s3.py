@@ -65,7 +65,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 class Profiler:
     """py-spy recording the server while a GET workload runs (``--profile DIR``)."""
 
-    def __init__(self, out: Path | None, pid: int, label: str) -> None:
+    def __init__(self, out: Path | None, pid: int, label: str, gil: bool = False) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         if out is None:
             return
@@ -74,6 +74,7 @@ class Profiler:
         if spy is None:
             raise RuntimeError("--profile needs py-spy (.venv/bin/pip install py-spy)")
         cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", "200", "--nonblocking"]
+        cmd += ["--gil"] if gil else []  # only samples holding the GIL: where Python itself spends CPU
         cmd += ["--format", "raw", "-o", str(out / f"{label}.txt")]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -175,19 +176,33 @@ async def drive(target: Target, method: str, keys: list[str], bodies: list[bytes
 
 
 def gets(
-    target: Target, keys: list[str], bodies: list[bytes], concurrency: int, rounds: int, profile: Path | None
+    target: Target,
+    keys: list[str],
+    bodies: list[bytes],
+    concurrency: int,
+    rounds: int,
+    profile: Path | None,
+    gil: bool = False,
 ) -> dict[str, Any]:
     """GET every key ``rounds`` times; the best round is kept, every round is printed."""
     best: dict[str, Any] = {}
     size = len(bodies[0])
     for n in range(rounds):
         label = f"{target.name}-get-{size}-c{concurrency}-r{n}"
-        spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label)
+        spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
+        cpu = target.ps.cpu_times()
         try:
             res = asyncio.run(drive(target, "GET", keys, bodies, concurrency))
         finally:
             spy.stop()
-        print(f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms", flush=True)
+        after = target.ps.cpu_times()
+        # Server CPU per request (user + system, all threads): steadier than rates on a shared machine.
+        res["server_cpu_ms"] = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(keys)
+        print(
+            f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms, "
+            f"server CPU {res['server_cpu_ms']:.2f} ms/op",
+            flush=True,
+        )
         if not best or res["ops_s"] > best["ops_s"]:
             best = res
     return best
@@ -301,6 +316,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument("--rounds", type=int, default=1, help="run each GET workload this many times (best is kept)")
     ap.add_argument("--profile", metavar="DIR", help="py-spy (raw folded stacks) of the server during each GET round")
+    ap.add_argument("--profile-gil", action="store_true", help="with --profile: only samples that hold the GIL")
     ap.add_argument("--dwh-src", metavar="DIR", help="serve dwh from this source tree (PYTHONPATH), for A/B runs")
     ap.add_argument(
         "--big-only",
@@ -367,12 +383,12 @@ def main() -> None:
                 if f"put_1MiB_c{conc}" in workloads or f"get_1MiB_c{conc}" in workloads:
                     res[f"put_1MiB_c{conc}"] = asyncio.run(drive(target, "PUT", keys, big, conc))
                 if f"get_1MiB_c{conc}" in workloads:
-                    res[f"get_1MiB_c{conc}"] = gets(target, keys, big, conc, args.rounds, profile_dir)
+                    res[f"get_1MiB_c{conc}"] = gets(target, keys, big, conc, args.rounds, profile_dir, args.profile_gil)
             keys = [f"small-{i}" for i in range(n_small)]
             if "put_4KiB_c16" in workloads or "get_4KiB_c16" in workloads:
                 res["put_4KiB_c16"] = asyncio.run(drive(target, "PUT", keys, small, 16))
             if "get_4KiB_c16" in workloads:
-                res["get_4KiB_c16"] = gets(target, keys, small, 16, args.rounds, profile_dir)
+                res["get_4KiB_c16"] = gets(target, keys, small, 16, args.rounds, profile_dir, args.profile_gil)
             if signed and "multipart" in workloads:
                 res["multipart"] = multipart(target, mp_size)
             if not signed and "boto3_ceiling" in workloads:

@@ -275,9 +275,13 @@ class Engine:
         start: int = 0,
         end: int | None = None,
         known: Mapping[ChunkId, ChunkRecord] | None = None,
+        prefetch: int = 4,
     ) -> Iterator[bytes]:
-        """The bytes ``[start, end)``; ``known``: chunk records the caller already read."""
-        return read_range(self.chunks, self.pool, self.get_chunks, domain_id, version, start, end, known=known)
+        """The bytes ``[start, end)``; ``known``: chunk records the caller already read;
+        ``prefetch``: chunks read ahead on the pool (0: all on the calling thread)."""
+        return read_range(
+            self.chunks, self.pool, self.get_chunks, domain_id, version, start, end, prefetch=prefetch, known=known
+        )
 
     def commit(
         self,

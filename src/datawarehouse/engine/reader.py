@@ -109,7 +109,7 @@ def _read_range(
         hi = min(end - offset, plain_size)
         return plain[lo:hi] if (lo, hi) != (0, plain_size) else plain
 
-    if not wanted:
+    if not wanted or wanted[-1].offset + wanted[-1].plain_size < end:
         raise IntegrityError(f"version {version.version_id}: the manifest does not cover bytes {start}-{end}")
     head = wanted[0]
     head_rec = record(0)
@@ -118,6 +118,11 @@ def _read_range(
         while nxt < len(wanted) and len(queue) < prefetch:
             submit(nxt)
             nxt += 1
+        if prefetch == 0:  # everything on this thread
+            for index, ref in enumerate(wanted):
+                rec = head_rec if index == 0 else record(index)
+                yield piece(fetch(rec, ref.chunk_id, ref.plain_size), ref.offset, ref.plain_size)
+            return
         # The first chunk on this thread: no hand-off to the pool and back for a small object.
         yield piece(fetch(head_rec, head.chunk_id, head.plain_size), head.offset, head.plain_size)
         while queue:

@@ -293,9 +293,14 @@ class Warehouse:
             raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
         return found
 
-    def read_object(self, found: ObjectRead, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The bytes ``[start, end)`` of an opened object (the chunk records it carries are used)."""
-        return self.engine.read(found.bucket.domain_id, found.version, start, end, known=found.chunks)
+    def read_object(
+        self, found: ObjectRead, start: int = 0, end: int | None = None, *, prefetch: int = 4
+    ) -> Iterator[bytes]:
+        """The bytes ``[start, end)`` of an opened object (the chunk records it carries are used);
+        ``prefetch``: chunks read ahead on the engine pool (0: all on the calling thread)."""
+        return self.engine.read(
+            found.bucket.domain_id, found.version, start, end, known=found.chunks, prefetch=prefetch
+        )
 
     def get_object(
         self, bucket: str, key: str, start: int = 0, end: int | None = None

@@ -548,7 +548,10 @@ _header_value = st.text(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     key=_key_text,
-    params=st.dictionaries(_param_text.filter(bool), _param_text, max_size=5),
+    # A parameter named like SigV4's own (X-Amz-Expires...) would collide with the presigned ones.
+    params=st.dictionaries(
+        _param_text.filter(lambda name: bool(name) and not name.lower().startswith("x-amz-")), _param_text, max_size=5
+    ),
     meta=_header_value,
     presign=st.booleans(),
 )

@@ -165,9 +165,14 @@ class Offload:
 
     def __init__(self, threads: int = 16) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dwh-s3")
+        self.in_flight = 0  # calls of ``run`` not yet returned (read and written on the event loop only)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        finally:
+            self.in_flight -= 1
 
     async def iterate(self, it: Iterator[bytes]) -> AsyncIterator[bytes]:
         """Pull a blocking iterator on the pool, one prefetched item ahead."""

@@ -24,6 +24,7 @@ MAX_USER_META = 2 * 1024  # S3: user-defined metadata is limited to 2 KB
 # A GET reads this much on its one worker-thread hop before answering (a 1 MiB object is then
 # a single hop); the rest of a larger object is streamed, prefetched on the engine pool.
 ONE_HOP_BYTES = 2 * 1024 * 1024
+READ_AHEAD = 4  # chunks a streaming GET keeps in flight on the engine pool
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -283,10 +284,11 @@ class _Opened:
     rest: Iterator[bytes] | None = None
 
 
-def _open_for_get(wh: Warehouse, bucket: str, key: str, headers: dict[str, str]) -> _Opened:
+def _open_for_get(wh: Warehouse, bucket: str, key: str, headers: dict[str, str], busy: bool) -> _Opened:
     """The whole GET of a small object on one worker thread: one metadata statement, the
     conditions, the range, the shards read and opened. A large object returns its first
-    ``ONE_HOP_BYTES`` and the iterator of the rest (prefetching on the engine pool meanwhile)."""
+    ``ONE_HOP_BYTES`` and the iterator of the rest (prefetching on the engine pool meanwhile).
+    ``busy``: other requests are being served."""
     found = wh.open_object(bucket, key)
     v = found.version
     status = evaluate_read_conditions(headers, v)
@@ -301,7 +303,10 @@ def _open_for_get(wh: Warehouse, bucket: str, key: str, headers: dict[str, str])
     if end > start:
         # Read before the status line goes out, so that a chunk that cannot be read (too many
         # shards lost) is a proper S3 error, not a truncated 200.
-        it = wh.read_object(found, start, end)
+        # Other requests in flight keep the cores busy: then a small read is done on this thread
+        # alone (no hand-off to the engine pool and back); a lone request reads its chunks ahead.
+        here = busy and end - start <= ONE_HOP_BYTES
+        it = wh.read_object(found, start, end, prefetch=0 if here else READ_AHEAD)
         got = 0
         try:
             for piece in it:
@@ -329,7 +334,8 @@ def _close(it: Iterator[bytes]) -> None:
 async def get_object(ctx: Context) -> Response:
     _check_read_params(ctx)
     headers = ctx.request.headers
-    opened = await ctx.offload.run(_open_for_get, ctx.warehouse, ctx.bucket, ctx.key, headers)
+    busy = ctx.offload.in_flight > 0
+    opened = await ctx.offload.run(_open_for_get, ctx.warehouse, ctx.bucket, ctx.key, headers, busy)
     v = opened.version
     if opened.status == 304:
         return object_headers(Response(304), v)
