@@ -23,6 +23,29 @@ from datawarehouse.records import (
 
 
 @dataclass(frozen=True)
+class BucketUsage:
+    """What a bucket holds: stored versions that are not delete markers and their logical bytes,
+    and the parts of its unfinished multipart uploads (they occupy space too)."""
+
+    objects: int = 0
+    bytes: int = 0
+    upload_parts: int = 0
+    upload_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class StoredUsage:
+    """What a bucket's data costs on the disks after dedup and compression: the distinct chunks
+    its versions and upload parts reference (a chunk shared with another bucket counts in each),
+    their sealed bytes, and those bytes with erasure-coding overhead; inline objects' frames."""
+
+    chunks: int = 0
+    sealed_bytes: int = 0
+    raw_bytes: int = 0
+    inline_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class DomainSecretRecord:
     domain_id: DomainId
     key_version: int
@@ -227,6 +250,14 @@ class MetaTx(Protocol):
     # --- tags and bucket settings ----------------------------------------------------------------
     def set_version_tags(self, bucket_id: BucketId, key: str, version_id: VersionId, tags: dict[str, str]) -> None:
         """Raise ``NoSuchKey`` if the version does not exist."""
+        ...
+
+    def bucket_usage(self, bucket_id: BucketId) -> BucketUsage:
+        """Counters kept exact by the database in every write transaction: one row read."""
+        ...
+
+    def bucket_stored_usage(self, bucket_id: BucketId) -> StoredUsage:
+        """Computed by scanning the bucket's manifests (for ``dwh bucket info``, not hot paths)."""
         ...
 
     def get_bucket_setting(self, bucket_id: BucketId, name: str) -> str | None: ...

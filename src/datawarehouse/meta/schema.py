@@ -176,6 +176,18 @@ object_versions = sa.Table(
     sa.Index(None, "bucket_id", "is_latest", "key"),
 )
 
+# Maintained by triggers (migration 0004), never written by the application: what a quota check
+# reads. objects/bytes: stored versions that are not delete markers; upload_*: unfinished parts.
+bucket_usage = sa.Table(
+    "bucket_usage",
+    metadata,
+    sa.Column("bucket_id", sa.BigInteger, sa.ForeignKey("buckets.bucket_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("objects", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("upload_parts", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("upload_bytes", sa.BigInteger, nullable=False, server_default="0"),
+)
+
 bucket_settings = sa.Table(
     "bucket_settings",
     metadata,

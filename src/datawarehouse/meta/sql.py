@@ -58,6 +58,7 @@ from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, Ob
 from datawarehouse.meta.sql_uploads import UploadsMixin
 from datawarehouse.meta.sql_uploads import dump_json as _dump_meta
 from datawarehouse.meta.sql_uploads import load_json as _load_meta
+from datawarehouse.meta.sql_usage import UsageMixin
 from datawarehouse.records import (
     BucketRecord,
     ChunkerParams,
@@ -425,7 +426,7 @@ def _insert_ignore_stmt(table: sa.Table, keys: tuple[str, ...], pg: bool) -> sa.
 _Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-class SqlMetaTx(UploadsMixin):
+class SqlMetaTx(UploadsMixin, UsageMixin):
     """One transaction on one connection (see ``MetaTx`` in ``repo.py`` for the contract).
 
     Every statement goes through ``_x`` so that errors are translated in one place and a
