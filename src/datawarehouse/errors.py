@@ -98,6 +98,10 @@ class PreconditionFailed(Conflict):
     """A conditional write or read (If-Match, If-None-Match, ...) did not hold."""
 
 
+class QuotaExceeded(Conflict):
+    """A write would take a bucket over its hard quota (bytes or objects); nothing was added."""
+
+
 # --- integrity and durability ------------------------------------------------------------------
 
 

@@ -348,11 +348,15 @@ class Multipart:
             )
         return rec, upload
 
-    def open_part(self, bucket: str, key: str, upload_id: str, part_number: int) -> PartUpload:
+    def open_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, expected_size: int | None = None
+    ) -> PartUpload:
         """A streaming write of one part: always chunked (never inline) with the upload's
-        chunker parameters, so that completion can concatenate the parts' manifests."""
+        chunker parameters, so that completion can concatenate the parts' manifests.
+        ``expected_size`` (announced by the client) is checked against the quota first."""
         check_part_number(part_number)
         rec, upload = self.get_upload(bucket, key, upload_id)
+        self.wh.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=0)
         writer = self.wh.engine.new_writer(
             rec.domain_id, upload.storage_class, MAX_PUT_SIZE, inline=False, chunker=upload.chunker
         )
@@ -407,7 +411,7 @@ class Multipart:
             created_at=engine.now(),
             chunks=shared,
         )
-        return commit_part(self.wh, rec.domain_id, record, [])
+        return commit_part(self.wh, rec, record, [])
 
     def complete(
         self,
@@ -460,7 +464,7 @@ class Multipart:
             "conditions": conditions or {},
             "version": catalog.version_to_doc(version),
         }
-        engine.commit(lambda tx: apply_complete(tx, doc, False), rec.domain_id, lambda: doc)
+        engine.commit(self.wh.within_quota(rec, lambda tx: apply_complete(tx, doc, False)), rec.domain_id, lambda: doc)
         return version
 
     def abort(self, bucket: str, key: str, upload_id: str) -> None:
@@ -520,15 +524,17 @@ class Multipart:
                     return out
 
 
-def commit_part(wh: Warehouse, domain_id: DomainId, part: PartRecord, new_chunks: list[Any]) -> PartRecord:
-    """Journal and apply one part: its chunks gain references, a part it replaces loses its."""
+def commit_part(wh: Warehouse, bucket: BucketRecord, part: PartRecord, new_chunks: list[Any]) -> PartRecord:
+    """Journal and apply one part: its chunks gain references, a part it replaces loses its (and
+    the bucket must stay within its quota, unfinished parts counting)."""
+    domain_id = bucket.domain_id
     doc = {
         "op": "multipart.part",
         "domain_id": domain_id,
         "part": _part_doc(part),
         "new_chunks": [catalog.chunk_to_doc(c) for c in new_chunks],
     }
-    wh.engine.commit(lambda tx: apply_part(tx, doc, False), domain_id, lambda: doc)
+    wh.engine.commit(wh.within_quota(bucket, lambda tx: apply_part(tx, doc, False)), domain_id, lambda: doc)
     return part
 
 
@@ -562,4 +568,4 @@ class PartUpload:
             chunks=data.chunks if data.size else (),
             checksums=dict(checksums or {}),
         )
-        return commit_part(self._wh, self._bucket.domain_id, part, data.new_chunks)
+        return commit_part(self._wh, self._bucket, part, data.new_chunks)

@@ -22,9 +22,9 @@ from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
 from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchBucket, NoSuchKey
 from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
-from datawarehouse.meta.repo import MetaTx, ObjectRead, ObjectSummary
+from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
-from datawarehouse.service import catalog
+from datawarehouse.service import catalog, quota
 from datawarehouse.service.naming import check_bucket_name, check_key
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
@@ -114,14 +114,22 @@ class ObjectUpload:
             "version": catalog.version_to_doc(version),
             "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
         }
+        limit = self._wh.quota_for(self._bucket)
         try:
-            engine.commit(
-                lambda tx: catalog.apply_object_put(tx, doc, replay=False),
-                domain,
-                doc,
-                batch=catalog.apply_object_puts,
-                payload=catalog.PutOp(doc, version),
-            )
+            if limit is None:
+                engine.commit(
+                    lambda tx: catalog.apply_object_put(tx, doc, replay=False),
+                    domain,
+                    doc,
+                    batch=catalog.apply_object_puts,
+                    payload=catalog.PutOp(doc, version),
+                )
+            else:  # checked in the commit's transaction: applied alone, not in a batch
+                engine.commit(
+                    self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
+                    domain,
+                    doc,
+                )
         except NoSuchBucket:
             self._wh.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
             raise
@@ -138,6 +146,9 @@ class Warehouse:
         self._bucket_cache: dict[str, BucketRecord] = {}
         self._bucket_generation = 0
         self._bucket_lock = threading.Lock()
+        # Quotas by bucket id (None: no quota), read once; every change goes through
+        # set_bucket_setting, which forgets the entry.
+        self._quotas: dict[int, quota.Quota | None] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -225,6 +236,7 @@ class Warehouse:
         with self._bucket_lock:
             self._bucket_generation += 1
             self._bucket_cache.clear()
+            self._quotas.clear()  # a bucket id may be reused by a new bucket
 
     def storage_class_for(self, bucket: BucketRecord, override: str | None = None) -> StorageClass:
         count = len(self.engine.disks.active())
@@ -249,9 +261,13 @@ class Warehouse:
         tags: dict[str, str] | None = None,
         storage_class: str | None = None,
         max_size: int = MAX_OBJECT_SIZE,
+        expected_size: int | None = None,
     ) -> ObjectUpload:
+        """``expected_size``: what the client announced, checked against the bucket's quota
+        before any byte is stored (the commit checks the real size again)."""
         check_key(key)
         rec = self.bucket_for_write(bucket)
+        self.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=1)
         sc = self.storage_class_for(rec, storage_class)
         writer = self.engine.new_writer(rec.domain_id, sc, max_size)
         spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}))
@@ -359,7 +375,11 @@ class Warehouse:
             "version": catalog.version_to_doc(version),
             "new_chunks": [],
         }
-        self.engine.commit(lambda tx: catalog.apply_object_put(tx, doc, replay=False), dst.domain_id, lambda: doc)
+        self.engine.commit(
+            self.within_quota(dst, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
+            dst.domain_id,
+            lambda: doc,
+        )
         return version
 
     def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectVersion:
@@ -385,7 +405,54 @@ class Warehouse:
         """Store (or with ``None`` remove) a per-bucket settings document such as ``cors``."""
         rec = self.get_bucket(bucket)
         doc = {"op": "bucket.setting", "bucket_id": rec.bucket_id, "name": name, "value": value}
-        self.engine.commit(lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, lambda: doc)
+        try:
+            self.engine.commit(
+                lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, lambda: doc
+            )
+        finally:
+            self._quotas.pop(rec.bucket_id, None)
+
+    # --- quotas and usage ----------------------------------------------------------------------
+
+    def set_bucket_quota(self, bucket: str, limit: quota.Quota | None) -> None:
+        """Set (``None`` or an unlimited quota: remove) the bucket's hard quota."""
+        value = None if limit is None or limit.unlimited else limit.to_json()
+        self.set_bucket_setting(bucket, quota.SETTING, value)
+
+    def quota_for(self, rec: BucketRecord) -> quota.Quota | None:
+        if rec.bucket_id not in self._quotas:
+            with self._read() as tx:
+                value = tx.get_bucket_setting(rec.bucket_id, quota.SETTING)
+            self._quotas[rec.bucket_id] = quota.Quota.from_json(value) if value else None
+        return self._quotas[rec.bucket_id]
+
+    def check_quota_room(self, rec: BucketRecord, *, add_bytes: int, add_objects: int) -> None:
+        """Refuse, before any data is stored, a write that cannot fit the bucket's quota."""
+        limit = self.quota_for(rec)
+        if limit is not None:
+            with self._read() as tx:
+                usage = tx.bucket_usage(rec.bucket_id)
+            quota.check_room(rec.name, limit, usage, add_bytes=add_bytes, add_objects=add_objects)
+
+    def within_quota(self, rec: BucketRecord, apply: Callable[[MetaTx], Any]) -> Callable[[MetaTx], Any]:
+        """``apply``, then (if the bucket has a quota) the check that it left the bucket within it,
+        in the same transaction."""
+        limit = self.quota_for(rec)
+        if limit is None:
+            return apply
+
+        def guarded(tx: MetaTx) -> Any:
+            result = apply(tx)
+            quota.check_within(tx, rec.name, rec.bucket_id, limit)
+            return result
+
+        return guarded
+
+    def bucket_usage(self, bucket: str) -> tuple[BucketUsage, StoredUsage, quota.Quota | None]:
+        """Logical usage (counters), stored usage (a scan of the bucket's chunks) and quota."""
+        rec = self.get_bucket(bucket)
+        with self._read() as tx:
+            return tx.bucket_usage(rec.bucket_id), tx.bucket_stored_usage(rec.bucket_id), self.quota_for(rec)
 
     def delete_object(self, bucket: str, key: str) -> bool:
         """Delete the current version; ``False`` if there was none. Chunks another object uses stay."""

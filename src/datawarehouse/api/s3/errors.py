@@ -54,6 +54,7 @@ S3Code = Literal[
     "NoSuchVersion",
     "NotFound",
     "NotImplemented",
+    "QuotaExceeded",
     "RequestHeaderSectionTooLarge",
     "MalformedPOSTRequest",
     "AccessForbidden",
@@ -81,6 +82,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     ),
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed size."),
+    "QuotaExceeded": (403, "The bucket's quota does not allow this write."),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
     "ExpiredToken": (400, "The provided token has expired."),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the request."),
@@ -220,6 +222,7 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.InvalidPart: ("InvalidPart", True),
     dwh.InvalidPartOrder: ("InvalidPartOrder", True),
     dwh.PreconditionFailed: ("PreconditionFailed", False),
+    dwh.QuotaExceeded: ("QuotaExceeded", True),
     dwh.UnsafePath: ("InvalidArgument", False),  # its message may carry a server path
     dwh.NotFound: ("NotFound", False),
     dwh.NoSuchBucket: ("NoSuchBucket", False),

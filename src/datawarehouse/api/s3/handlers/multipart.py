@@ -11,7 +11,7 @@ from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_re
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import check_copy_conditions, copy_source
-from datawarehouse.api.s3.handlers.objects import etag_header, object_spec, stream_into
+from datawarehouse.api.s3.handlers.objects import announced_size, etag_header, object_spec, stream_into
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
 from datawarehouse.api.s3.xmlmodel import (
@@ -111,7 +111,8 @@ async def upload_part(ctx: Context) -> Response:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     mp = Multipart(ctx.warehouse)
-    part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number)
+    size = announced_size(ctx.request.headers)
+    part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number, size)
     verified = await stream_into(ctx, reader, part)
     stored = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
     record = await ctx.offload.run(part.finish, stored)

@@ -64,6 +64,13 @@ def object_spec(headers: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def announced_size(headers: dict[str, str]) -> int | None:
+    """The object size the client announced: the decoded length of an aws-chunked body, else
+    Content-Length (for a quota check before the body is read; the body reader enforces it)."""
+    value = headers.get("x-amz-decoded-content-length") or headers.get("content-length")
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
 class Sink(Protocol):
     def write(self, data: bytes | memoryview) -> None: ...
     def abort(self) -> None: ...
@@ -107,7 +114,9 @@ async def put_object(ctx: Context) -> Response:
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
-    upload = await ctx.offload.run(lambda: wh.open_upload(ctx.bucket, ctx.key, **object_spec(headers)))
+    upload = await ctx.offload.run(
+        lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=announced_size(headers), **object_spec(headers))
+    )
     if conditions:
         try:
             await ctx.offload.run(_check_write_conditions, ctx, conditions)
