@@ -34,7 +34,7 @@ _STORED = (
     sa.select(
         sa.func.count(),
         sa.func.coalesce(sa.func.sum(_CH.c.sealed_size), 0),
-        sa.func.coalesce(sa.func.sum(_CH.c.sealed_size * (_CH.c.ec_k + _CH.c.ec_m) / _CH.c.ec_k), 0),
+        sa.func.coalesce(sa.func.sum(_CH.c.sealed_size * (_CH.c.ec_k + _CH.c.ec_m) // _CH.c.ec_k), 0),
     )
     .select_from(_REFERENCED)
     .join(_CH, _CH.c.chunk_id == _REFERENCED.c.chunk_id)
