@@ -74,6 +74,24 @@ class ObjectSummary:
 
 
 @dataclass(frozen=True)
+class VersionSummary:
+    """A ListObjectVersions row: one version or delete marker of a key."""
+
+    key: str
+    version_id: VersionId
+    null_version: bool
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str
+    created_at: datetime
+
+    @property
+    def s3_version_id(self) -> str:
+        return "null" if self.null_version else self.version_id
+
+
+@dataclass(frozen=True)
 class ObjectRead:
     """What a read of one object needs, from one snapshot: its bucket, its current version (a
     delete marker is returned as such) and the records of the chunks at the start of its manifest
@@ -159,6 +177,23 @@ class MetaTx(Protocol):
         ...
 
     def count_versions(self, bucket_id: BucketId) -> int: ...
+
+    def get_null_version(self, bucket_id: BucketId, key: str) -> ObjectVersion | None:
+        """The key's "null" version (current or not), manifest included; ``None`` if it has none."""
+        ...
+
+    def list_versions(
+        self,
+        bucket_id: BucketId,
+        prefix: str = "",
+        after_key: str = "",
+        after_version: VersionId | None = None,
+        limit: int = 1000,
+    ) -> list[VersionSummary]:
+        """Versions and delete markers under ``prefix``, by key then newest first (version ids are
+        time-ordered), strictly after (``after_key``, ``after_version``); ``after_version`` None
+        skips every version of ``after_key``."""
+        ...
 
     def iter_all_versions(self) -> Iterator[ObjectVersion]:
         """Every version with its manifest (refcount recomputation, verification)."""

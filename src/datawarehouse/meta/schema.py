@@ -169,11 +169,15 @@ object_versions = sa.Table(
     sa.Column("inline_data", sa.LargeBinary, nullable=True),
     sa.Column("system_meta", sa.Text, nullable=False, server_default="{}"),
     sa.Column("tags", sa.Text, nullable=False, server_default="{}"),
+    # S3's "null" version of the key (unversioned or versioning-suspended writes)
+    sa.Column("is_null", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.UniqueConstraint("version_id"),
     # point lookups of a key's latest version, and the versions of one key
     sa.Index(None, "bucket_id", "key", "is_latest"),
     # listing: an index range scan over (bucket, latest, key >= bound) in key order, no OFFSET
     sa.Index(None, "bucket_id", "is_latest", "key"),
+    # ListObjectVersions: key order, newest (greatest time-ordered version id) first
+    sa.Index(None, "bucket_id", "key", "version_id"),
 )
 
 # Maintained by triggers (migration 0004), never written by the application: what a quota check

@@ -212,9 +212,9 @@ def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersi
         "version": doc["version"],
         "new_chunks": [],
     }
-    catalog.apply_object_put(tx, put_doc, replay)
+    stored = catalog.apply_object_put(tx, put_doc, replay)
     _release(tx, domain_id, tx.delete_upload(upload_id), version.created_at, replay)
-    return version
+    return stored if stored is not None else version
 
 
 def apply_abort(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
@@ -372,12 +372,13 @@ class Multipart:
         src_key: str,
         byte_range: tuple[int, int] | None = None,
         source_conditions: Callable[[ObjectVersion], None] | None = None,
+        source_version_id: str | None = None,
     ) -> PartRecord:
         """A part made of ``[start, end)`` of the current version of ``src_bucket/src_key``
         (the whole object without a range). ``source_conditions`` may refuse the source."""
         check_part_number(part_number)
         rec, upload = self.get_upload(bucket, key, upload_id)
-        src_rec, source = self.wh.lookup(src_bucket, src_key)
+        src_rec, source = self.wh.lookup(src_bucket, src_key, source_version_id)
         if source_conditions is not None:
             source_conditions(source)
         start, end = byte_range if byte_range is not None else (0, source.size)
@@ -464,8 +465,10 @@ class Multipart:
             "conditions": conditions or {},
             "version": catalog.version_to_doc(version),
         }
-        engine.commit(self.wh.within_quota(rec, lambda tx: apply_complete(tx, doc, False)), rec.domain_id, lambda: doc)
-        return version
+        stored: ObjectVersion = engine.commit(
+            self.wh.within_quota(rec, lambda tx: apply_complete(tx, doc, False)), rec.domain_id, lambda: doc
+        )
+        return stored
 
     def abort(self, bucket: str, key: str, upload_id: str) -> None:
         rec, _ = self.get_upload(bucket, key, upload_id)

@@ -8,24 +8,28 @@ manifest and the chunk references in one journaled transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
-from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchBucket, NoSuchKey
+from datawarehouse.errors import BucketNotEmpty, DeleteMarkerFound, EntityTooLarge, InvalidInput, NoSuchBucket
 from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
 from datawarehouse.service.naming import check_bucket_name, check_key
+
+if TYPE_CHECKING:
+    from datawarehouse.service.versioning import DeleteOutcome
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
 MAX_PUT_SIZE = 5 * 1024**3  # one PutObject: 5 GiB, as S3
@@ -106,34 +110,43 @@ class ObjectUpload:
             tags=dict(self._spec.tags),
         )
         domain = self._bucket.domain_id
-        doc = {
+        vdoc = catalog.version_to_doc(version)
+        doc: dict[str, Any] = {
             "op": "object.put",
             "domain_id": domain,
             "replace": True,
             "conditions": conditions or {},
-            "version": catalog.version_to_doc(version),
+            "version": vdoc,
             "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
         }
         limit = self._wh.quota_for(self._bucket)
         try:
-            if limit is None:
-                engine.commit(
+            if limit is None and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None:
+                # A bucket that never had versioning: the version is its key's "null" version,
+                # decided here (and journaled so), which lets the committer store a run of such
+                # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
+                # same batch; the PUT then counts as written just before it, as S3 allows.
+                vdoc["null"] = True
+                doc["null_decided"] = True
+                version = dataclasses.replace(version, null_version=True)
+                stored = engine.commit(
                     lambda tx: catalog.apply_object_put(tx, doc, replay=False),
                     domain,
                     doc,
                     batch=catalog.apply_object_puts,
                     payload=catalog.PutOp(doc, version),
                 )
-            else:  # checked in the commit's transaction: applied alone, not in a batch
-                engine.commit(
-                    self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
-                    domain,
-                    doc,
-                )
+                return stored if isinstance(stored, ObjectVersion) else version
+            # Versioning decides the version's fate in the commit; a quota is checked there too.
+            applied: ObjectVersion = engine.commit(
+                self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
+                domain,
+                lambda: doc,
+            )
+            return applied
         except NoSuchBucket:
             self._wh.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
             raise
-        return version
 
 
 class Warehouse:
@@ -149,6 +162,8 @@ class Warehouse:
         # Quotas by bucket id (None: no quota), read once; every change goes through
         # set_bucket_setting, which forgets the entry.
         self._quotas: dict[int, quota.Quota | None] = {}
+        # Settings documents by (bucket id, name), for hot-path decisions (versioning state).
+        self._settings: dict[tuple[int, str], str | None] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -237,6 +252,7 @@ class Warehouse:
             self._bucket_generation += 1
             self._bucket_cache.clear()
             self._quotas.clear()  # a bucket id may be reused by a new bucket
+            self._settings.clear()
 
     def storage_class_for(self, bucket: BucketRecord, override: str | None = None) -> StorageClass:
         count = len(self.engine.disks.active())
@@ -292,21 +308,29 @@ class Warehouse:
             raise
         return upload.finish()
 
-    def head_object(self, bucket: str, key: str) -> ObjectVersion:
-        return self.lookup(bucket, key)[1]
+    def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectVersion:
+        return self.lookup(bucket, key, version_id)[1]
 
-    def lookup(self, bucket: str, key: str) -> tuple[BucketRecord, ObjectVersion]:
-        """Bucket and current version in one snapshot; a delete marker reads as NoSuchKey."""
-        found = self.open_object(bucket, key, chunk_head=0)
+    def lookup(self, bucket: str, key: str, version_id: str | None = None) -> tuple[BucketRecord, ObjectVersion]:
+        """Bucket and current (or named) version in one snapshot; a delete marker reads as
+        ``DeleteMarkerFound`` (a ``NoSuchKey``)."""
+        found = self.open_object(bucket, key, chunk_head=0, version_id=version_id)
         return found.bucket, found.version
 
-    def open_object(self, bucket: str, key: str, chunk_head: int = READ_HEAD_CHUNKS) -> ObjectRead:
-        """Bucket, current version and the records of its first ``chunk_head`` chunks: one
-        metadata statement, everything a GET of a small object needs before reading shards. A
-        delete marker reads as NoSuchKey."""
+    def open_object(
+        self, bucket: str, key: str, chunk_head: int = READ_HEAD_CHUNKS, version_id: str | None = None
+    ) -> ObjectRead:
+        """Bucket, current version (or the one named by ``version_id``, ``null`` included) and the
+        records of its first ``chunk_head`` chunks: for the current version one metadata
+        statement, everything a GET of a small object needs before reading shards. A delete
+        marker raises ``DeleteMarkerFound``; an unknown version ``NoSuchVersion``."""
+        if version_id is not None:
+            from datawarehouse.service import versioning
+
+            return versioning.open_version(self, bucket, key, version_id, chunk_head)
         found = self.engine.repo.read_object(bucket, key, chunk_head)
         if found.version.is_delete_marker:
-            raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
+            raise DeleteMarkerFound(f"no object {key!r} in bucket {bucket!r}", found.version.s3_version_id, named=False)
         return found
 
     def read_object(
@@ -356,12 +380,15 @@ class Warehouse:
         spec: ObjectSpec | None = None,
         tags: dict[str, str] | None = None,
         source_conditions: Callable[[ObjectVersion], None] | None = None,
+        source_version_id: str | None = None,
     ) -> ObjectVersion:
         """Copy by reference: the new version shares the source's chunks (one journaled commit
         that adds references; nothing is read or rewritten). Both buckets share the domain.
-        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's)."""
+        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's).
+        ``source_version_id`` names a version of the source (default: its current one);
+        ``source_conditions`` is called with the source version (and may refuse it)."""
         check_key(key)
-        src_rec, source = self.lookup(src_bucket, src_key)
+        src_rec, source = self.lookup(src_bucket, src_key, source_version_id)
         if source_conditions is not None:
             source_conditions(source)
         dst = self.get_bucket(bucket)
@@ -375,16 +402,18 @@ class Warehouse:
             "version": catalog.version_to_doc(version),
             "new_chunks": [],
         }
-        self.engine.commit(
+        stored: ObjectVersion = self.engine.commit(
             self.within_quota(dst, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
             dst.domain_id,
             lambda: doc,
         )
-        return version
+        return stored
 
-    def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectVersion:
-        """Replace the tags of the current version (no data is touched)."""
-        rec, v = self.lookup(bucket, key)
+    def put_object_tags(
+        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None
+    ) -> ObjectVersion:
+        """Replace the tags of the current (or named) version (no data is touched)."""
+        rec, v = self.lookup(bucket, key, version_id)
         doc = {
             "op": "object.tags",
             "bucket_id": rec.bucket_id,
@@ -411,6 +440,16 @@ class Warehouse:
             )
         finally:
             self._quotas.pop(rec.bucket_id, None)
+            self._settings.pop((rec.bucket_id, name), None)
+
+    def bucket_setting_cached(self, rec: BucketRecord, name: str) -> str | None:
+        """A settings document read once and kept (every change goes through
+        ``set_bucket_setting``, which forgets it)."""
+        slot = (rec.bucket_id, name)
+        if slot not in self._settings:
+            with self._read() as tx:
+                self._settings[slot] = tx.get_bucket_setting(rec.bucket_id, name)
+        return self._settings[slot]
 
     # --- quotas and usage ----------------------------------------------------------------------
 
@@ -454,28 +493,14 @@ class Warehouse:
         with self._read() as tx:
             return tx.bucket_usage(rec.bucket_id), tx.bucket_stored_usage(rec.bucket_id), self.quota_for(rec)
 
-    def delete_object(self, bucket: str, key: str) -> bool:
-        """Delete the current version; ``False`` if there was none. Chunks another object uses stay."""
-        rec = self.get_bucket(bucket)
-        try:
-            v = self.head_object(bucket, key)
-        except NoSuchKey:
-            return False
-        doc = {
-            "op": "object.delete",
-            "domain_id": rec.domain_id,
-            "bucket_id": rec.bucket_id,
-            "key": key,
-            "version_id": v.version_id,
-            "at": self.engine.now().isoformat(),
-        }
-        try:
-            self.engine.commit(
-                lambda tx: catalog.apply_object_delete(tx, doc, replay=False), rec.domain_id, lambda: doc
-            )
-        except NoSuchKey:
-            return False
-        return True
+    def delete_object(
+        self, bucket: str, key: str, version_id: str | None = None, *, bypass_governance: bool = False
+    ) -> DeleteOutcome:
+        """Delete the current version (a delete marker when the bucket is versioned) or, with
+        ``version_id``, that version permanently. Chunks another version uses stay."""
+        from datawarehouse.service import versioning
+
+        return versioning.delete_object(self, bucket, key, version_id, bypass_governance=bypass_governance)
 
 
 def copied_version(

@@ -29,11 +29,13 @@ S3Code = Literal[
     "EntityTooLarge",
     "EntityTooSmall",
     "ExpiredToken",
+    "IllegalVersioningConfigurationException",
     "IncompleteBody",
     "InternalError",
     "InvalidAccessKeyId",
     "InvalidArgument",
     "InvalidBucketName",
+    "InvalidBucketState",
     "InvalidDigest",
     "InvalidPart",
     "InvalidPartOrder",
@@ -90,6 +92,11 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
     "InvalidArgument": (400, "Invalid Argument"),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
+    "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
+    "IllegalVersioningConfigurationException": (
+        400,
+        "The versioning configuration specified in the request is invalid.",
+    ),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidPart": (
         400,
@@ -228,6 +235,9 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.NoSuchBucket: ("NoSuchBucket", False),
     dwh.NoSuchKey: ("NoSuchKey", False),
     dwh.NoSuchUpload: ("NoSuchUpload", False),
+    dwh.NoSuchVersion: ("NoSuchVersion", False),
+    dwh.InvalidVersionId: ("InvalidArgument", True),
+    dwh.InvalidBucketState: ("InvalidBucketState", True),
     dwh.Conflict: ("OperationAborted", False),
     dwh.BucketAlreadyExists: ("BucketAlreadyOwnedByYou", False),  # single owner per deployment
     dwh.BucketNotEmpty: ("BucketNotEmpty", False),
@@ -249,6 +259,8 @@ def s3_error_from(exc: BaseException, *, resource: str | None = None) -> S3Error
     """
     if isinstance(exc, S3Error):
         return exc if resource is None else exc.with_resource(resource)
+    if isinstance(exc, dwh.DeleteMarkerFound):
+        return delete_marker_error(exc, resource)
     if isinstance(exc, dwh.DwhError):
         for cls in type(exc).__mro__:
             row = _FROM_PROJECT.get(cls)
@@ -257,6 +269,20 @@ def s3_error_from(exc: BaseException, *, resource: str | None = None) -> S3Error
                 message = str(exc) if expose and str(exc) else None
                 return S3Error(code, message, resource=resource)
     return S3Error("InternalError", resource=resource)
+
+
+def delete_marker_error(exc: dwh.DeleteMarkerFound, resource: str | None = None) -> S3Error:
+    """A read that met a delete marker: 404 NoSuchKey when it is the key's latest version, 405
+    MethodNotAllowed when the request named it; both with x-amz-delete-marker and its version id."""
+    headers = (("x-amz-delete-marker", "true"), ("x-amz-version-id", exc.version_id))
+    if exc.named:
+        return S3Error(
+            "MethodNotAllowed",
+            resource=resource,
+            extra={"ResourceType": "DeleteMarker"},
+            headers=(*headers, ("allow", "DELETE")),
+        )
+    return S3Error("NoSuchKey", resource=resource, headers=headers)
 
 
 # --- constructors for the S3-only codes -----------------------------------------------------------

@@ -34,7 +34,6 @@ _UNSUPPORTED_BUCKET = (
     "replication",
     "requestPayment",
     "session",
-    "versioning",
     "website",
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
@@ -52,6 +51,8 @@ OPERATIONS = (
     "ListObjectsV2",
     "ListObjectVersions",
     "ListMultipartUploads",
+    "PutBucketVersioning",
+    "GetBucketVersioning",
     "PutObject",
     "GetObject",
     "HeadObject",
@@ -142,8 +143,9 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
             ("cors", "GetBucketCors"),
             ("tagging", "GetBucketTagging"),
             ("versions", "ListObjectVersions"),
+            ("versioning", "GetBucketVersioning"),
         ],
-        "PUT": [("cors", "PutBucketCors"), ("tagging", "PutBucketTagging")],
+        "PUT": [("cors", "PutBucketCors"), ("tagging", "PutBucketTagging"), ("versioning", "PutBucketVersioning")],
         "DELETE": [("cors", "DeleteBucketCors"), ("tagging", "DeleteBucketTagging")],
         "POST": [("delete", "DeleteObjects")],
     }

@@ -64,4 +64,5 @@ def load_all() -> None:
         objects,
         post,
         tagging,
+        versioning,
     )
