@@ -50,6 +50,7 @@ S3Code = Literal[
     "MissingContentLength",
     "NoSuchBucket",
     "NoSuchCORSConfiguration",
+    "NoSuchLifecycleConfiguration",
     "NoSuchKey",
     "NoSuchTagSet",
     "NoSuchUpload",
@@ -121,6 +122,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "NoSuchBucket": (404, "The specified bucket does not exist."),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
+    "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchTagSet": (404, "The TagSet does not exist."),
     "NoSuchUpload": (

@@ -59,6 +59,7 @@ def load_all() -> None:
         buckets,
         copy,
         cors,
+        lifecycle,
         listing,
         multipart,
         objects,
