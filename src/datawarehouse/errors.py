@@ -113,6 +113,10 @@ class DiskAlreadyPresent(Conflict):
     pass
 
 
+class ObjectLocked(DwhError):
+    """Object lock (retention or legal hold) forbids removing, replacing or weakening a version."""
+
+
 class PreconditionFailed(Conflict):
     """A conditional write or read (If-Match, If-None-Match, ...) did not hold."""
 

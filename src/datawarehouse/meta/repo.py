@@ -182,6 +182,18 @@ class MetaTx(Protocol):
         """The key's "null" version (current or not), manifest included; ``None`` if it has none."""
         ...
 
+    def set_version_lock(
+        self,
+        bucket_id: BucketId,
+        key: str,
+        version_id: VersionId,
+        mode: str | None,
+        until: datetime | None,
+        legal_hold: bool,
+    ) -> None:
+        """Set a version's retention and legal hold. Raise ``NoSuchKey`` if it does not exist."""
+        ...
+
     def list_versions(
         self,
         bucket_id: BucketId,

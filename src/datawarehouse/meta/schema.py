@@ -171,6 +171,10 @@ object_versions = sa.Table(
     sa.Column("tags", sa.Text, nullable=False, server_default="{}"),
     # S3's "null" version of the key (unversioned or versioning-suspended writes)
     sa.Column("is_null", sa.Boolean, nullable=False, server_default=sa.true()),
+    # object lock: retention (mode GOVERNANCE/COMPLIANCE until an instant) and legal hold
+    sa.Column("lock_mode", sa.String(16), nullable=True),
+    sa.Column("lock_until", UTCDateTime, nullable=True),
+    sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("version_id"),
     # point lookups of a key's latest version, and the versions of one key
     sa.Index(None, "bucket_id", "key", "is_latest"),
@@ -180,7 +184,7 @@ object_versions = sa.Table(
     sa.Index(None, "bucket_id", "key", "version_id"),
 )
 
-# Maintained by triggers (migration 0004), never written by the application: what a quota check
+# Maintained by triggers (migration 0005), never written by the application: what a quota check
 # reads. objects/bytes: stored versions that are not delete markers; upload_*: unfinished parts.
 bucket_usage = sa.Table(
     "bucket_usage",

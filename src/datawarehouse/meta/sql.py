@@ -171,6 +171,9 @@ def _version(row: sa.Row[Any], chunks: tuple[ChunkRef, ...]) -> ObjectVersion:
         system_meta=_load_meta(row.system_meta),
         tags=_load_meta(row.tags),
         null_version=bool(row.is_null),
+        lock_mode=row.lock_mode,
+        lock_until=row.lock_until,
+        legal_hold=bool(row.legal_hold),
     )
 
 
@@ -200,6 +203,9 @@ def _version_values(version: ObjectVersion, *, is_latest: bool) -> dict[str, Any
         "system_meta": _dump_meta(version.system_meta),
         "tags": _dump_meta(version.tags),
         "is_null": version.null_version,
+        "lock_mode": version.lock_mode,
+        "lock_until": version.lock_until,
+        "legal_hold": version.legal_hold,
     }
 
 

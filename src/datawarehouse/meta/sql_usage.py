@@ -1,4 +1,4 @@
-"""SQL for bucket usage: the trigger-maintained counters (migration 0004) and the stored-bytes
+"""SQL for bucket usage: the trigger-maintained counters (migration 0005) and the stored-bytes
 scan. A mixin of ``SqlMetaTx`` like ``sql_uploads``: it relies on the transaction's ``_first``."""
 
 from __future__ import annotations

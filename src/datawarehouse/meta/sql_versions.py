@@ -9,10 +9,12 @@ bits), so "newest first" is ``version_id`` descending — one range scan of the
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from datawarehouse.errors import NoSuchKey
 from datawarehouse.ids import BucketId, VersionId
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.repo import VersionSummary
@@ -23,6 +25,11 @@ _OV = s.object_versions
 
 _NULL_VERSION_ID = sa.select(_OV.c.version_id).where(
     _OV.c.bucket_id == _P("p_bucket"), _OV.c.key == _P("p_key"), _OV.c.is_null == sa.true()
+)
+_SET_LOCK = (
+    sa.update(_OV)
+    .where(_OV.c.bucket_id == _P("p_bucket"), _OV.c.key == _P("p_key"), _OV.c.version_id == _P("p_version"))
+    .values(lock_mode=_P("p_mode"), lock_until=_P("p_until", type_=s.UTCDateTime), legal_hold=_P("p_hold"))
 )
 _SUMMARY_COLUMNS = (
     _OV.c.key,
@@ -83,6 +90,7 @@ class VersionsMixin:
 
     if TYPE_CHECKING:  # provided by SqlMetaTx
 
+        def _x(self, stmt: sa.Executable, params: Any = None) -> sa.CursorResult[Any]: ...
         def _rows(self, stmt: sa.Executable, params: Any = None) -> list[sa.Row[Any]]: ...
         def _first(self, stmt: sa.Executable, params: Any = None) -> sa.Row[Any] | None: ...
         def get_version(self, bucket_id: BucketId, key: str, version_id: VersionId | None = None) -> ObjectVersion: ...
@@ -91,6 +99,27 @@ class VersionsMixin:
         """The key's "null" version (current or not), manifest included; ``None`` if it has none."""
         row = self._first(_NULL_VERSION_ID, {"p_bucket": bucket_id, "p_key": key})
         return None if row is None else self.get_version(bucket_id, key, VersionId(row.version_id))
+
+    def set_version_lock(
+        self,
+        bucket_id: BucketId,
+        key: str,
+        version_id: VersionId,
+        mode: str | None,
+        until: datetime | None,
+        legal_hold: bool,
+    ) -> None:
+        """Set a version's retention and legal hold. Raise ``NoSuchKey`` if it does not exist."""
+        params = {
+            "p_bucket": bucket_id,
+            "p_key": key,
+            "p_version": version_id,
+            "p_mode": mode,
+            "p_until": until,
+            "p_hold": legal_hold,
+        }
+        if self._x(_SET_LOCK, params).rowcount == 0:
+            raise NoSuchKey(f"key {key!r} version {version_id} does not exist in bucket {bucket_id}")
 
     def list_versions(
         self,

@@ -78,11 +78,17 @@ def version_to_doc(v: ObjectVersion) -> dict[str, Any]:
         "system_meta": v.system_meta,
         "tags": v.tags,
         "null": v.null_version,
+        "lock": {
+            "mode": v.lock_mode,
+            "until": v.lock_until.isoformat() if v.lock_until else None,
+            "hold": v.legal_hold,
+        },
     }
 
 
 def version_from_doc(d: dict[str, Any]) -> ObjectVersion:
     try:
+        lock = d.get("lock") or {}
         return ObjectVersion(
             bucket_id=BucketId(d["bucket_id"]),
             key=d["key"],
@@ -101,6 +107,9 @@ def version_from_doc(d: dict[str, Any]) -> ObjectVersion:
             tags=dict(d.get("tags", {})),
             # records written before versioning existed are all "null" versions
             null_version=bool(d.get("null", True)),
+            lock_mode=lock.get("mode"),
+            lock_until=datetime.fromisoformat(lock["until"]) if lock.get("until") else None,
+            legal_hold=bool(lock.get("hold", False)),
         )
     except (KeyError, TypeError, ValueError, InvalidInput) as exc:  # InvalidInput: a bad EC or chunker
         raise CorruptFrame(f"journal: malformed object version ({exc.__class__.__name__})") from exc
@@ -156,17 +165,22 @@ def bucket_create_doc(b: BucketRecord) -> dict[str, Any]:
 
 
 def apply_bucket_create(tx: MetaTx, doc: dict[str, Any]) -> None:
-    """Replay only (the live path calls ``tx.create_bucket`` to get an id)."""
+    """Replay only (the live path calls ``tx.create_bucket`` to get an id). ``settings`` (bucket
+    settings made with the bucket, such as object lock and versioning) are restored with it."""
     ec = doc["ec"]
+    bucket_id = BucketId(doc["bucket_id"])
     tx.insert_bucket(
         BucketRecord(
-            BucketId(doc["bucket_id"]),
+            bucket_id,
             DomainId(doc["domain_id"]),
             doc["name"],
             datetime.fromisoformat(doc["created_at"]),
             StorageClass(*ec) if ec else None,
         )
     )
+    for name, value in (doc.get("settings") or {}).items():
+        if tx.get_bucket_setting(bucket_id, name) is None:
+            tx.put_bucket_setting(bucket_id, name, value)
 
 
 def apply_bucket_delete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
@@ -219,8 +233,14 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
             pass
     elif not doc.get("null_decided"):  # decided by the writer when it was journaled first
         null = tx.get_bucket_setting(v.bucket_id, VERSIONING_SETTING) != VERSIONING_ENABLED
-        vdoc["null"] = null
-        v = dataclasses.replace(v, null_version=null)
+        mode, until, hold = None, None, False
+        if not v.is_delete_marker:
+            from datawarehouse.service import objectlock
+
+            request = objectlock.LockRequest.from_doc(doc.get("lock_request"))
+            mode, until, hold = objectlock.lock_for_write(tx, v.bucket_id, request, v.created_at)
+        v = dataclasses.replace(v, null_version=null, lock_mode=mode, lock_until=until, legal_hold=hold)
+        vdoc.update(version_to_doc(v))
     for cdoc in doc["new_chunks"]:
         tx.insert_chunk(chunk_from_doc(domain_id, cdoc))
     for chunk_id, count in refs_of(v).items():
@@ -248,7 +268,35 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
 def check_removable(tx: MetaTx, v: ObjectVersion, now: datetime, bypass_governance: bool) -> None:
     """Refuse to remove (or replace) a version that object lock protects. The one place every
     removal of a version passes through, live; replay repeats only what was allowed."""
-    return None  # versions carry no lock state yet
+    from datawarehouse.service import objectlock  # object lock builds on this module
+
+    objectlock.check_removable(tx, v, now, bypass_governance)
+
+
+def apply_object_lock(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    """Set a version's retention (``retention``: ``{"mode", "until"}``, both null to remove)
+    and/or legal hold (``legal_hold``); a key absent from the document is left as it is. Live,
+    a change that weakens a retention in force is refused (``objectlock``)."""
+    bucket_id = BucketId(doc["bucket_id"])
+    try:
+        v = tx.get_version(bucket_id, doc["key"], VersionId(doc["version_id"]))
+    except NoSuchKey:
+        if replay:
+            return
+        raise
+    mode, until, hold = v.lock_mode, v.lock_until, v.legal_hold
+    if "retention" in doc:
+        r = doc["retention"]
+        mode, until = r["mode"], datetime.fromisoformat(r["until"]) if r["until"] else None
+        if not replay:
+            from datawarehouse.service import objectlock
+
+            objectlock.check_retention_change(
+                v, mode, until, datetime.fromisoformat(doc["at"]), bool(doc.get("bypass_governance", False))
+            )
+    if "legal_hold" in doc:
+        hold = bool(doc["legal_hold"])
+    tx.set_version_lock(bucket_id, v.key, v.version_id, mode, until, hold)
 
 
 @dataclass(frozen=True)
@@ -377,6 +425,8 @@ def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
         apply_object_delete(tx, doc, replay=True)
     elif op == "object.tags":
         apply_object_tags(tx, doc, replay=True)
+    elif op == "object.lock":
+        apply_object_lock(tx, doc, replay=True)
     elif op == "bucket.setting":
         apply_bucket_setting(tx, doc, replay=True)
     elif isinstance(op, str) and op.startswith("multipart."):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from datawarehouse.errors import (
     DeleteMarkerFound,
+    InvalidBucketState,
     InvalidInput,
     InvalidVersionId,
     MetadataError,
@@ -79,6 +80,13 @@ def get_versioning(wh: Warehouse, bucket: str) -> str | None:
 def set_versioning(wh: Warehouse, bucket: str, status: str) -> None:
     if status not in STATES:
         raise InvalidInput(f"versioning status must be Enabled or Suspended (got {status!r})")
+    if status == VERSIONING_SUSPENDED:
+        from datawarehouse.service import objectlock
+
+        if objectlock.lock_enabled(wh, bucket):
+            raise InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
+            )
     wh.set_bucket_setting(bucket, VERSIONING_SETTING, status)
 
 

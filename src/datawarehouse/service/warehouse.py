@@ -29,6 +29,7 @@ from datawarehouse.service import catalog, quota
 from datawarehouse.service.naming import check_bucket_name, check_key
 
 if TYPE_CHECKING:
+    from datawarehouse.service.objectlock import LockRequest
     from datawarehouse.service.versioning import DeleteOutcome
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
@@ -54,6 +55,7 @@ class ObjectSpec:
     user_meta: dict[str, str] = field(default_factory=dict)
     system_meta: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    lock: LockRequest | None = None
 
 
 class ObjectUpload:
@@ -119,9 +121,15 @@ class ObjectUpload:
             "version": vdoc,
             "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
         }
+        if self._spec.lock is not None and not self._spec.lock.empty:
+            doc["lock_request"] = self._spec.lock.to_doc()
         limit = self._wh.quota_for(self._bucket)
         try:
-            if limit is None and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None:
+            if (
+                limit is None
+                and "lock_request" not in doc
+                and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None
+            ):
                 # A bucket that never had versioning: the version is its key's "null" version,
                 # decided here (and journaled so), which lets the committer store a run of such
                 # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
@@ -193,8 +201,15 @@ class Warehouse:
     # --- buckets -------------------------------------------------------------------------------
 
     def create_bucket(
-        self, name: str, storage_class: str | None = None, domain_id: DomainId = DEFAULT_DOMAIN
+        self,
+        name: str,
+        storage_class: str | None = None,
+        domain_id: DomainId = DEFAULT_DOMAIN,
+        *,
+        object_lock: bool = False,
     ) -> BucketRecord:
+        """``object_lock``: the bucket is created with object lock enabled, hence versioning
+        Enabled (both settings are part of the journaled creation)."""
         check_bucket_name(name)
         sc = None
         if storage_class:
@@ -202,14 +217,30 @@ class Warehouse:
             sc.check_fits(len(self.engine.disks.active()))
         now = self.engine.now()
         created: list[BucketRecord] = []
+        settings: dict[str, str] = {}
+        if object_lock:
+            from datawarehouse.service import objectlock
+
+            settings = {
+                catalog.VERSIONING_SETTING: catalog.VERSIONING_ENABLED,
+                objectlock.SETTING: objectlock.LockConfig(True).to_json(),
+            }
 
         def apply(tx: MetaTx) -> BucketRecord:
             rec = tx.create_bucket(domain_id, name, now, sc)
+            for setting, value in settings.items():
+                tx.put_bucket_setting(rec.bucket_id, setting, value)
             created.append(rec)
             return rec
 
+        def doc() -> dict[str, Any]:
+            d = catalog.bucket_create_doc(created[-1])
+            if settings:
+                d["settings"] = settings
+            return d
+
         try:
-            rec: BucketRecord = self.engine.commit(apply, domain_id, lambda: catalog.bucket_create_doc(created[-1]))
+            rec: BucketRecord = self.engine.commit(apply, domain_id, doc)
         finally:
             self.forget_buckets()
         return rec
@@ -278,15 +309,18 @@ class Warehouse:
         storage_class: str | None = None,
         max_size: int = MAX_OBJECT_SIZE,
         expected_size: int | None = None,
+        lock: LockRequest | None = None,
     ) -> ObjectUpload:
         """``expected_size``: what the client announced, checked against the bucket's quota
-        before any byte is stored (the commit checks the real size again)."""
+        before any byte is stored (the commit checks the real size again). ``lock``: the
+        retention and legal hold the new version asks for (object lock buckets; without it the
+        bucket's default retention applies)."""
         check_key(key)
         rec = self.bucket_for_write(bucket)
         self.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=1)
         sc = self.storage_class_for(rec, storage_class)
         writer = self.engine.new_writer(rec.domain_id, sc, max_size)
-        spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}))
+        spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}), lock)
         return ObjectUpload(self, rec, key, writer, sc, spec)
 
     def put_object(self, bucket: str, key: str, data: bytes | BinaryIO | Iterable[bytes], **kw: Any) -> ObjectVersion:
@@ -381,6 +415,7 @@ class Warehouse:
         tags: dict[str, str] | None = None,
         source_conditions: Callable[[ObjectVersion], None] | None = None,
         source_version_id: str | None = None,
+        lock: LockRequest | None = None,
     ) -> ObjectVersion:
         """Copy by reference: the new version shares the source's chunks (one journaled commit
         that adds references; nothing is read or rewritten). Both buckets share the domain.
@@ -395,13 +430,15 @@ class Warehouse:
         if dst.domain_id != src_rec.domain_id:
             raise InvalidInput("copying between tenants re-encrypts data and is not supported yet")
         version = copied_version(source, dst, key, self.engine.now(), spec, tags)
-        doc = {
+        doc: dict[str, Any] = {
             "op": "object.put",
             "domain_id": dst.domain_id,
             "replace": True,
             "version": catalog.version_to_doc(version),
             "new_chunks": [],
         }
+        if lock is not None and not lock.empty:
+            doc["lock_request"] = lock.to_doc()
         stored: ObjectVersion = self.engine.commit(
             self.within_quota(dst, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
             dst.domain_id,

@@ -240,6 +240,7 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.NoSuchVersion: ("NoSuchVersion", False),
     dwh.InvalidVersionId: ("InvalidArgument", True),
     dwh.InvalidBucketState: ("InvalidBucketState", True),
+    dwh.ObjectLocked: ("AccessDenied", True),
     dwh.Conflict: ("OperationAborted", False),
     dwh.BucketAlreadyExists: ("BucketAlreadyOwnedByYou", False),  # single owner per deployment
     dwh.BucketNotEmpty: ("BucketNotEmpty", False),
