@@ -22,6 +22,9 @@ from datawarehouse.records import BucketRecord, ObjectVersion
 from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse
 
 MAX_USER_META = 2 * 1024  # S3: user-defined metadata is limited to 2 KB
+# A PutObject body up to this size is read before the upload is opened, and stored in one
+# worker-thread hop; a larger one streams into the upload piece by piece.
+ONE_HOP_PUT_BYTES = 1024 * 1024
 # A GET reads this much on its one worker-thread hop before answering (a 1 MiB object is then
 # a single hop); the rest of a larger object is streamed, prefetched on the engine pool.
 ONE_HOP_BYTES = 2 * 1024 * 1024
@@ -115,22 +118,47 @@ async def put_object(ctx: Context) -> Response:
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
-    upload = await ctx.offload.run(
-        lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=announced_size(headers), **object_spec(headers))
-    )
-    if conditions:
-        try:
-            await ctx.offload.run(_check_write_conditions, ctx, conditions)
-        except BaseException:
-            upload.abort()
-            raise
-    verified = await stream_into(ctx, reader, upload)
-    checksum_meta = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
-    version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
+    size = announced_size(headers)
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
+        # A small body is read first (it is one piece anyway); then opening the upload, the
+        # early condition check, the write, the digest checks and the commit take one hop.
+        body = [piece async for piece in reader.pieces()]
+
+        def store() -> tuple[ObjectVersion, dict[str, str]]:
+            upload = wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **object_spec(headers))
+            try:
+                if conditions:
+                    _check_write_conditions(ctx, conditions)
+                for piece in body:
+                    upload.write(piece)
+                meta = _checksum_meta(reader.verify())
+            except BaseException:
+                upload.abort()
+                raise
+            return upload.finish(extra_system_meta=meta, conditions=conditions), meta
+
+        version, checksum_meta = await ctx.offload.run(store)
+    else:
+        upload = await ctx.offload.run(
+            lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **object_spec(headers))
+        )
+        if conditions:
+            try:
+                await ctx.offload.run(_check_write_conditions, ctx, conditions)
+            except BaseException:
+                upload.abort()
+                raise
+        checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
+        version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
     resp = Response(200).header("etag", etag_header(version.etag))
     for name, value in checksum_meta.items():
         resp.header(name, value)
     return version_headers(resp, version)
+
+
+def _checksum_meta(verified: BodyResult) -> dict[str, str]:
+    return {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
 
 
 def _write_conditions(headers: dict[str, str]) -> dict[str, str]:
