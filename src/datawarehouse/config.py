@@ -68,8 +68,11 @@ class ServerConfig:
     address: str = "127.0.0.1:9000"
     domain: str = ""  # set to enable virtual-hosted-style addressing (BUCKET.<domain>)
     region: str = "us-east-1"
+    lifecycle_interval: int = 3600  # seconds between runs of the lifecycle job; 0: never
 
     def __post_init__(self) -> None:
+        if self.lifecycle_interval < 0:
+            raise ConfigError("server.lifecycle_interval: seconds, 0 or more (0 disables the lifecycle job)")
         host, sep, port = self.address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"server.address: expected HOST:PORT such as 127.0.0.1:9000 (got {self.address!r})")

@@ -39,6 +39,10 @@ class InvalidKey(InvalidInput):
     pass
 
 
+class InvalidVersionId(InvalidInput):
+    """A version id that this server cannot have issued (malformed)."""
+
+
 class EntityTooLarge(InvalidInput):
     """An upload is larger than allowed."""
 
@@ -74,6 +78,21 @@ class NoSuchUpload(NotFound):
     pass
 
 
+class NoSuchVersion(NotFound):
+    """A well-formed version id that the key does not have."""
+
+
+class DeleteMarkerFound(NoSuchKey):
+    """A read met a delete marker: the key's latest version (``named`` false: the object reads as
+    missing), or the version the request named (``named`` true: the method is not allowed on it).
+    ``version_id`` is the marker's id as clients see it."""
+
+    def __init__(self, message: str, version_id: str = "null", *, named: bool = False) -> None:
+        super().__init__(message)
+        self.version_id = version_id
+        self.named = named
+
+
 class NoSuchDisk(NotFound):
     pass
 
@@ -94,8 +113,21 @@ class DiskAlreadyPresent(Conflict):
     pass
 
 
+class ObjectLocked(DwhError):
+    """Object lock (retention or legal hold) forbids removing, replacing or weakening a version."""
+
+
 class PreconditionFailed(Conflict):
     """A conditional write or read (If-Match, If-None-Match, ...) did not hold."""
+
+
+class QuotaExceeded(Conflict):
+    """A write would take a bucket over its hard quota (bytes or objects); nothing was added."""
+
+
+class InvalidBucketState(Conflict):
+    """The bucket's configuration does not allow the request (suspending versioning on a bucket
+    with object lock, object lock settings on a bucket without it)."""
 
 
 # --- integrity and durability ------------------------------------------------------------------

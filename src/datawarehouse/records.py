@@ -206,6 +206,17 @@ class ObjectVersion:
     # Headers stored and returned as given (Content-Encoding, Cache-Control, ..., x-amz-checksum-*).
     system_meta: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # S3's "null" version: what an unversioned or versioning-suspended bucket writes (at most one
+    # per key). Internally it still has a unique ``version_id``; clients see the id ``null``.
+    null_version: bool = True
+    # Object lock (WORM): retention mode (GOVERNANCE / COMPLIANCE) until an instant, legal hold.
+    lock_mode: str | None = None
+    lock_until: datetime | None = None
+    legal_hold: bool = False
+
+    @property
+    def s3_version_id(self) -> str:
+        return "null" if self.null_version else self.version_id
 
 
 @dataclass(frozen=True)

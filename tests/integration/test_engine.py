@@ -374,13 +374,13 @@ def test_overwrite_replaces(wh: Warehouse) -> None:
 def test_delete_object(wh: Warehouse) -> None:
     wh.put_object("bkt", "gone", rand(100 * KiB, 1))
     wh.put_object("bkt", "stays", b"x")
-    assert wh.delete_object("bkt", "gone") is True
+    assert wh.delete_object("bkt", "gone").removed is True
     with pytest.raises(NoSuchKey):
         wh.head_object("bkt", "gone")
     with pytest.raises(NoSuchKey):
         wh.get_object_bytes("bkt", "gone")
-    assert wh.delete_object("bkt", "gone") is False
-    assert wh.delete_object("bkt", "never-was") is False
+    assert wh.delete_object("bkt", "gone").removed is False
+    assert wh.delete_object("bkt", "never-was").removed is False
     assert [o.key for o in wh.list_objects("bkt")] == ["stays"]
     assert all(c.refcount == 0 for c in chunk_rows(wh))
     with pytest.raises(NoSuchBucket):

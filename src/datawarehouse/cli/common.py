@@ -41,6 +41,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.KeyError_, 77),
     (errors.NotFound, 4),
     (errors.Conflict, 5),
+    (errors.ObjectLocked, 5),  # refused by object lock: a conflict with the version's state
     (errors.InvalidInput, 2),
     (errors.DataUnavailable, 6),
     (errors.IntegrityError, 7),

@@ -88,11 +88,19 @@ def ls(
 @handle_errors
 def rm(
     target: Annotated[str, typer.Argument(help="BUCKET/KEY")],
+    version_id: Annotated[
+        str | None, typer.Option("--version-id", help="delete this version permanently (or 'null')")
+    ] = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Delete an object (its chunks stay while another object uses them)."""
+    """Delete an object (a delete marker in a versioned bucket), or one version permanently. Its
+    chunks stay while another version uses them. Object lock applies as to any client: a locked
+    version is refused (exit code 5)."""
     bucket, key = split_target(target, DEFAULT_BUCKET)
     with open_warehouse(data_dir) as wh:
-        if not wh.delete_object(bucket, key):
-            raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
-    console.print(f"deleted {bucket}/{key}")
+        outcome = wh.delete_object(bucket, key, version_id)
+        if not outcome:
+            which = f" version {version_id}" if version_id else ""
+            raise NoSuchKey(f"no object {key!r}{which} in bucket {bucket!r}")
+    marker = f" (delete marker {outcome.version_id})" if outcome.delete_marker and version_id is None else ""
+    console.print(f"deleted {bucket}/{key}{marker}")

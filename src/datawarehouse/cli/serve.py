@@ -72,7 +72,10 @@ def serve(
     # Flags win over dwh.toml [server] and DWH_SERVER_* variables, which win over the defaults.
     settings = load_config(data_dir / "dwh.toml").server
     settings = ServerConfig(
-        address=address or settings.address, domain=domain or settings.domain, region=region or settings.region
+        address=address or settings.address,
+        domain=domain or settings.domain,
+        region=region or settings.region,
+        lifecycle_interval=settings.lifecycle_interval,
     )
     host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
@@ -83,6 +86,7 @@ def serve(
             lambda key: creds.secret_key if key == creds.access_key else None,
             domain=settings.domain or None,
             region=settings.region,
+            lifecycle_interval=settings.lifecycle_interval,
         )
         endpoint = f"http://{host}:{port}"
         console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)

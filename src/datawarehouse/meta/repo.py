@@ -23,6 +23,29 @@ from datawarehouse.records import (
 
 
 @dataclass(frozen=True)
+class BucketUsage:
+    """What a bucket holds: stored versions that are not delete markers and their logical bytes,
+    and the parts of its unfinished multipart uploads (they occupy space too)."""
+
+    objects: int = 0
+    bytes: int = 0
+    upload_parts: int = 0
+    upload_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class StoredUsage:
+    """What a bucket's data costs on the disks after dedup and compression: the distinct chunks
+    its versions and upload parts reference (a chunk shared with another bucket counts in each),
+    their sealed bytes, and those bytes with erasure-coding overhead; inline objects' frames."""
+
+    chunks: int = 0
+    sealed_bytes: int = 0
+    raw_bytes: int = 0
+    inline_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class DomainSecretRecord:
     domain_id: DomainId
     key_version: int
@@ -48,6 +71,24 @@ class ObjectSummary:
     size: int
     etag: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """A ListObjectVersions row: one version or delete marker of a key."""
+
+    key: str
+    version_id: VersionId
+    null_version: bool
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str
+    created_at: datetime
+
+    @property
+    def s3_version_id(self) -> str:
+        return "null" if self.null_version else self.version_id
 
 
 @dataclass(frozen=True)
@@ -136,6 +177,35 @@ class MetaTx(Protocol):
         ...
 
     def count_versions(self, bucket_id: BucketId) -> int: ...
+
+    def get_null_version(self, bucket_id: BucketId, key: str) -> ObjectVersion | None:
+        """The key's "null" version (current or not), manifest included; ``None`` if it has none."""
+        ...
+
+    def set_version_lock(
+        self,
+        bucket_id: BucketId,
+        key: str,
+        version_id: VersionId,
+        mode: str | None,
+        until: datetime | None,
+        legal_hold: bool,
+    ) -> None:
+        """Set a version's retention and legal hold. Raise ``NoSuchKey`` if it does not exist."""
+        ...
+
+    def list_versions(
+        self,
+        bucket_id: BucketId,
+        prefix: str = "",
+        after_key: str = "",
+        after_version: VersionId | None = None,
+        limit: int = 1000,
+    ) -> list[VersionSummary]:
+        """Versions and delete markers under ``prefix``, by key then newest first (version ids are
+        time-ordered), strictly after (``after_key``, ``after_version``); ``after_version`` None
+        skips every version of ``after_key``."""
+        ...
 
     def iter_all_versions(self) -> Iterator[ObjectVersion]:
         """Every version with its manifest (refcount recomputation, verification)."""
@@ -227,6 +297,14 @@ class MetaTx(Protocol):
     # --- tags and bucket settings ----------------------------------------------------------------
     def set_version_tags(self, bucket_id: BucketId, key: str, version_id: VersionId, tags: dict[str, str]) -> None:
         """Raise ``NoSuchKey`` if the version does not exist."""
+        ...
+
+    def bucket_usage(self, bucket_id: BucketId) -> BucketUsage:
+        """Counters kept exact by the database in every write transaction: one row read."""
+        ...
+
+    def bucket_stored_usage(self, bucket_id: BucketId) -> StoredUsage:
+        """Computed by scanning the bucket's manifests (for ``dwh bucket info``, not hot paths)."""
         ...
 
     def get_bucket_setting(self, bucket_id: BucketId, name: str) -> str | None: ...

@@ -169,11 +169,31 @@ object_versions = sa.Table(
     sa.Column("inline_data", sa.LargeBinary, nullable=True),
     sa.Column("system_meta", sa.Text, nullable=False, server_default="{}"),
     sa.Column("tags", sa.Text, nullable=False, server_default="{}"),
+    # S3's "null" version of the key (unversioned or versioning-suspended writes)
+    sa.Column("is_null", sa.Boolean, nullable=False, server_default=sa.true()),
+    # object lock: retention (mode GOVERNANCE/COMPLIANCE until an instant) and legal hold
+    sa.Column("lock_mode", sa.String(16), nullable=True),
+    sa.Column("lock_until", UTCDateTime, nullable=True),
+    sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("version_id"),
     # point lookups of a key's latest version, and the versions of one key
     sa.Index(None, "bucket_id", "key", "is_latest"),
     # listing: an index range scan over (bucket, latest, key >= bound) in key order, no OFFSET
     sa.Index(None, "bucket_id", "is_latest", "key"),
+    # ListObjectVersions: key order, newest (greatest time-ordered version id) first
+    sa.Index(None, "bucket_id", "key", "version_id"),
+)
+
+# Maintained by triggers (migration 0005), never written by the application: what a quota check
+# reads. objects/bytes: stored versions that are not delete markers; upload_*: unfinished parts.
+bucket_usage = sa.Table(
+    "bucket_usage",
+    metadata,
+    sa.Column("bucket_id", sa.BigInteger, sa.ForeignKey("buckets.bucket_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("objects", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("upload_parts", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("upload_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 bucket_settings = sa.Table(

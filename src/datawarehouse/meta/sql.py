@@ -58,6 +58,8 @@ from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, Ob
 from datawarehouse.meta.sql_uploads import UploadsMixin
 from datawarehouse.meta.sql_uploads import dump_json as _dump_meta
 from datawarehouse.meta.sql_uploads import load_json as _load_meta
+from datawarehouse.meta.sql_usage import UsageMixin
+from datawarehouse.meta.sql_versions import VersionsMixin
 from datawarehouse.records import (
     BucketRecord,
     ChunkerParams,
@@ -168,6 +170,10 @@ def _version(row: sa.Row[Any], chunks: tuple[ChunkRef, ...]) -> ObjectVersion:
         is_delete_marker=bool(row.is_delete_marker),
         system_meta=_load_meta(row.system_meta),
         tags=_load_meta(row.tags),
+        null_version=bool(row.is_null),
+        lock_mode=row.lock_mode,
+        lock_until=row.lock_until,
+        legal_hold=bool(row.legal_hold),
     )
 
 
@@ -196,6 +202,10 @@ def _version_values(version: ObjectVersion, *, is_latest: bool) -> dict[str, Any
         "inline_data": version.inline_data,
         "system_meta": _dump_meta(version.system_meta),
         "tags": _dump_meta(version.tags),
+        "is_null": version.null_version,
+        "lock_mode": version.lock_mode,
+        "lock_until": version.lock_until,
+        "legal_hold": version.legal_hold,
     }
 
 
@@ -425,7 +435,7 @@ def _insert_ignore_stmt(table: sa.Table, keys: tuple[str, ...], pg: bool) -> sa.
 _Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-class SqlMetaTx(UploadsMixin):
+class SqlMetaTx(UploadsMixin, UsageMixin, VersionsMixin):
     """One transaction on one connection (see ``MetaTx`` in ``repo.py`` for the contract).
 
     Every statement goes through ``_x`` so that errors are translated in one place and a

@@ -9,8 +9,10 @@ twice changes nothing.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import secrets
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,10 +36,25 @@ from datawarehouse.records import BucketRecord, ChunkerParams, ChunkRecord, Chun
 
 log = logging.getLogger(__name__)
 
+# The bucket setting that holds the versioning state: absent (never enabled), Enabled, Suspended.
+VERSIONING_SETTING = "versioning"
+VERSIONING_ENABLED = "Enabled"
+VERSIONING_SUSPENDED = "Suspended"
+
+
+_last_micros = 0
+_ids_lock = threading.Lock()
+
 
 def new_version_id(at: datetime) -> VersionId:
-    """Time-ordered and unique: microseconds since the epoch, then 64 random bits."""
-    return VersionId(f"{int(at.timestamp() * 1_000_000):014x}{secrets.token_hex(8)}")
+    """Time-ordered and unique: microseconds since the epoch, then 64 random bits. Within a
+    process the time part strictly increases (a clock that stands still, as a test's, or steps
+    back never reorders versions): "newest first" is "greatest version id first"."""
+    global _last_micros
+    with _ids_lock:
+        micros = max(int(at.timestamp() * 1_000_000), _last_micros + 1)
+        _last_micros = micros
+    return VersionId(f"{micros:014x}{secrets.token_hex(8)}")
 
 
 # --- encoding --------------------------------------------------------------------------------------
@@ -60,11 +77,18 @@ def version_to_doc(v: ObjectVersion) -> dict[str, Any]:
         "delete_marker": v.is_delete_marker,
         "system_meta": v.system_meta,
         "tags": v.tags,
+        "null": v.null_version,
+        "lock": {
+            "mode": v.lock_mode,
+            "until": v.lock_until.isoformat() if v.lock_until else None,
+            "hold": v.legal_hold,
+        },
     }
 
 
 def version_from_doc(d: dict[str, Any]) -> ObjectVersion:
     try:
+        lock = d.get("lock") or {}
         return ObjectVersion(
             bucket_id=BucketId(d["bucket_id"]),
             key=d["key"],
@@ -81,6 +105,11 @@ def version_from_doc(d: dict[str, Any]) -> ObjectVersion:
             is_delete_marker=bool(d.get("delete_marker", False)),
             system_meta=dict(d.get("system_meta", {})),
             tags=dict(d.get("tags", {})),
+            # records written before versioning existed are all "null" versions
+            null_version=bool(d.get("null", True)),
+            lock_mode=lock.get("mode"),
+            lock_until=datetime.fromisoformat(lock["until"]) if lock.get("until") else None,
+            legal_hold=bool(lock.get("hold", False)),
         )
     except (KeyError, TypeError, ValueError, InvalidInput) as exc:  # InvalidInput: a bad EC or chunker
         raise CorruptFrame(f"journal: malformed object version ({exc.__class__.__name__})") from exc
@@ -136,17 +165,22 @@ def bucket_create_doc(b: BucketRecord) -> dict[str, Any]:
 
 
 def apply_bucket_create(tx: MetaTx, doc: dict[str, Any]) -> None:
-    """Replay only (the live path calls ``tx.create_bucket`` to get an id)."""
+    """Replay only (the live path calls ``tx.create_bucket`` to get an id). ``settings`` (bucket
+    settings made with the bucket, such as object lock and versioning) are restored with it."""
     ec = doc["ec"]
+    bucket_id = BucketId(doc["bucket_id"])
     tx.insert_bucket(
         BucketRecord(
-            BucketId(doc["bucket_id"]),
+            bucket_id,
             DomainId(doc["domain_id"]),
             doc["name"],
             datetime.fromisoformat(doc["created_at"]),
             StorageClass(*ec) if ec else None,
         )
     )
+    for name, value in (doc.get("settings") or {}).items():
+        if tx.get_bucket_setting(bucket_id, name) is None:
+            tx.put_bucket_setting(bucket_id, name, value)
 
 
 def apply_bucket_delete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
@@ -172,12 +206,18 @@ def _drop_version(
 
 
 def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersion | None:
-    """Store a version, replacing the key's current one when ``replace`` is set.
+    """Store a version (or a delete marker) as the key's latest.
 
-    Returns the replaced version (if any). New chunk rows are inserted, every reference counted;
-    a reused chunk that vanished meanwhile (GC) refuses the commit rather than reference it.
+    Live, the bucket's versioning state decides whether it is a "null" version (unversioned or
+    suspended) and the decision is written into the document (``version.null``), so that replay
+    repeats it. A null version replaces the key's previous null version, wherever it is in the
+    key's history; a versioned one replaces nothing (``replace: false`` never replaces). New chunk
+    rows are inserted, every reference counted; a reused chunk that vanished meanwhile (GC)
+    refuses the commit rather than reference it. Returns the stored version (``None`` when replay
+    finds it applied already or its bucket gone).
     """
-    v = version_from_doc(doc["version"])
+    vdoc = doc["version"]
+    v = version_from_doc(vdoc)
     domain_id = DomainId(doc["domain_id"])
     bucket = tx.get_bucket_by_id(v.bucket_id)
     if bucket is None:
@@ -191,6 +231,16 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
             return None  # already applied
         except NoSuchKey:
             pass
+    elif not doc.get("null_decided"):  # decided by the writer when it was journaled first
+        null = tx.get_bucket_setting(v.bucket_id, VERSIONING_SETTING) != VERSIONING_ENABLED
+        mode, until, hold = None, None, False
+        if not v.is_delete_marker:
+            from datawarehouse.service import objectlock
+
+            request = objectlock.LockRequest.from_doc(doc.get("lock_request"))
+            mode, until, hold = objectlock.lock_for_write(tx, v.bucket_id, request, v.created_at)
+        v = dataclasses.replace(v, null_version=null, lock_mode=mode, lock_until=until, legal_hold=hold)
+        vdoc.update(version_to_doc(v))
     for cdoc in doc["new_chunks"]:
         tx.insert_chunk(chunk_from_doc(domain_id, cdoc))
     for chunk_id, count in refs_of(v).items():
@@ -199,18 +249,54 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
                 log.warning("journal: object %r references chunk %s missing from the index", v.key, chunk_id.hex()[:16])
                 continue
             raise ConcurrentModification(f"chunk {chunk_id.hex()[:16]} was collected during the write; retry")
-    replaced = None
-    if doc.get("replace", True):
+    if not replay and doc.get("conditions"):
         try:
             current: ObjectVersion | None = tx.get_version(v.bucket_id, v.key)
         except NoSuchKey:
             current = None
-        if not replay and doc.get("conditions"):
-            check_write_conditions(doc["conditions"], current)
-        if current is not None:
-            replaced = _drop_version(tx, domain_id, current, v.created_at, replay)
+        check_write_conditions(doc["conditions"], current)
+    if doc.get("replace", True) and v.null_version:
+        previous = tx.get_null_version(v.bucket_id, v.key)
+        if previous is not None:
+            if not replay:
+                check_removable(tx, previous, v.created_at, doc.get("bypass_governance", False))
+            _drop_version(tx, domain_id, previous, v.created_at, replay)
     tx.insert_version(v)
-    return replaced
+    return v
+
+
+def check_removable(tx: MetaTx, v: ObjectVersion, now: datetime, bypass_governance: bool) -> None:
+    """Refuse to remove (or replace) a version that object lock protects. The one place every
+    removal of a version passes through, live; replay repeats only what was allowed."""
+    from datawarehouse.service import objectlock  # object lock builds on this module
+
+    objectlock.check_removable(tx, v, now, bypass_governance)
+
+
+def apply_object_lock(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
+    """Set a version's retention (``retention``: ``{"mode", "until"}``, both null to remove)
+    and/or legal hold (``legal_hold``); a key absent from the document is left as it is. Live,
+    a change that weakens a retention in force is refused (``objectlock``)."""
+    bucket_id = BucketId(doc["bucket_id"])
+    try:
+        v = tx.get_version(bucket_id, doc["key"], VersionId(doc["version_id"]))
+    except NoSuchKey:
+        if replay:
+            return
+        raise
+    mode, until, hold = v.lock_mode, v.lock_until, v.legal_hold
+    if "retention" in doc:
+        r = doc["retention"]
+        mode, until = r["mode"], datetime.fromisoformat(r["until"]) if r["until"] else None
+        if not replay:
+            from datawarehouse.service import objectlock
+
+            objectlock.check_retention_change(
+                v, mode, until, datetime.fromisoformat(doc["at"]), bool(doc.get("bypass_governance", False))
+            )
+    if "legal_hold" in doc:
+        hold = bool(doc["legal_hold"])
+    tx.set_version_lock(bucket_id, v.key, v.version_id, mode, until, hold)
 
 
 @dataclass(frozen=True)
@@ -289,14 +375,19 @@ def check_write_conditions(conditions: dict[str, str], current: ObjectVersion | 
 
 
 def apply_object_delete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersion | None:
+    """Permanently remove one version (or delete marker); if it was the latest, the next newest
+    becomes the latest."""
     bucket_id = BucketId(doc["bucket_id"])
+    at = datetime.fromisoformat(doc["at"])
     try:
         v = tx.get_version(bucket_id, doc["key"], VersionId(doc["version_id"]))
     except NoSuchKey:
         if replay:
             return None
         raise
-    return _drop_version(tx, DomainId(doc["domain_id"]), v, datetime.fromisoformat(doc["at"]), replay)
+    if not replay:
+        check_removable(tx, v, at, bool(doc.get("bypass_governance", False)))
+    return _drop_version(tx, DomainId(doc["domain_id"]), v, at, replay)
 
 
 def apply_object_tags(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
@@ -334,6 +425,8 @@ def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
         apply_object_delete(tx, doc, replay=True)
     elif op == "object.tags":
         apply_object_tags(tx, doc, replay=True)
+    elif op == "object.lock":
+        apply_object_lock(tx, doc, replay=True)
     elif op == "bucket.setting":
         apply_bucket_setting(tx, doc, replay=True)
     elif isinstance(op, str) and op.startswith("multipart."):

@@ -212,9 +212,9 @@ def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersi
         "version": doc["version"],
         "new_chunks": [],
     }
-    catalog.apply_object_put(tx, put_doc, replay)
+    stored = catalog.apply_object_put(tx, put_doc, replay)
     _release(tx, domain_id, tx.delete_upload(upload_id), version.created_at, replay)
-    return version
+    return stored if stored is not None else version
 
 
 def apply_abort(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
@@ -348,11 +348,15 @@ class Multipart:
             )
         return rec, upload
 
-    def open_part(self, bucket: str, key: str, upload_id: str, part_number: int) -> PartUpload:
+    def open_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, expected_size: int | None = None
+    ) -> PartUpload:
         """A streaming write of one part: always chunked (never inline) with the upload's
-        chunker parameters, so that completion can concatenate the parts' manifests."""
+        chunker parameters, so that completion can concatenate the parts' manifests.
+        ``expected_size`` (announced by the client) is checked against the quota first."""
         check_part_number(part_number)
         rec, upload = self.get_upload(bucket, key, upload_id)
+        self.wh.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=0)
         writer = self.wh.engine.new_writer(
             rec.domain_id, upload.storage_class, MAX_PUT_SIZE, inline=False, chunker=upload.chunker
         )
@@ -368,12 +372,13 @@ class Multipart:
         src_key: str,
         byte_range: tuple[int, int] | None = None,
         source_conditions: Callable[[ObjectVersion], None] | None = None,
+        source_version_id: str | None = None,
     ) -> PartRecord:
         """A part made of ``[start, end)`` of the current version of ``src_bucket/src_key``
         (the whole object without a range). ``source_conditions`` may refuse the source."""
         check_part_number(part_number)
         rec, upload = self.get_upload(bucket, key, upload_id)
-        src_rec, source = self.wh.lookup(src_bucket, src_key)
+        src_rec, source = self.wh.lookup(src_bucket, src_key, source_version_id)
         if source_conditions is not None:
             source_conditions(source)
         start, end = byte_range if byte_range is not None else (0, source.size)
@@ -407,7 +412,7 @@ class Multipart:
             created_at=engine.now(),
             chunks=shared,
         )
-        return commit_part(self.wh, rec.domain_id, record, [])
+        return commit_part(self.wh, rec, record, [])
 
     def complete(
         self,
@@ -460,8 +465,10 @@ class Multipart:
             "conditions": conditions or {},
             "version": catalog.version_to_doc(version),
         }
-        engine.commit(lambda tx: apply_complete(tx, doc, False), rec.domain_id, lambda: doc)
-        return version
+        stored: ObjectVersion = engine.commit(
+            self.wh.within_quota(rec, lambda tx: apply_complete(tx, doc, False)), rec.domain_id, lambda: doc
+        )
+        return stored
 
     def abort(self, bucket: str, key: str, upload_id: str) -> None:
         rec, _ = self.get_upload(bucket, key, upload_id)
@@ -520,15 +527,17 @@ class Multipart:
                     return out
 
 
-def commit_part(wh: Warehouse, domain_id: DomainId, part: PartRecord, new_chunks: list[Any]) -> PartRecord:
-    """Journal and apply one part: its chunks gain references, a part it replaces loses its."""
+def commit_part(wh: Warehouse, bucket: BucketRecord, part: PartRecord, new_chunks: list[Any]) -> PartRecord:
+    """Journal and apply one part: its chunks gain references, a part it replaces loses its (and
+    the bucket must stay within its quota, unfinished parts counting)."""
+    domain_id = bucket.domain_id
     doc = {
         "op": "multipart.part",
         "domain_id": domain_id,
         "part": _part_doc(part),
         "new_chunks": [catalog.chunk_to_doc(c) for c in new_chunks],
     }
-    wh.engine.commit(lambda tx: apply_part(tx, doc, False), domain_id, lambda: doc)
+    wh.engine.commit(wh.within_quota(bucket, lambda tx: apply_part(tx, doc, False)), domain_id, lambda: doc)
     return part
 
 
@@ -562,4 +571,4 @@ class PartUpload:
             chunks=data.chunks if data.size else (),
             checksums=dict(checksums or {}),
         )
-        return commit_part(self._wh, self._bucket.domain_id, part, data.new_chunks)
+        return commit_part(self._wh, self._bucket, part, data.new_chunks)

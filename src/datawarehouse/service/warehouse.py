@@ -8,24 +8,29 @@ manifest and the chunk references in one journaled transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
-from datawarehouse.errors import BucketNotEmpty, EntityTooLarge, InvalidInput, NoSuchBucket, NoSuchKey
+from datawarehouse.errors import BucketNotEmpty, DeleteMarkerFound, EntityTooLarge, InvalidInput, NoSuchBucket
 from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
-from datawarehouse.meta.repo import MetaTx, ObjectRead, ObjectSummary
+from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
-from datawarehouse.service import catalog
+from datawarehouse.service import catalog, quota
 from datawarehouse.service.naming import check_bucket_name, check_key
+
+if TYPE_CHECKING:
+    from datawarehouse.service.objectlock import LockRequest
+    from datawarehouse.service.versioning import DeleteOutcome
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
 MAX_PUT_SIZE = 5 * 1024**3  # one PutObject: 5 GiB, as S3
@@ -50,6 +55,7 @@ class ObjectSpec:
     user_meta: dict[str, str] = field(default_factory=dict)
     system_meta: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    lock: LockRequest | None = None
 
 
 class ObjectUpload:
@@ -106,26 +112,49 @@ class ObjectUpload:
             tags=dict(self._spec.tags),
         )
         domain = self._bucket.domain_id
-        doc = {
+        vdoc = catalog.version_to_doc(version)
+        doc: dict[str, Any] = {
             "op": "object.put",
             "domain_id": domain,
             "replace": True,
             "conditions": conditions or {},
-            "version": catalog.version_to_doc(version),
+            "version": vdoc,
             "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
         }
+        if self._spec.lock is not None and not self._spec.lock.empty:
+            doc["lock_request"] = self._spec.lock.to_doc()
+        limit = self._wh.quota_for(self._bucket)
         try:
-            engine.commit(
-                lambda tx: catalog.apply_object_put(tx, doc, replay=False),
+            if (
+                limit is None
+                and "lock_request" not in doc
+                and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None
+            ):
+                # A bucket that never had versioning: the version is its key's "null" version,
+                # decided here (and journaled so), which lets the committer store a run of such
+                # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
+                # same batch; the PUT then counts as written just before it, as S3 allows.
+                vdoc["null"] = True
+                doc["null_decided"] = True
+                version = dataclasses.replace(version, null_version=True)
+                stored = engine.commit(
+                    lambda tx: catalog.apply_object_put(tx, doc, replay=False),
+                    domain,
+                    doc,
+                    batch=catalog.apply_object_puts,
+                    payload=catalog.PutOp(doc, version),
+                )
+                return stored if isinstance(stored, ObjectVersion) else version
+            # Versioning decides the version's fate in the commit; a quota is checked there too.
+            applied: ObjectVersion = engine.commit(
+                self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
                 domain,
-                doc,
-                batch=catalog.apply_object_puts,
-                payload=catalog.PutOp(doc, version),
+                lambda: doc,
             )
+            return applied
         except NoSuchBucket:
             self._wh.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
             raise
-        return version
 
 
 class Warehouse:
@@ -138,6 +167,11 @@ class Warehouse:
         self._bucket_cache: dict[str, BucketRecord] = {}
         self._bucket_generation = 0
         self._bucket_lock = threading.Lock()
+        # Quotas by bucket id (None: no quota), read once; every change goes through
+        # set_bucket_setting, which forgets the entry.
+        self._quotas: dict[int, quota.Quota | None] = {}
+        # Settings documents by (bucket id, name), for hot-path decisions (versioning state).
+        self._settings: dict[tuple[int, str], str | None] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -167,8 +201,15 @@ class Warehouse:
     # --- buckets -------------------------------------------------------------------------------
 
     def create_bucket(
-        self, name: str, storage_class: str | None = None, domain_id: DomainId = DEFAULT_DOMAIN
+        self,
+        name: str,
+        storage_class: str | None = None,
+        domain_id: DomainId = DEFAULT_DOMAIN,
+        *,
+        object_lock: bool = False,
     ) -> BucketRecord:
+        """``object_lock``: the bucket is created with object lock enabled, hence versioning
+        Enabled (both settings are part of the journaled creation)."""
         check_bucket_name(name)
         sc = None
         if storage_class:
@@ -176,14 +217,30 @@ class Warehouse:
             sc.check_fits(len(self.engine.disks.active()))
         now = self.engine.now()
         created: list[BucketRecord] = []
+        settings: dict[str, str] = {}
+        if object_lock:
+            from datawarehouse.service import objectlock
+
+            settings = {
+                catalog.VERSIONING_SETTING: catalog.VERSIONING_ENABLED,
+                objectlock.SETTING: objectlock.LockConfig(True).to_json(),
+            }
 
         def apply(tx: MetaTx) -> BucketRecord:
             rec = tx.create_bucket(domain_id, name, now, sc)
+            for setting, value in settings.items():
+                tx.put_bucket_setting(rec.bucket_id, setting, value)
             created.append(rec)
             return rec
 
+        def doc() -> dict[str, Any]:
+            d = catalog.bucket_create_doc(created[-1])
+            if settings:
+                d["settings"] = settings
+            return d
+
         try:
-            rec: BucketRecord = self.engine.commit(apply, domain_id, lambda: catalog.bucket_create_doc(created[-1]))
+            rec: BucketRecord = self.engine.commit(apply, domain_id, doc)
         finally:
             self.forget_buckets()
         return rec
@@ -225,6 +282,8 @@ class Warehouse:
         with self._bucket_lock:
             self._bucket_generation += 1
             self._bucket_cache.clear()
+            self._quotas.clear()  # a bucket id may be reused by a new bucket
+            self._settings.clear()
 
     def storage_class_for(self, bucket: BucketRecord, override: str | None = None) -> StorageClass:
         count = len(self.engine.disks.active())
@@ -249,12 +308,19 @@ class Warehouse:
         tags: dict[str, str] | None = None,
         storage_class: str | None = None,
         max_size: int = MAX_OBJECT_SIZE,
+        expected_size: int | None = None,
+        lock: LockRequest | None = None,
     ) -> ObjectUpload:
+        """``expected_size``: what the client announced, checked against the bucket's quota
+        before any byte is stored (the commit checks the real size again). ``lock``: the
+        retention and legal hold the new version asks for (object lock buckets; without it the
+        bucket's default retention applies)."""
         check_key(key)
         rec = self.bucket_for_write(bucket)
+        self.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=1)
         sc = self.storage_class_for(rec, storage_class)
         writer = self.engine.new_writer(rec.domain_id, sc, max_size)
-        spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}))
+        spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}), lock)
         return ObjectUpload(self, rec, key, writer, sc, spec)
 
     def put_object(self, bucket: str, key: str, data: bytes | BinaryIO | Iterable[bytes], **kw: Any) -> ObjectVersion:
@@ -276,21 +342,29 @@ class Warehouse:
             raise
         return upload.finish()
 
-    def head_object(self, bucket: str, key: str) -> ObjectVersion:
-        return self.lookup(bucket, key)[1]
+    def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectVersion:
+        return self.lookup(bucket, key, version_id)[1]
 
-    def lookup(self, bucket: str, key: str) -> tuple[BucketRecord, ObjectVersion]:
-        """Bucket and current version in one snapshot; a delete marker reads as NoSuchKey."""
-        found = self.open_object(bucket, key, chunk_head=0)
+    def lookup(self, bucket: str, key: str, version_id: str | None = None) -> tuple[BucketRecord, ObjectVersion]:
+        """Bucket and current (or named) version in one snapshot; a delete marker reads as
+        ``DeleteMarkerFound`` (a ``NoSuchKey``)."""
+        found = self.open_object(bucket, key, chunk_head=0, version_id=version_id)
         return found.bucket, found.version
 
-    def open_object(self, bucket: str, key: str, chunk_head: int = READ_HEAD_CHUNKS) -> ObjectRead:
-        """Bucket, current version and the records of its first ``chunk_head`` chunks: one
-        metadata statement, everything a GET of a small object needs before reading shards. A
-        delete marker reads as NoSuchKey."""
+    def open_object(
+        self, bucket: str, key: str, chunk_head: int = READ_HEAD_CHUNKS, version_id: str | None = None
+    ) -> ObjectRead:
+        """Bucket, current version (or the one named by ``version_id``, ``null`` included) and the
+        records of its first ``chunk_head`` chunks: for the current version one metadata
+        statement, everything a GET of a small object needs before reading shards. A delete
+        marker raises ``DeleteMarkerFound``; an unknown version ``NoSuchVersion``."""
+        if version_id is not None:
+            from datawarehouse.service import versioning
+
+            return versioning.open_version(self, bucket, key, version_id, chunk_head)
         found = self.engine.repo.read_object(bucket, key, chunk_head)
         if found.version.is_delete_marker:
-            raise NoSuchKey(f"no object {key!r} in bucket {bucket!r}")
+            raise DeleteMarkerFound(f"no object {key!r} in bucket {bucket!r}", found.version.s3_version_id, named=False)
         return found
 
     def read_object(
@@ -340,31 +414,43 @@ class Warehouse:
         spec: ObjectSpec | None = None,
         tags: dict[str, str] | None = None,
         source_conditions: Callable[[ObjectVersion], None] | None = None,
+        source_version_id: str | None = None,
+        lock: LockRequest | None = None,
     ) -> ObjectVersion:
         """Copy by reference: the new version shares the source's chunks (one journaled commit
         that adds references; nothing is read or rewritten). Both buckets share the domain.
-        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's)."""
+        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's).
+        ``source_version_id`` names a version of the source (default: its current one);
+        ``source_conditions`` is called with the source version (and may refuse it)."""
         check_key(key)
-        src_rec, source = self.lookup(src_bucket, src_key)
+        src_rec, source = self.lookup(src_bucket, src_key, source_version_id)
         if source_conditions is not None:
             source_conditions(source)
         dst = self.get_bucket(bucket)
         if dst.domain_id != src_rec.domain_id:
             raise InvalidInput("copying between tenants re-encrypts data and is not supported yet")
         version = copied_version(source, dst, key, self.engine.now(), spec, tags)
-        doc = {
+        doc: dict[str, Any] = {
             "op": "object.put",
             "domain_id": dst.domain_id,
             "replace": True,
             "version": catalog.version_to_doc(version),
             "new_chunks": [],
         }
-        self.engine.commit(lambda tx: catalog.apply_object_put(tx, doc, replay=False), dst.domain_id, lambda: doc)
-        return version
+        if lock is not None and not lock.empty:
+            doc["lock_request"] = lock.to_doc()
+        stored: ObjectVersion = self.engine.commit(
+            self.within_quota(dst, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
+            dst.domain_id,
+            lambda: doc,
+        )
+        return stored
 
-    def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectVersion:
-        """Replace the tags of the current version (no data is touched)."""
-        rec, v = self.lookup(bucket, key)
+    def put_object_tags(
+        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None
+    ) -> ObjectVersion:
+        """Replace the tags of the current (or named) version (no data is touched)."""
+        rec, v = self.lookup(bucket, key, version_id)
         doc = {
             "op": "object.tags",
             "bucket_id": rec.bucket_id,
@@ -385,30 +471,73 @@ class Warehouse:
         """Store (or with ``None`` remove) a per-bucket settings document such as ``cors``."""
         rec = self.get_bucket(bucket)
         doc = {"op": "bucket.setting", "bucket_id": rec.bucket_id, "name": name, "value": value}
-        self.engine.commit(lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, lambda: doc)
-
-    def delete_object(self, bucket: str, key: str) -> bool:
-        """Delete the current version; ``False`` if there was none. Chunks another object uses stay."""
-        rec = self.get_bucket(bucket)
-        try:
-            v = self.head_object(bucket, key)
-        except NoSuchKey:
-            return False
-        doc = {
-            "op": "object.delete",
-            "domain_id": rec.domain_id,
-            "bucket_id": rec.bucket_id,
-            "key": key,
-            "version_id": v.version_id,
-            "at": self.engine.now().isoformat(),
-        }
         try:
             self.engine.commit(
-                lambda tx: catalog.apply_object_delete(tx, doc, replay=False), rec.domain_id, lambda: doc
+                lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, lambda: doc
             )
-        except NoSuchKey:
-            return False
-        return True
+        finally:
+            self._quotas.pop(rec.bucket_id, None)
+            self._settings.pop((rec.bucket_id, name), None)
+
+    def bucket_setting_cached(self, rec: BucketRecord, name: str) -> str | None:
+        """A settings document read once and kept (every change goes through
+        ``set_bucket_setting``, which forgets it)."""
+        slot = (rec.bucket_id, name)
+        if slot not in self._settings:
+            with self._read() as tx:
+                self._settings[slot] = tx.get_bucket_setting(rec.bucket_id, name)
+        return self._settings[slot]
+
+    # --- quotas and usage ----------------------------------------------------------------------
+
+    def set_bucket_quota(self, bucket: str, limit: quota.Quota | None) -> None:
+        """Set (``None`` or an unlimited quota: remove) the bucket's hard quota."""
+        value = None if limit is None or limit.unlimited else limit.to_json()
+        self.set_bucket_setting(bucket, quota.SETTING, value)
+
+    def quota_for(self, rec: BucketRecord) -> quota.Quota | None:
+        if rec.bucket_id not in self._quotas:
+            with self._read() as tx:
+                value = tx.get_bucket_setting(rec.bucket_id, quota.SETTING)
+            self._quotas[rec.bucket_id] = quota.Quota.from_json(value) if value else None
+        return self._quotas[rec.bucket_id]
+
+    def check_quota_room(self, rec: BucketRecord, *, add_bytes: int, add_objects: int) -> None:
+        """Refuse, before any data is stored, a write that cannot fit the bucket's quota."""
+        limit = self.quota_for(rec)
+        if limit is not None:
+            with self._read() as tx:
+                usage = tx.bucket_usage(rec.bucket_id)
+            quota.check_room(rec.name, limit, usage, add_bytes=add_bytes, add_objects=add_objects)
+
+    def within_quota(self, rec: BucketRecord, apply: Callable[[MetaTx], Any]) -> Callable[[MetaTx], Any]:
+        """``apply``, then (if the bucket has a quota) the check that it left the bucket within it,
+        in the same transaction."""
+        limit = self.quota_for(rec)
+        if limit is None:
+            return apply
+
+        def guarded(tx: MetaTx) -> Any:
+            result = apply(tx)
+            quota.check_within(tx, rec.name, rec.bucket_id, limit)
+            return result
+
+        return guarded
+
+    def bucket_usage(self, bucket: str) -> tuple[BucketUsage, StoredUsage, quota.Quota | None]:
+        """Logical usage (counters), stored usage (a scan of the bucket's chunks) and quota."""
+        rec = self.get_bucket(bucket)
+        with self._read() as tx:
+            return tx.bucket_usage(rec.bucket_id), tx.bucket_stored_usage(rec.bucket_id), self.quota_for(rec)
+
+    def delete_object(
+        self, bucket: str, key: str, version_id: str | None = None, *, bypass_governance: bool = False
+    ) -> DeleteOutcome:
+        """Delete the current version (a delete marker when the bucket is versioned) or, with
+        ``version_id``, that version permanently. Chunks another version uses stay."""
+        from datawarehouse.service import versioning
+
+        return versioning.delete_object(self, bucket, key, version_id, bypass_governance=bypass_governance)
 
 
 def copied_version(

@@ -239,3 +239,16 @@ def test_s3api_calls(dwh_server: DwhServer, tmp_path: Path) -> None:
     api(dwh_server, tmp_path, "delete-object", "--bucket", bucket, "--key", "other.txt")
     missing = aws(dwh_server, tmp_path, "s3api", "head-object", "--bucket", bucket, "--key", "other.txt", check=False)
     assert missing.returncode != 0 and "404" in missing.stderr
+
+
+@pytest.mark.s3op("PutBucketLifecycleConfiguration", "GetBucketLifecycleConfiguration", note="AWS CLI s3api")
+def test_lifecycle_configuration(dwh_server: DwhServer, tmp_path: Path) -> None:
+    bucket = unique_bucket("lccli")
+    api(dwh_server, tmp_path, "create-bucket", "--bucket", bucket)
+    doc = tmp_path / "lifecycle.json"
+    rule = {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 3}}
+    doc.write_text(json.dumps({"Rules": [rule]}))
+    api(dwh_server, tmp_path, "put-bucket-lifecycle-configuration", "--bucket", bucket,
+        "--lifecycle-configuration", f"file://{doc}")  # fmt: skip
+    got = api(dwh_server, tmp_path, "get-bucket-lifecycle-configuration", "--bucket", bucket)
+    assert got["Rules"] == [rule]

@@ -235,7 +235,7 @@ def test_botocore_decodes_what_it_asked_to_be_encoded(s3: Any, full: str) -> Non
 
 @pytest.mark.s3op(
     "ListObjectVersions",
-    note="as S3 answers for a bucket never versioned: each object once, VersionId null, IsLatest; "
+    note="a bucket never versioned: each object once, VersionId null, IsLatest; "
     "key-marker/version-id-marker, prefix, delimiter, max-keys",
 )
 def test_list_object_versions(s3: Any, full: str) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from datawarehouse.api.s3.handlers.batch import has_integrity_header
 from datawarehouse.errors import NoSuchBucket, NoSuchKey
-from datawarehouse.service.objects import delete_objects
+from datawarehouse.service.objects import DeleteTarget, delete_objects
+from datawarehouse.service.versioning import DeleteOutcome
 from datawarehouse.service.warehouse import Warehouse
 
 
@@ -36,11 +37,12 @@ def test_delete_objects(tmp_path: Path) -> None:
         keys = [f"k{i}" for i in range(40)]
         for key in keys:
             wh.put_object("batch-unit", key, key.encode())
-        outcome = delete_objects(wh, "batch-unit", [*keys[:30], "missing", "k0"])  # missing and repeated keys
-        assert outcome == [None] * 32
+        # missing and repeated keys
+        outcome = delete_objects(wh, "batch-unit", [DeleteTarget(k) for k in [*keys[:30], "missing", "k0"]])
+        assert all(isinstance(o, DeleteOutcome) and not o.delete_marker for o in outcome) and len(outcome) == 32
         assert [o.key for o in wh.list_objects("batch-unit")] == sorted(keys[30:])
-        assert delete_objects(wh, "batch-unit", ["k35"]) == [None]
+        assert delete_objects(wh, "batch-unit", [DeleteTarget("k35")]) == [DeleteOutcome(None, False, True)]
         with pytest.raises(NoSuchKey):
             wh.head_object("batch-unit", "k35")
         with pytest.raises(NoSuchBucket):
-            delete_objects(wh, "no-such-bucket", ["a", "b"])
+            delete_objects(wh, "no-such-bucket", [DeleteTarget("a"), DeleteTarget("b")])

@@ -38,21 +38,28 @@ def version(etag: str = "abc") -> ObjectVersion:
 @pytest.mark.parametrize(
     ("header", "want"),
     [
-        ("src/key", ("src", "key")),
-        ("/src/key", ("src", "key")),
-        ("src/dir/a%20b%2Bc%C3%A9", ("src", "dir/a b+cé")),
-        ("src/a+b", ("src", "a+b")),
-        ("src/k%3Fx%3Dy", ("src", "k?x=y")),
-        ("/src/key?versionId=null", ("src", "key")),
-        ("src//leading-slash-key", ("src", "/leading-slash-key")),
+        ("src/key", ("src", "key", None)),
+        ("/src/key", ("src", "key", None)),
+        ("src/dir/a%20b%2Bc%C3%A9", ("src", "dir/a b+cé", None)),
+        ("src/a+b", ("src", "a+b", None)),
+        ("src/k%3Fx%3Dy", ("src", "k?x=y", None)),
+        ("/src/key?versionId=null", ("src", "key", "null")),
+        ("src/key?versionId=" + "0a" * 15, ("src", "key", "0a" * 15)),
+        ("src//leading-slash-key", ("src", "/leading-slash-key", None)),
     ],
 )
-def test_copy_source(header: str, want: tuple[str, str]) -> None:
+def test_copy_source(header: str, want: tuple[str, str, str | None]) -> None:
     assert copy_source(header) == want
 
 
 @pytest.mark.parametrize(
-    ("header", "code"), [("src", "InvalidArgument"), ("/", "InvalidArgument"), ("src/k?versionId=3", "InvalidRequest")]
+    ("header", "code"),
+    [
+        ("src", "InvalidArgument"),
+        ("/", "InvalidArgument"),
+        ("src/k?versionId=3", "InvalidArgument"),
+        ("src/k?other=1", "InvalidArgument"),
+    ],
 )
 def test_bad_copy_source(header: str, code: str) -> None:
     with pytest.raises(S3Error) as exc:

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datawarehouse.api.s3.handlers.listing import render_list_versions
+from datawarehouse.api.s3.handlers.versioning import render_list_versions
 from datawarehouse.api.s3.xmlmodel import Owner
 from datawarehouse.errors import NoSuchBucket
 from datawarehouse.ids import VersionId
-from datawarehouse.meta.repo import ObjectSummary
+from datawarehouse.meta.repo import ObjectSummary, VersionSummary
 from datawarehouse.service.listing import PAGE, ListPage, common_prefix, group_keys, list_page
+from datawarehouse.service.versioning import VersionPage
 from datawarehouse.service.warehouse import Warehouse
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -224,8 +225,13 @@ def test_many_small_prefixes_grow_the_batches() -> None:
     assert page.scans <= 20, page.scans
 
 
+def vsummary(key: str, *, marker: bool = False, null: bool = True, latest: bool = True) -> VersionSummary:
+    vid = VersionId("0" * 14 + "1" * 16)
+    return VersionSummary(key, vid, null, latest, marker, 0 if marker else len(key), "" if marker else "e" * 32, AT)
+
+
 def test_render_list_versions() -> None:
-    page = ListPage(contents=[summary("a+b é")], common_prefixes=["dir/"], is_truncated=True, last="dir/")
+    page = VersionPage(entries=[vsummary("a+b é")], common_prefixes=["dir/"], is_truncated=True, next_key="dir/")
     body = render_list_versions("bk", "", "", "", 2, "/", page, Owner("me", "me"), "url")
     root = ET.fromstring(body)
     assert root.tag == f"{NS}ListVersionsResult"
@@ -235,10 +241,19 @@ def test_render_list_versions() -> None:
     assert version.findtext(f"{NS}Key") == "a%2Bb+%C3%A9"
     assert version.findtext(f"{NS}VersionId") == "null" and version.findtext(f"{NS}IsLatest") == "true"
     assert version.findtext(f"{NS}ETag") == '"' + "e" * 32 + '"'
-    page = ListPage(contents=[summary("k")], is_truncated=True, last="k")
-    root = ET.fromstring(render_list_versions("bk", "", "", "", 1, "", page, Owner("me"), None))
-    assert root.findtext(f"{NS}NextKeyMarker") == "k" and root.findtext(f"{NS}NextVersionIdMarker") == "null"
+    entries = [vsummary("k", marker=True, null=False), vsummary("k", null=False, latest=False)]
+    page = VersionPage(entries=entries, is_truncated=True, next_key="k", next_version="0" * 14 + "1" * 16)
+    root = ET.fromstring(render_list_versions("bk", "", "", "", 2, "", page, Owner("me"), None))
+    assert root.findtext(f"{NS}NextKeyMarker") == "k"
+    assert root.findtext(f"{NS}NextVersionIdMarker") == "0" * 14 + "1" * 16
     assert root.find(f"{NS}Delimiter") is None
+    # order kept: the marker first, then the version; a marker has no ETag, Size, StorageClass
+    assert [local.tag.removeprefix(NS) for local in root if local.tag.endswith(("Version", "DeleteMarker"))] == [
+        "DeleteMarker",
+        "Version",
+    ]
+    marker = root.find(f"{NS}DeleteMarker")
+    assert marker is not None and marker.find(f"{NS}ETag") is None and marker.findtext(f"{NS}IsLatest") == "true"
 
 
 @pytest.fixture

@@ -51,6 +51,11 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("GET", "/b", "cors", {}, "GetBucketCors"),
     ("PUT", "/b", "cors", {}, "PutBucketCors"),
     ("DELETE", "/b", "cors", {}, "DeleteBucketCors"),
+    ("GET", "/b", "versioning", {}, "GetBucketVersioning"),
+    ("PUT", "/b", "versioning", {}, "PutBucketVersioning"),
+    ("GET", "/b", "lifecycle", {}, "GetBucketLifecycleConfiguration"),
+    ("PUT", "/b", "lifecycle", {}, "PutBucketLifecycleConfiguration"),
+    ("DELETE", "/b", "lifecycle", {}, "DeleteBucketLifecycle"),
     ("OPTIONS", "/b", "", {}, "CorsPreflight"),
     ("OPTIONS", "/b/k", "", {}, "CorsPreflight"),
     ("PUT", "/b/k", "", {}, "PutObject"),
@@ -139,7 +144,7 @@ def test_unsupported_subresources_never_fall_through_to_writes() -> None:
     for query in ("acl", "retention", "legal-hold", "renameObject"):
         with pytest.raises(S3Error):
             r("PUT", "/b/k", query, COPY)
-    for query in ("versioning", "policy", "lifecycle", "object-lock", "acl", "encryption"):
+    for query in ("policy", "object-lock", "acl", "encryption"):
         with pytest.raises(S3Error):
             r("PUT", "/b", query)
 

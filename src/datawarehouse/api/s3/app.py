@@ -7,6 +7,8 @@ client a stack trace. Unexpected exceptions are logged (without request secrets)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -62,8 +64,11 @@ class S3App:
         region: str = "us-east-1",
         clock: Clock | None = None,
         threads: int = 16,
+        lifecycle_interval: float = 0,
     ) -> None:
         load_all()
+        self.lifecycle_interval = lifecycle_interval
+        self._background: asyncio.Task[None] | None = None
         self.warehouse = warehouse
         self.lookup_secret = lookup_secret
         self.domain = domain
@@ -142,12 +147,43 @@ class S3App:
         rule = match_rule(rules, origin, ctx.request.method, [])
         return cors_headers(rule, origin, ctx.request.method) if rule is not None else []
 
+    async def _lifecycle_loop(self) -> None:
+        """The lifecycle job every ``lifecycle_interval`` seconds, on a worker thread; a failed
+        run is logged and the next one tried (it never takes the server down)."""
+        from datawarehouse.service import lifecycle_job
+
+        while True:
+            await asyncio.sleep(self.lifecycle_interval)
+            try:
+                report = await self.offload.run(lifecycle_job.run, self.warehouse)
+            except Exception:
+                log.exception("lifecycle job failed")
+                continue
+            if report.total_actions() or report.refused or report.skipped_locked or report.errors:
+                log.info(
+                    "lifecycle: %d expired, %d versions and %d markers deleted, %d uploads aborted, "
+                    "%d kept (locked), %d refused, %d errors",
+                    report.expired_current,
+                    report.versions_deleted,
+                    report.markers_removed,
+                    report.uploads_aborted,
+                    report.skipped_locked,
+                    report.refused,
+                    len(report.errors),
+                )
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.lifecycle_interval > 0:
+                    self._background = asyncio.create_task(self._lifecycle_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._background is not None:
+                    self._background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._background
                 self.offload.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

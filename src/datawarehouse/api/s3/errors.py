@@ -29,11 +29,13 @@ S3Code = Literal[
     "EntityTooLarge",
     "EntityTooSmall",
     "ExpiredToken",
+    "IllegalVersioningConfigurationException",
     "IncompleteBody",
     "InternalError",
     "InvalidAccessKeyId",
     "InvalidArgument",
     "InvalidBucketName",
+    "InvalidBucketState",
     "InvalidDigest",
     "InvalidPart",
     "InvalidPartOrder",
@@ -48,12 +50,14 @@ S3Code = Literal[
     "MissingContentLength",
     "NoSuchBucket",
     "NoSuchCORSConfiguration",
+    "NoSuchLifecycleConfiguration",
     "NoSuchKey",
     "NoSuchTagSet",
     "NoSuchUpload",
     "NoSuchVersion",
     "NotFound",
     "NotImplemented",
+    "QuotaExceeded",
     "RequestHeaderSectionTooLarge",
     "MalformedPOSTRequest",
     "AccessForbidden",
@@ -81,6 +85,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     ),
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed size."),
+    "QuotaExceeded": (403, "The bucket's quota does not allow this write."),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
     "ExpiredToken": (400, "The provided token has expired."),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the request."),
@@ -88,6 +93,11 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
     "InvalidArgument": (400, "Invalid Argument"),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
+    "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
+    "IllegalVersioningConfigurationException": (
+        400,
+        "The versioning configuration specified in the request is invalid.",
+    ),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidPart": (
         400,
@@ -112,6 +122,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "NoSuchBucket": (404, "The specified bucket does not exist."),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
+    "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchTagSet": (404, "The TagSet does not exist."),
     "NoSuchUpload": (
@@ -220,11 +231,16 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.InvalidPart: ("InvalidPart", True),
     dwh.InvalidPartOrder: ("InvalidPartOrder", True),
     dwh.PreconditionFailed: ("PreconditionFailed", False),
+    dwh.QuotaExceeded: ("QuotaExceeded", True),
     dwh.UnsafePath: ("InvalidArgument", False),  # its message may carry a server path
     dwh.NotFound: ("NotFound", False),
     dwh.NoSuchBucket: ("NoSuchBucket", False),
     dwh.NoSuchKey: ("NoSuchKey", False),
     dwh.NoSuchUpload: ("NoSuchUpload", False),
+    dwh.NoSuchVersion: ("NoSuchVersion", False),
+    dwh.InvalidVersionId: ("InvalidArgument", True),
+    dwh.InvalidBucketState: ("InvalidBucketState", True),
+    dwh.ObjectLocked: ("AccessDenied", True),
     dwh.Conflict: ("OperationAborted", False),
     dwh.BucketAlreadyExists: ("BucketAlreadyOwnedByYou", False),  # single owner per deployment
     dwh.BucketNotEmpty: ("BucketNotEmpty", False),
@@ -246,6 +262,8 @@ def s3_error_from(exc: BaseException, *, resource: str | None = None) -> S3Error
     """
     if isinstance(exc, S3Error):
         return exc if resource is None else exc.with_resource(resource)
+    if isinstance(exc, dwh.DeleteMarkerFound):
+        return delete_marker_error(exc, resource)
     if isinstance(exc, dwh.DwhError):
         for cls in type(exc).__mro__:
             row = _FROM_PROJECT.get(cls)
@@ -254,6 +272,20 @@ def s3_error_from(exc: BaseException, *, resource: str | None = None) -> S3Error
                 message = str(exc) if expose and str(exc) else None
                 return S3Error(code, message, resource=resource)
     return S3Error("InternalError", resource=resource)
+
+
+def delete_marker_error(exc: dwh.DeleteMarkerFound, resource: str | None = None) -> S3Error:
+    """A read that met a delete marker: 404 NoSuchKey when it is the key's latest version, 405
+    MethodNotAllowed when the request named it; both with x-amz-delete-marker and its version id."""
+    headers = (("x-amz-delete-marker", "true"), ("x-amz-version-id", exc.version_id))
+    if exc.named:
+        return S3Error(
+            "MethodNotAllowed",
+            resource=resource,
+            extra={"ResourceType": "DeleteMarker"},
+            headers=(*headers, ("allow", "DELETE")),
+        )
+    return S3Error("NoSuchKey", resource=resource, headers=headers)
 
 
 # --- constructors for the S3-only codes -----------------------------------------------------------

@@ -22,7 +22,6 @@ _UNSUPPORTED_BUCKET = (
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "lifecycle",
     "logging",
     "metrics",
     "notification",
@@ -34,7 +33,6 @@ _UNSUPPORTED_BUCKET = (
     "replication",
     "requestPayment",
     "session",
-    "versioning",
     "website",
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
@@ -52,6 +50,11 @@ OPERATIONS = (
     "ListObjectsV2",
     "ListObjectVersions",
     "ListMultipartUploads",
+    "PutBucketVersioning",
+    "GetBucketVersioning",
+    "PutBucketLifecycleConfiguration",
+    "GetBucketLifecycleConfiguration",
+    "DeleteBucketLifecycle",
     "PutObject",
     "GetObject",
     "HeadObject",
@@ -142,9 +145,20 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
             ("cors", "GetBucketCors"),
             ("tagging", "GetBucketTagging"),
             ("versions", "ListObjectVersions"),
+            ("versioning", "GetBucketVersioning"),
+            ("lifecycle", "GetBucketLifecycleConfiguration"),
         ],
-        "PUT": [("cors", "PutBucketCors"), ("tagging", "PutBucketTagging")],
-        "DELETE": [("cors", "DeleteBucketCors"), ("tagging", "DeleteBucketTagging")],
+        "PUT": [
+            ("cors", "PutBucketCors"),
+            ("tagging", "PutBucketTagging"),
+            ("versioning", "PutBucketVersioning"),
+            ("lifecycle", "PutBucketLifecycleConfiguration"),
+        ],
+        "DELETE": [
+            ("cors", "DeleteBucketCors"),
+            ("tagging", "DeleteBucketTagging"),
+            ("lifecycle", "DeleteBucketLifecycle"),
+        ],
         "POST": [("delete", "DeleteObjects")],
     }
     for name, operation in sub.get(method, []):

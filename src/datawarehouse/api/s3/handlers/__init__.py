@@ -59,9 +59,11 @@ def load_all() -> None:
         buckets,
         copy,
         cors,
+        lifecycle,
         listing,
         multipart,
         objects,
         post,
         tagging,
+        versioning,
     )

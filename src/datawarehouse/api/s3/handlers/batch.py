@@ -6,11 +6,14 @@ from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.checksums import algorithm_for_header
 from datawarehouse.api.s3.errors import s3_error, s3_error_from
 from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.objects import bypass_governance
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_delete
 from datawarehouse.api.s3.xmlmodel import DeletedObject, DeleteError, DeleteResult
 from datawarehouse.api.s3.xmlrender import render_delete_result
-from datawarehouse.service.objects import delete_objects
+from datawarehouse.errors import InvalidVersionId
+from datawarehouse.service.objects import DeleteTarget, delete_objects
+from datawarehouse.service.versioning import DeleteOutcome, parse_version_id
 
 MAX_BODY = 2 * 1024 * 1024
 
@@ -25,6 +28,14 @@ def has_integrity_header(headers: dict[str, str]) -> bool:
     )
 
 
+def _deleted(target: DeleteTarget, outcome: DeleteOutcome) -> DeletedObject:
+    """S3's Deleted entry: the version named (if any); for a delete marker created or removed,
+    DeleteMarker and DeleteMarkerVersionId."""
+    if not outcome.delete_marker:
+        return DeletedObject(target.key, target.version_id)
+    return DeletedObject(target.key, target.version_id, True, outcome.version_id)
+
+
 @handles("DeleteObjects")
 async def delete_objects_handler(ctx: Context) -> Response:
     if not has_integrity_header(ctx.request.headers):
@@ -35,18 +46,21 @@ async def delete_objects_handler(ctx: Context) -> Response:
     errors: list[DeleteError] = []
     targets = []
     for obj in request.objects:
-        if obj.version_id not in (None, "null"):
-            # Unversioned: no version but "null" exists; S3 answers such a key with an error entry.
+        try:
+            version_id = parse_version_id(obj.version_id) if obj.version_id is not None else None
+        except InvalidVersionId:  # an id this server never issued: reported per key, as S3 does
             missing = s3_error("NoSuchVersion")
             errors.append(DeleteError(obj.key, missing.code, missing.message, obj.version_id))
+            continue
+        targets.append(DeleteTarget(obj.key, version_id))
+    outcomes = await ctx.offload.run(
+        lambda: delete_objects(ctx.warehouse, ctx.bucket, targets, bypass_governance=bypass_governance(ctx))
+    )
+    for target, outcome in zip(targets, outcomes, strict=True):
+        if isinstance(outcome, DeleteOutcome):
+            deleted.append(_deleted(target, outcome))
         else:
-            targets.append(obj)
-    outcomes = await ctx.offload.run(delete_objects, ctx.warehouse, ctx.bucket, [o.key for o in targets])
-    for obj, exc in zip(targets, outcomes, strict=True):
-        if exc is None:
-            deleted.append(DeletedObject(obj.key, obj.version_id))
-        else:
-            mapped = s3_error_from(exc)
-            errors.append(DeleteError(obj.key, mapped.code, mapped.message, obj.version_id))
+            mapped = s3_error_from(outcome)
+            errors.append(DeleteError(target.key, mapped.code, mapped.message, target.version_id))
     result = DeleteResult(deleted=() if request.quiet else tuple(deleted), errors=tuple(errors))
     return xml_response(render_delete_result(result))

@@ -7,6 +7,7 @@ so S3's 5 GiB CopyObject limit does not apply here: nothing is moved whatever th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
@@ -16,17 +17,26 @@ from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xmlmodel import CopyResult
 from datawarehouse.api.s3.xmlrender import render_copy_object_result
+from datawarehouse.errors import InvalidVersionId
 from datawarehouse.records import ObjectVersion
+from datawarehouse.service.versioning import parse_version_id
 from datawarehouse.service.warehouse import ObjectSpec
 
 
-def copy_source(header: str) -> tuple[str, str]:
+def copy_source(header: str) -> tuple[str, str, str | None]:
     """``x-amz-copy-source``: URL-encoded ``bucket/key`` with an optional leading ``/`` and
-    ``?versionId=`` (only ``null``, the one version an unversioned bucket has)."""
+    ``?versionId=`` (a version id or ``null``): (bucket, key, version id or None)."""
     source, _, query = header.partition("?")
     source = unquote(source).lstrip("/")
-    if query and query != "versionId=null":
-        raise invalid_request("Copying a specific version is not supported yet")
+    version_id = None
+    if query:
+        name, eq, value = query.partition("=")
+        if name != "versionId" or not eq or "&" in value:
+            raise invalid_argument("Unsupported copy source parameter.", name="x-amz-copy-source", value=header)
+        try:
+            version_id = parse_version_id(unquote(value))
+        except InvalidVersionId:
+            raise invalid_argument("Invalid version id specified", name="x-amz-copy-source", value=header) from None
     bucket, _, key = source.partition("/")
     if not bucket or not key:
         raise invalid_argument(
@@ -34,7 +44,28 @@ def copy_source(header: str) -> tuple[str, str]:
             name="x-amz-copy-source",
             value=header,
         )
-    return bucket, key
+    return bucket, key, version_id
+
+
+def copy_source_read(headers: dict[str, str], found: list[ObjectVersion]) -> Callable[[ObjectVersion], None]:
+    """The ``source_conditions`` callback of a copy: checks the x-amz-copy-source-if-* headers
+    and keeps the source version (its id goes in x-amz-copy-source-version-id)."""
+
+    def check(source: ObjectVersion) -> None:
+        found.append(source)
+        check_copy_conditions(headers, source)
+
+    return check
+
+
+def copy_version_headers(resp: Response, source: list[ObjectVersion], version: ObjectVersion | None) -> Response:
+    """x-amz-copy-source-version-id when the source is a versioned (non-null) version or was
+    named, x-amz-version-id for a new version of a versioned bucket."""
+    if source and not source[-1].null_version:
+        resp.header("x-amz-copy-source-version-id", source[-1].s3_version_id)
+    if version is not None and not version.null_version:
+        resp.header("x-amz-version-id", version.s3_version_id)
+    return resp
 
 
 def check_copy_conditions(headers: dict[str, str], source: ObjectVersion) -> None:
@@ -66,11 +97,11 @@ def check_storage_class(headers: dict[str, str]) -> None:
 @handles("CopyObject")
 async def copy_object(ctx: Context) -> Response:
     headers = ctx.request.headers
-    src_bucket, src_key = copy_source(headers["x-amz-copy-source"])
+    src_bucket, src_key, src_version = copy_source(headers["x-amz-copy-source"])
     metadata = _directive(headers, "metadata")
     tagging = _directive(headers, "tagging")
     check_storage_class(headers)
-    if (src_bucket, src_key) == (ctx.bucket, ctx.key) and metadata == "COPY":
+    if (src_bucket, src_key) == (ctx.bucket, ctx.key) and metadata == "COPY" and src_version is None:
         raise invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
             "object's metadata, storage class, website redirect location or encryption attributes."
@@ -83,6 +114,7 @@ async def copy_object(ctx: Context) -> Response:
             system_meta=system_metadata(headers),
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
+    source: list[ObjectVersion] = []
     version = await ctx.offload.run(
         lambda: ctx.warehouse.copy_object(
             src_bucket,
@@ -91,7 +123,9 @@ async def copy_object(ctx: Context) -> Response:
             ctx.key,
             spec=spec,
             tags=tags,
-            source_conditions=lambda source: check_copy_conditions(headers, source),
+            source_conditions=copy_source_read(headers, source),
+            source_version_id=src_version,
         )
     )
-    return xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
+    resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
+    return copy_version_headers(resp, source, version)

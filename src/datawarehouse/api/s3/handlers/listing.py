@@ -1,37 +1,23 @@
-"""ListObjects (v1), ListObjectsV2, and ListObjectVersions as an unversioned bucket answers it.
-
-This store keeps one version per key, so ListObjectVersions answers exactly what S3 answers for a
-bucket that never had versioning enabled: every current object once, ``VersionId`` ``null``,
-``IsLatest`` true, no delete markers. Tools that empty a bucket version by version (boto3's
-``object_versions``, Terraform's ``force_destroy``, ``aws s3api list-object-versions``) work.
-"""
+"""ListObjects (v1) and ListObjectsV2: the latest version of each key that is not a delete marker
+(ListObjectVersions is in ``versioning.py``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from xml.etree.ElementTree import SubElement
 
 from datawarehouse.api.s3.errors import invalid_argument
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.http import Response, xml_response
-from datawarehouse.api.s3.xmlmodel import ListBucketResult, ListBucketResultV2, ObjectSummary, Owner
-from datawarehouse.api.s3.xmlrender import (
-    add_rows,
-    quote_etag,
-    render_list_objects_v1,
-    render_list_objects_v2,
-    s3_root,
-    to_document,
-    url_encode,
-)
+from datawarehouse.api.s3.xmlmodel import ListBucketResult, ListBucketResultV2, ObjectSummary
+from datawarehouse.api.s3.xmlrender import render_list_objects_v1, render_list_objects_v2
 from datawarehouse.service.listing import ListPage, list_page
 
 MAX_KEYS = 1000
 
 
-def _max_keys(ctx: Context) -> int:
+def max_keys_param(ctx: Context) -> int:
     raw = ctx.request.param("max-keys")
     if raw is None:
         return MAX_KEYS
@@ -40,7 +26,7 @@ def _max_keys(ctx: Context) -> int:
     return min(int(raw), MAX_KEYS)
 
 
-def _encoding(ctx: Context) -> str | None:
+def encoding_param(ctx: Context) -> str | None:
     enc = ctx.request.param("encoding-type")
     if enc is not None and enc != "url":
         raise invalid_argument("Invalid Encoding Method specified in Request", name="encoding-type", value=enc)
@@ -61,8 +47,8 @@ async def list_objects(ctx: Context) -> Response:
     prefix = ctx.request.param("prefix") or ""
     delimiter = ctx.request.param("delimiter") or ""
     marker = ctx.request.param("marker") or ""
-    max_keys = _max_keys(ctx)
-    encoding = _encoding(ctx)
+    max_keys = max_keys_param(ctx)
+    encoding = encoding_param(ctx)
     page = await _page(ctx, prefix, delimiter, marker, max_keys)
     result = ListBucketResult(
         bucket=ctx.bucket,
@@ -94,8 +80,8 @@ async def list_objects_v2(ctx: Context) -> Response:
     token = ctx.request.param("continuation-token")
     start_after = ctx.request.param("start-after") or ""
     after = _decode_token(token) if token is not None else start_after
-    max_keys = _max_keys(ctx)
-    encoding = _encoding(ctx)
+    max_keys = max_keys_param(ctx)
+    encoding = encoding_param(ctx)
     page = await _page(ctx, prefix, delimiter, after, max_keys)
     next_token = None
     if page.is_truncated and page.last is not None:
@@ -114,85 +100,3 @@ async def list_objects_v2(ctx: Context) -> Response:
         encoding_type=encoding,
     )
     return xml_response(render_list_objects_v2(result))
-
-
-# --- ListObjectVersions ---------------------------------------------------------------------------
-
-NULL_VERSION = "null"
-
-
-def render_list_versions(
-    bucket: str,
-    prefix: str,
-    key_marker: str,
-    version_id_marker: str,
-    max_keys: int,
-    delimiter: str,
-    page: ListPage,
-    owner_: Owner,
-    encoding_type: str | None,
-) -> bytes:
-    def enc(value: str | None) -> str | None:
-        return url_encode(value) if value is not None and encoding_type == "url" else value
-
-    next_key = page.last if page.is_truncated else None
-    # A common prefix as the next key marker has no version to continue after.
-    next_version = NULL_VERSION if next_key is not None and next_key not in page.common_prefixes else None
-    root = s3_root("ListVersionsResult")
-    add_rows(
-        root,
-        [
-            ("Name", bucket),
-            ("Prefix", enc(prefix)),
-            ("KeyMarker", enc(key_marker)),
-            ("VersionIdMarker", version_id_marker),
-            ("NextKeyMarker", enc(next_key)),
-            ("NextVersionIdMarker", next_version),
-            ("MaxKeys", max_keys),
-            ("Delimiter", enc(delimiter or None)),
-            ("IsTruncated", page.is_truncated),
-            ("EncodingType", encoding_type),
-        ],
-    )
-    for o in page.contents:
-        version = SubElement(root, "Version")
-        add_rows(
-            version,
-            [
-                ("Key", enc(o.key)),
-                ("VersionId", NULL_VERSION),
-                ("IsLatest", True),
-                ("LastModified", o.created_at),
-                ("ETag", quote_etag(o.etag)),
-                ("Size", o.size),
-            ],
-        )
-        add_rows(SubElement(version, "Owner"), [("ID", owner_.id), ("DisplayName", owner_.display_name)])
-        add_rows(version, [("StorageClass", "STANDARD")])
-    for common in page.common_prefixes:
-        add_rows(SubElement(root, "CommonPrefixes"), [("Prefix", enc(common))])
-    return to_document(root)
-
-
-@handles("ListObjectVersions")
-async def list_object_versions(ctx: Context) -> Response:
-    prefix = ctx.request.param("prefix") or ""
-    delimiter = ctx.request.param("delimiter") or ""
-    key_marker = ctx.request.param("key-marker") or ""
-    version_id_marker = ctx.request.param("version-id-marker") or ""
-    if version_id_marker and not key_marker:
-        raise invalid_argument(
-            "A version-id marker cannot be specified without a key marker.",
-            name="version-id-marker",
-            value=version_id_marker,
-        )
-    if version_id_marker not in ("", NULL_VERSION):
-        raise invalid_argument("Invalid version id specified", name="version-id-marker", value=version_id_marker)
-    encoding = _encoding(ctx)
-    max_keys = _max_keys(ctx)
-    # Each key has the one version "null", so continuing after (key, null) is continuing after key.
-    page = await _page(ctx, prefix, delimiter, key_marker, max_keys)
-    body = render_list_versions(
-        ctx.bucket, prefix, key_marker, version_id_marker, max_keys, delimiter, page, owner(ctx), encoding
-    )
-    return xml_response(body)

@@ -10,8 +10,9 @@ from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
-from datawarehouse.api.s3.handlers.copy import check_copy_conditions, copy_source
-from datawarehouse.api.s3.handlers.objects import etag_header, object_spec, stream_into
+from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
+from datawarehouse.api.s3.handlers.objects import announced_size, etag_header, object_spec, stream_into
+from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
 from datawarehouse.api.s3.xmlmodel import (
@@ -31,7 +32,7 @@ from datawarehouse.api.s3.xmlrender import (
     render_list_multipart_uploads,
     render_list_parts,
 )
-from datawarehouse.records import PartRecord, UploadRecord
+from datawarehouse.records import ObjectVersion, PartRecord, UploadRecord
 from datawarehouse.service.multipart import UPLOAD_ONLY_PREFIX, CompletedPart, Multipart
 from datawarehouse.service.warehouse import MAX_PUT_SIZE
 
@@ -111,7 +112,8 @@ async def upload_part(ctx: Context) -> Response:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     mp = Multipart(ctx.warehouse)
-    part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number)
+    size = announced_size(ctx.request.headers)
+    part = await ctx.offload.run(mp.open_part, ctx.bucket, ctx.key, upload_id, number, size)
     verified = await stream_into(ctx, reader, part)
     stored = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
     record = await ctx.offload.run(part.finish, stored)
@@ -140,9 +142,10 @@ def _copy_range(header: str | None) -> tuple[int, int] | None:
 async def upload_part_copy(ctx: Context) -> Response:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     headers = ctx.request.headers
-    src_bucket, src_key = copy_source(headers["x-amz-copy-source"])
+    src_bucket, src_key, src_version = copy_source(headers["x-amz-copy-source"])
     byte_range = _copy_range(headers.get("x-amz-copy-source-range"))
     mp = Multipart(ctx.warehouse)
+    source: list[ObjectVersion] = []
     record = await ctx.offload.run(
         lambda: mp.upload_part_copy(
             ctx.bucket,
@@ -152,10 +155,12 @@ async def upload_part_copy(ctx: Context) -> Response:
             src_bucket,
             src_key,
             byte_range,
-            source_conditions=lambda source: check_copy_conditions(headers, source),
+            source_conditions=copy_source_read(headers, source),
+            source_version_id=src_version,
         )
     )
-    return xml_response(render_copy_part_result(CopyResult(record.created_at, record.etag)))
+    resp = xml_response(render_copy_part_result(CopyResult(record.created_at, record.etag)))
+    return copy_version_headers(resp, source, None)
 
 
 @handles("CompleteMultipartUpload")
@@ -186,7 +191,7 @@ async def complete(ctx: Context) -> Response:
     result = CompleteMultipartUploadResult(
         location, ctx.bucket, ctx.key, version.etag, _checksums_of(version.system_meta)
     )
-    return xml_response(render_complete_multipart_upload(result))
+    return version_headers(xml_response(render_complete_multipart_upload(result)), version)
 
 
 def _checksum_headers(values: Checksums) -> dict[str, str]:

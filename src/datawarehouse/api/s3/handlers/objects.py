@@ -15,6 +15,7 @@ from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.tagging import header_tags
+from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, http_date
 from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
@@ -67,6 +68,13 @@ def object_spec(headers: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def announced_size(headers: dict[str, str]) -> int | None:
+    """The object size the client announced: the decoded length of an aws-chunked body, else
+    Content-Length (for a quota check before the body is read; the body reader enforces it)."""
+    value = headers.get("x-amz-decoded-content-length") or headers.get("content-length")
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
 class Sink(Protocol):
     def write(self, data: bytes | memoryview) -> None: ...
     def abort(self) -> None: ...
@@ -110,6 +118,7 @@ async def put_object(ctx: Context) -> Response:
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
+    size = announced_size(headers)
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
         # A small body is read first (it is one piece anyway); then opening the upload, the
@@ -117,7 +126,7 @@ async def put_object(ctx: Context) -> Response:
         body = [piece async for piece in reader.pieces()]
 
         def store() -> tuple[ObjectVersion, dict[str, str]]:
-            upload = wh.open_upload(ctx.bucket, ctx.key, **object_spec(headers))
+            upload = wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **object_spec(headers))
             try:
                 if conditions:
                     _check_write_conditions(ctx, conditions)
@@ -131,7 +140,9 @@ async def put_object(ctx: Context) -> Response:
 
         version, checksum_meta = await ctx.offload.run(store)
     else:
-        upload = await ctx.offload.run(lambda: wh.open_upload(ctx.bucket, ctx.key, **object_spec(headers)))
+        upload = await ctx.offload.run(
+            lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **object_spec(headers))
+        )
         if conditions:
             try:
                 await ctx.offload.run(_check_write_conditions, ctx, conditions)
@@ -143,7 +154,7 @@ async def put_object(ctx: Context) -> Response:
     resp = Response(200).header("etag", etag_header(version.etag))
     for name, value in checksum_meta.items():
         resp.header(name, value)
-    return resp
+    return version_headers(resp, version)
 
 
 def _checksum_meta(verified: BodyResult) -> dict[str, str]:
@@ -253,16 +264,16 @@ async def _version_for_read(ctx: Context) -> ObjectVersion:
 
 
 async def _lookup_for_read(ctx: Context) -> tuple[BucketRecord, ObjectVersion]:
-    _check_read_params(ctx)
-    return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key)
+    version_id = _check_read_params(ctx)
+    return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key, version_id)
 
 
-def _check_read_params(ctx: Context) -> None:
-    if ctx.request.param("versionId") not in (None, "null"):
-        raise s3_error("NotImplemented", "Versioning is not supported yet")
+def _check_read_params(ctx: Context) -> str | None:
+    version_id = requested_version(ctx)
     part = ctx.request.param("partNumber")
     if part is not None and part != "1":
         raise invalid_argument("Part number must be 1 for objects not uploaded in parts", name="partNumber", value=part)
+    return version_id
 
 
 def _wants_checksums(ctx: Context) -> bool:
@@ -285,11 +296,13 @@ def _overrides(ctx: Context, resp: Response) -> None:
 @handles("HeadObject")
 async def head_object(ctx: Context) -> Response:
     v = await _version_for_read(ctx)
+    named = ctx.request.param("versionId") is not None
     status = evaluate_read_conditions(ctx.request.headers, v)
     if status is not None:
-        return object_headers(Response(status), v) if status == 304 else Response(412)
+        return version_headers(object_headers(Response(status), v), v, named=named) if status == 304 else Response(412)
     rng = parse_range(ctx.request.headers.get("range"), v.size)
     resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
+    version_headers(resp, v, named=named)
     resp.content_type = v.content_type
     start, end = rng or (0, v.size)
     resp.header("content-length", end - start)
@@ -311,12 +324,14 @@ class _Opened:
     rest: Iterator[bytes] | None = None
 
 
-def _open_for_get(wh: Warehouse, bucket: str, key: str, headers: dict[str, str], busy: bool) -> _Opened:
+def _open_for_get(
+    wh: Warehouse, bucket: str, key: str, headers: dict[str, str], busy: bool, version_id: str | None = None
+) -> _Opened:
     """The whole GET of a small object on one worker thread: one metadata statement, the
     conditions, the range, the shards read and opened. A large object returns its first
     ``ONE_HOP_BYTES`` and the iterator of the rest (prefetching on the engine pool meanwhile).
     ``busy``: other requests are being served."""
-    found = wh.open_object(bucket, key)
+    found = wh.open_object(bucket, key, version_id=version_id)
     v = found.version
     status = evaluate_read_conditions(headers, v)
     if status is not None:
@@ -359,18 +374,20 @@ def _close(it: Iterator[bytes]) -> None:
 
 @handles("GetObject")
 async def get_object(ctx: Context) -> Response:
-    _check_read_params(ctx)
+    version_id = _check_read_params(ctx)
     headers = ctx.request.headers
     busy = ctx.offload.in_flight > 0
-    opened = await ctx.offload.run(_open_for_get, ctx.warehouse, ctx.bucket, ctx.key, headers, busy)
+    opened = await ctx.offload.run(_open_for_get, ctx.warehouse, ctx.bucket, ctx.key, headers, busy, version_id)
     v = opened.version
+    named = version_id is not None
     if opened.status == 304:
-        return object_headers(Response(304), v)
+        return version_headers(object_headers(Response(304), v), v, named=named)
     if opened.status == 412:
         raise precondition_failed("If-Match" if "if-match" in headers else "If-Unmodified-Since")
     rng = opened.rng
     start, end = rng or (0, v.size)
     resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
+    version_headers(resp, v, named=named)
     resp.content_type = v.content_type
     resp.header("content-length", end - start)
     if rng:
@@ -400,12 +417,23 @@ async def _stream(ctx: Context, first: list[bytes], pieces: Iterator[bytes]) -> 
 # --- DELETE --------------------------------------------------------------------------------------------
 
 
+def bypass_governance(ctx: Context) -> bool:
+    """``x-amz-bypass-governance-retention: true`` (the permission is checked by the service)."""
+    return ctx.request.headers.get("x-amz-bypass-governance-retention", "").strip().lower() == "true"
+
+
 @handles("DeleteObject")
 async def delete_object(ctx: Context) -> Response:
-    if ctx.request.param("versionId") not in (None, "null"):
-        raise s3_error("NotImplemented", "Versioning is not supported yet")
-    await ctx.offload.run(ctx.warehouse.delete_object, ctx.bucket, ctx.key)
-    return Response(204)
+    version_id = requested_version(ctx)
+    outcome = await ctx.offload.run(
+        lambda: ctx.warehouse.delete_object(ctx.bucket, ctx.key, version_id, bypass_governance=bypass_governance(ctx))
+    )
+    resp = Response(204)
+    if outcome.delete_marker:
+        resp.header("x-amz-delete-marker", "true")
+    if outcome.version_id is not None:
+        resp.header("x-amz-version-id", outcome.version_id)
+    return resp
 
 
 __all__ = ["quote"]

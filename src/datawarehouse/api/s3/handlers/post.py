@@ -19,6 +19,7 @@ from datawarehouse.api.s3 import post_policy
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_post, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import etag_header, system_metadata, user_metadata
+from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_tagging
 from datawarehouse.api.s3.xmlrender import render_post_response
@@ -128,7 +129,7 @@ async def post_object(ctx: Context) -> Response:
             upload.abort()
         raise
     version = await ctx.offload.run(upload.finish)
-    return _success(ctx, fields, key, version.etag)
+    return version_headers(_success(ctx, fields, key, version.etag), version)
 
 
 def _feed(parser: MultipartParser, data: bytes) -> None:

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import _check_tag as check_tag
 from datawarehouse.api.s3.xml import parse_tagging
@@ -48,20 +49,23 @@ def _render(tags: dict[str, str]) -> Response:
 @handles("PutObjectTagging")
 async def put_object_tagging(ctx: Context) -> Response:
     tags = await _read_tags(ctx, MAX_OBJECT_TAGS)
-    await ctx.offload.run(ctx.warehouse.put_object_tags, ctx.bucket, ctx.key, tags)
-    return Response(200)
+    version_id = requested_version(ctx)
+    v = await ctx.offload.run(ctx.warehouse.put_object_tags, ctx.bucket, ctx.key, tags, version_id)
+    return version_headers(Response(200), v, named=version_id is not None)
 
 
 @handles("GetObjectTagging")
 async def get_object_tagging(ctx: Context) -> Response:
-    v = await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
-    return _render(v.tags)
+    version_id = requested_version(ctx)
+    v = await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key, version_id)
+    return version_headers(_render(v.tags), v, named=version_id is not None)
 
 
 @handles("DeleteObjectTagging")
 async def delete_object_tagging(ctx: Context) -> Response:
-    await ctx.offload.run(ctx.warehouse.put_object_tags, ctx.bucket, ctx.key, {})
-    return Response(204)
+    version_id = requested_version(ctx)
+    v = await ctx.offload.run(ctx.warehouse.put_object_tags, ctx.bucket, ctx.key, {}, version_id)
+    return version_headers(Response(204), v, named=version_id is not None)
 
 
 @handles("PutBucketTagging")
