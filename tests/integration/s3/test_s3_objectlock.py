@@ -7,14 +7,17 @@ dates are a day or more ahead: nothing here waits for one to expire."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from s3http import assert_s3_error, code, signed
 from s3server import DWH, DwhServer, unique_bucket
+from test_s3_awscli import api, aws
 
 DAY = timedelta(days=1)
 
@@ -331,3 +334,90 @@ def test_cli_bucket_create_object_lock(dwh_server_factory: Any) -> None:
         "ObjectLockEnabled": "Enabled"
     }
     assert s3.get_bucket_versioning(Bucket="worm")["Status"] == "Enabled"
+
+
+@pytest.mark.s3op("PostObject", note="x-amz-object-lock-* form fields (covered by the policy)")
+def test_post_upload_takes_its_lock(s3: Any, locked: str) -> None:
+    import urllib.request
+
+    moment = soon(2)
+    until = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    lock = {
+        "x-amz-object-lock-mode": "GOVERNANCE",
+        "x-amz-object-lock-retain-until-date": until,
+        "x-amz-object-lock-legal-hold": "ON",
+    }
+    post = s3.generate_presigned_post(locked, "posted", Fields=lock, Conditions=[{k: v} for k, v in lock.items()])
+    boundary = "----dwhobjectlock"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in post["fields"].items()
+    ]
+    body = "".join(parts).encode() + (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+        + b"posted bytes\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        post["url"], data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    with urllib.request.urlopen(req) as reply:
+        vid = reply.headers["x-amz-version-id"]
+    head = s3.head_object(Bucket=locked, Key="posted", VersionId=vid)
+    assert (head["ObjectLockMode"], head["ObjectLockLegalHoldStatus"]) == ("GOVERNANCE", "ON")
+    assert head["ObjectLockRetainUntilDate"] == moment
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=locked, Key="posted", VersionId=vid, BypassGovernanceRetention=True)
+    assert code(exc) == "AccessDenied"
+    s3.put_object_legal_hold(Bucket=locked, Key="posted", VersionId=vid, LegalHold={"Status": "OFF"})
+    s3.delete_object(Bucket=locked, Key="posted", VersionId=vid, BypassGovernanceRetention=True)
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI (`aws`) is not installed")
+@pytest.mark.s3op(
+    "CreateBucket",
+    "PutObjectLockConfiguration",
+    "GetObjectRetention",
+    "PutObjectLegalHold",
+    note="AWS CLI s3api (--object-lock-enabled-for-bucket, object lock options)",
+)
+def test_aws_cli_object_lock(dwh_server: DwhServer, tmp_path: Path) -> None:
+    name = unique_bucket("cli-lock")
+    api(dwh_server, tmp_path, "create-bucket", "--bucket", name, "--object-lock-enabled-for-bucket")
+    config = '{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"GOVERNANCE","Days":1}}}'
+    api(dwh_server, tmp_path, "put-object-lock-configuration", "--bucket", name, "--object-lock-configuration", config)
+    got = api(dwh_server, tmp_path, "get-object-lock-configuration", "--bucket", name)
+    assert got["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 1}
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"cli")
+    vid = api(dwh_server, tmp_path, "put-object", "--bucket", name, "--key", "k", "--body", str(body))["VersionId"]
+    retention = api(dwh_server, tmp_path, "get-object-retention", "--bucket", name, "--key", "k")["Retention"]
+    assert retention["Mode"] == "GOVERNANCE"
+    api(dwh_server, tmp_path, "put-object-legal-hold", "--bucket", name, "--key", "k", "--legal-hold", "Status=ON")
+    refused = aws(
+        dwh_server,
+        tmp_path,
+        "s3api",
+        "delete-object",
+        "--bucket",
+        name,
+        "--key",
+        "k",
+        "--version-id",
+        vid,
+        "--bypass-governance-retention",
+        check=False,
+    )
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    api(dwh_server, tmp_path, "put-object-legal-hold", "--bucket", name, "--key", "k", "--legal-hold", "Status=OFF")
+    api(
+        dwh_server,
+        tmp_path,
+        "delete-object",
+        "--bucket",
+        name,
+        "--key",
+        "k",
+        "--version-id",
+        vid,
+        "--bypass-governance-retention",
+    )
