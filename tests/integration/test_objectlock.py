@@ -149,3 +149,31 @@ def test_locked_version_survives_gc_scrub_rebuild_and_the_cli(root: Path, clock:
         assert "locked" in out.stderr or "legal hold" in out.stderr
     with open_wh(root, clock) as wh:
         assert b"".join(wh.read_object(wh.open_object(B, "big", version_id=v.version_id))) == data
+
+
+def test_multipart_upload_takes_its_lock_and_rebuild_keeps_it(root: Path, clock: ManualClock) -> None:
+    from datawarehouse.service.multipart import CompletedPart, Multipart
+
+    with init_wh(root, clock) as wh:
+        wh.create_bucket(B, object_lock=True)
+        mp = Multipart(wh)
+        upload = mp.create(B, "mp", lock=LockRequest(GOVERNANCE, clock.now() + DAY, True))
+        part = mp.open_part(B, "mp", upload.upload_id, 1)
+        part.write(b"multipart bytes")
+        record = part.finish({})
+        v = mp.complete(B, "mp", upload.upload_id, [CompletedPart(1, record.etag)])
+        assert (v.lock_mode, v.lock_until, v.legal_hold) == (GOVERNANCE, clock.now() + DAY, True)
+        assert not any(k.startswith("x-dwh-upload-") for k in v.system_meta)
+        plain = mp.create(B, "plain")  # no lock asked: the bucket has no default retention
+        part = mp.open_part(B, "plain", plain.upload_id, 1)
+        part.write(b"p")
+        unlocked = mp.complete(B, "plain", plain.upload_id, [CompletedPart(1, part.finish({}).etag)])
+        assert (unlocked.lock_mode, unlocked.legal_hold) == (None, False)
+    for name in ("meta.sqlite3", "meta.sqlite3-wal", "meta.sqlite3-shm"):
+        (root / "meta" / name).unlink(missing_ok=True)
+    rebuild_meta(root, catalog.replay)
+    with open_wh(root, clock) as wh:
+        again = wh.open_object(B, "mp", version_id=v.version_id).version
+        assert (again.lock_mode, again.lock_until, again.legal_hold) == (GOVERNANCE, v.lock_until, True)
+        with pytest.raises(ObjectLocked):
+            wh.delete_object(B, "mp", v.version_id, bypass_governance=True)

@@ -30,12 +30,17 @@ def create(
     storage_class: Annotated[
         str | None, typer.Option("--storage-class", help="EC(k,m), k+m, replica-N, raid5 ...")
     ] = None,
+    object_lock: Annotated[
+        bool,
+        typer.Option("--object-lock", help="with object lock (WORM); versioning is then Enabled for good"),
+    ] = False,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Create a bucket (optionally with its own storage class)."""
+    """Create a bucket (optionally with its own storage class, or with object lock)."""
     with open_warehouse(data_dir, create=True) as wh:
-        b = wh.create_bucket(name, storage_class)
-        console.print(f"created bucket {b.name} ({b.storage_class or wh.engine.default_storage_class()})")
+        b = wh.create_bucket(name, storage_class, object_lock=object_lock)
+        extra = ", object lock" if object_lock else ""
+        console.print(f"created bucket {b.name} ({b.storage_class or wh.engine.default_storage_class()}{extra})")
 
 
 @app.command("list")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import json
 import logging
 import secrets
 from collections import Counter
@@ -52,6 +53,7 @@ from datawarehouse.records import (
 )
 from datawarehouse.service import catalog
 from datawarehouse.service.naming import check_key
+from datawarehouse.service.objectlock import LockRequest
 from datawarehouse.service.warehouse import MAX_OBJECT_SIZE, MAX_PUT_SIZE, Warehouse
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ class CompletedPart:
 # The upload's own settings (checksum algorithm ...), kept in its system_meta under this prefix and
 # not copied to the completed object.
 UPLOAD_ONLY_PREFIX = "x-dwh-upload-"
+# The object lock the upload asked for (a LockRequest document, JSON), applied at completion.
+LOCK_KEY = UPLOAD_ONLY_PREFIX + "object-lock"
 
 # What the completed object's checksums are made of (the S3 adapter knows the algorithms).
 ObjectChecksums = Callable[[UploadRecord, list[PartRecord]], dict[str, str]]
@@ -197,14 +201,15 @@ def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersi
     version = catalog.version_from_doc(doc["version"])
     domain_id = DomainId(doc["domain_id"])
     upload_id = doc["upload_id"]
-    if tx.get_upload(upload_id) is None:
+    upload = tx.get_upload(upload_id)
+    if upload is None:
         if replay:
             return None
         raise NoSuchUpload("the upload does not exist (completed or aborted)")
     parts = {p.part_number: p for p in tx.get_parts(upload_id)}
     if not replay:
         check_parts(parts, [CompletedPart(n, e) for n, e in doc["parts"]])
-    put_doc = {
+    put_doc: dict[str, Any] = {
         "op": "object.put",
         "domain_id": domain_id,
         "replace": True,
@@ -212,6 +217,9 @@ def apply_complete(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVersi
         "version": doc["version"],
         "new_chunks": [],
     }
+    lock = upload.system_meta.get(LOCK_KEY)
+    if lock and not replay:  # a replayed version carries the lock its commit decided
+        put_doc["lock_request"] = json.loads(lock)
     stored = catalog.apply_object_put(tx, put_doc, replay)
     _release(tx, domain_id, tx.delete_upload(upload_id), version.created_at, replay)
     return stored if stored is not None else version
@@ -317,9 +325,15 @@ class Multipart:
         system_meta: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         storage_class: str | None = None,
+        lock: LockRequest | None = None,
     ) -> UploadRecord:
+        """``lock``: the retention and legal hold the completed version asks for (decided, like
+        a PutObject's, when it is committed)."""
         check_key(key)
         rec = self._bucket(bucket)
+        system_meta = dict(system_meta or {})
+        if lock is not None and not lock.empty:
+            system_meta[LOCK_KEY] = json.dumps(lock.to_doc(), sort_keys=True)
         engine = self.wh.engine
         upload = UploadRecord(
             upload_id=secrets.token_urlsafe(24),
@@ -330,7 +344,7 @@ class Multipart:
             chunker=engine.config.chunker,
             content_type=content_type,
             user_meta=dict(user_meta or {}),
-            system_meta=dict(system_meta or {}),
+            system_meta=system_meta,
             tags=dict(tags or {}),
         )
         doc = {"op": "multipart.create", "upload": _upload_doc(upload)}

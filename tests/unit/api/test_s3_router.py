@@ -75,6 +75,12 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("PUT", "/b/k", "tagging", {}, "PutObjectTagging"),
     ("PUT", "/b/k", "tagging", COPY, "PutObjectTagging"),
     ("DELETE", "/b/k", "tagging", {}, "DeleteObjectTagging"),
+    ("GET", "/b/k", "retention", {}, "GetObjectRetention"),
+    ("PUT", "/b/k", "retention&versionId=x", {}, "PutObjectRetention"),
+    ("GET", "/b/k", "legal-hold", {}, "GetObjectLegalHold"),
+    ("PUT", "/b/k", "legal-hold", {}, "PutObjectLegalHold"),
+    ("GET", "/b", "object-lock", {}, "GetObjectLockConfiguration"),
+    ("PUT", "/b", "object-lock", {}, "PutObjectLockConfiguration"),
 ]
 
 
@@ -141,12 +147,20 @@ def test_unsupported_object_subresources(method: str, name: str) -> None:
 
 def test_unsupported_subresources_never_fall_through_to_writes() -> None:
     """A PUT with a subresource we do not serve must not become PutObject/CreateBucket."""
-    for query in ("acl", "retention", "legal-hold", "renameObject"):
+    for query in ("acl", "renameObject"):
         with pytest.raises(S3Error):
             r("PUT", "/b/k", query, COPY)
-    for query in ("policy", "object-lock", "acl", "encryption"):
+    for query in ("policy", "acl", "encryption"):
         with pytest.raises(S3Error):
             r("PUT", "/b", query)
+    assert r("PUT", "/b/k", "retention", COPY).operation == "PutObjectRetention"
+    assert r("PUT", "/b/k", "legal-hold", COPY).operation == "PutObjectLegalHold"
+    assert r("PUT", "/b", "object-lock").operation == "PutObjectLockConfiguration"
+    for method in ("DELETE", "POST", "HEAD"):
+        for path, query in (("/b/k", "retention"), ("/b/k", "legal-hold"), ("/b", "object-lock")):
+            with pytest.raises(S3Error) as exc:
+                r(method, path, query)
+            assert exc.value.code == "MethodNotAllowed"
 
 
 @pytest.mark.parametrize(

@@ -52,11 +52,13 @@ S3Code = Literal[
     "NoSuchCORSConfiguration",
     "NoSuchLifecycleConfiguration",
     "NoSuchKey",
+    "NoSuchObjectLockConfiguration",
     "NoSuchTagSet",
     "NoSuchUpload",
     "NoSuchVersion",
     "NotFound",
     "NotImplemented",
+    "ObjectLockConfigurationNotFoundError",
     "QuotaExceeded",
     "RequestHeaderSectionTooLarge",
     "MalformedPOSTRequest",
@@ -125,6 +127,8 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchTagSet": (404, "The TagSet does not exist."),
+    "NoSuchObjectLockConfiguration": (404, "The specified object does not have a ObjectLock configuration"),
+    "ObjectLockConfigurationNotFoundError": (404, "Object Lock configuration does not exist for this bucket"),
     "NoSuchUpload": (
         404,
         "The specified multipart upload does not exist. The upload ID may be invalid, or the "

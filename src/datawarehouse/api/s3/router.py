@@ -25,7 +25,6 @@ _UNSUPPORTED_BUCKET = (
     "logging",
     "metrics",
     "notification",
-    "object-lock",
     "ownershipControls",
     "policy",
     "policyStatus",
@@ -36,7 +35,7 @@ _UNSUPPORTED_BUCKET = (
     "website",
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
-_UNSUPPORTED_OBJECT = ("acl", "attributes", "legal-hold", "renameObject", "restore", "retention", "select", "torrent")
+_UNSUPPORTED_OBJECT = ("acl", "attributes", "renameObject", "restore", "select", "torrent")
 
 
 # Every operation ``route`` can name (docs/s3-compatibility.md is checked against this list).
@@ -78,6 +77,12 @@ OPERATIONS = (
     "DeleteBucketCors",
     "CorsPreflight",
     "PostObject",
+    "PutObjectLockConfiguration",
+    "GetObjectLockConfiguration",
+    "PutObjectRetention",
+    "GetObjectRetention",
+    "PutObjectLegalHold",
+    "GetObjectLegalHold",
 )
 
 
@@ -147,12 +152,14 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
             ("versions", "ListObjectVersions"),
             ("versioning", "GetBucketVersioning"),
             ("lifecycle", "GetBucketLifecycleConfiguration"),
+            ("object-lock", "GetObjectLockConfiguration"),
         ],
         "PUT": [
             ("cors", "PutBucketCors"),
             ("tagging", "PutBucketTagging"),
             ("versioning", "PutBucketVersioning"),
             ("lifecycle", "PutBucketLifecycleConfiguration"),
+            ("object-lock", "PutObjectLockConfiguration"),
         ],
         "DELETE": [
             ("cors", "DeleteBucketCors"),
@@ -164,6 +171,8 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
     for name, operation in sub.get(method, []):
         if _has(query, name):
             return operation
+    if _has(query, "object-lock"):  # never a DeleteBucket
+        raise method_not_allowed(method, ("GET", "PUT"))
     err = _unsupported(query, _UNSUPPORTED_BUCKET)
     if err is not None:
         raise err
@@ -179,8 +188,21 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
     raise method_not_allowed(method, ("GET", "HEAD", "PUT", "DELETE", "POST"))
 
 
+# Object subresources of GET and PUT (a PUT carrying one is never a PutObject or CopyObject).
+_OBJECT_SUB = {
+    "GET": (("retention", "GetObjectRetention"), ("legal-hold", "GetObjectLegalHold")),
+    "PUT": (("retention", "PutObjectRetention"), ("legal-hold", "PutObjectLegalHold")),
+}
+
+
 def _object_operation(method: str, query: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
     upload = _has(query, "uploadId")
+    if not upload:
+        for name, operation in _OBJECT_SUB.get(method, ()):
+            if _has(query, name):
+                return operation
+        if any(_has(query, name) for name, _ in _OBJECT_SUB["GET"]):  # never a DeleteObject
+            raise method_not_allowed(method, ("GET", "PUT"))
     if method == "PUT":
         if upload:  # the handler refuses a missing or bad partNumber (never a PutObject)
             return "UploadPartCopy" if "x-amz-copy-source" in headers else "UploadPart"

@@ -62,6 +62,7 @@ def load_all() -> None:
         lifecycle,
         listing,
         multipart,
+        objectlock,
         objects,
         post,
         tagging,

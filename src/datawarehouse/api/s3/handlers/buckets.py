@@ -40,8 +40,9 @@ async def create_bucket(ctx: Context) -> Response:
             f"request was sent to ({ctx.region}).",
         )
     storage_class = ctx.request.headers.get("x-amz-storage-class-dwh")
+    lock = ctx.request.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true"
     try:
-        await ctx.offload.run(ctx.warehouse.create_bucket, ctx.bucket, storage_class)
+        await ctx.offload.run(lambda: ctx.warehouse.create_bucket(ctx.bucket, storage_class, object_lock=lock))
     except BucketAlreadyExists:
         # One owner for now: re-creating your own bucket is BucketAlreadyOwnedByYou (409), as S3
         # answers outside us-east-1.

@@ -12,9 +12,15 @@ from urllib.parse import unquote
 
 from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
-from datawarehouse.api.s3.handlers.objects import evaluate_read_conditions, system_metadata, user_metadata
+from datawarehouse.api.s3.handlers.objects import (
+    check_lock_headers,
+    evaluate_read_conditions,
+    system_metadata,
+    user_metadata,
+)
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.objectlock_xml import lock_request
 from datawarehouse.api.s3.xmlmodel import CopyResult
 from datawarehouse.api.s3.xmlrender import render_copy_object_result
 from datawarehouse.errors import InvalidVersionId
@@ -114,6 +120,8 @@ async def copy_object(ctx: Context) -> Response:
             system_meta=system_metadata(headers),
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
+    lock = lock_request(headers)  # a copy's lock is its own, never the source's
+    await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     source: list[ObjectVersion] = []
     version = await ctx.offload.run(
         lambda: ctx.warehouse.copy_object(
@@ -125,6 +133,7 @@ async def copy_object(ctx: Context) -> Response:
             tags=tags,
             source_conditions=copy_source_read(headers, source),
             source_version_id=src_version,
+            lock=lock,
         )
     )
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))

@@ -11,7 +11,13 @@ from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_re
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
-from datawarehouse.api.s3.handlers.objects import announced_size, etag_header, object_spec, stream_into
+from datawarehouse.api.s3.handlers.objects import (
+    announced_size,
+    check_lock_headers,
+    etag_header,
+    object_spec,
+    stream_into,
+)
 from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
@@ -97,6 +103,7 @@ def _checksums_of(meta: dict[str, str]) -> Checksums:
 async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
     spec = object_spec(headers)
+    await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)
     spec["system_meta"] = {**spec["system_meta"], **checksum}
     mp = Multipart(ctx.warehouse)

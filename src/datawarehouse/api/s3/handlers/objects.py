@@ -17,8 +17,10 @@ from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, http_date
+from datawarehouse.api.s3.objectlock_xml import lock_headers, lock_request, missing_lock_configuration
 from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
+from datawarehouse.service.objectlock import lock_enabled
 from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse
 
 MAX_USER_META = 2 * 1024  # S3: user-defined metadata is limited to 2 KB
@@ -59,13 +61,22 @@ def system_metadata(headers: dict[str, str]) -> dict[str, str]:
 
 
 def object_spec(headers: dict[str, str]) -> dict[str, Any]:
-    """What a new object carries from its request headers (PutObject, CreateMultipartUpload)."""
+    """What a new object carries from its request headers (PutObject, CreateMultipartUpload),
+    its object lock (x-amz-object-lock-*) included."""
     return {
         "content_type": headers.get("content-type") or "binary/octet-stream",
         "user_meta": user_metadata(headers),
         "system_meta": system_metadata(headers),
         "tags": header_tags(headers.get("x-amz-tagging")),
+        "lock": lock_request(headers),
     }
+
+
+async def check_lock_headers(ctx: Context, bucket: str, spec: dict[str, Any]) -> None:
+    """A write asking for object lock in a bucket without it: InvalidRequest, as S3 (checked
+    again inside the commit; this only gives the S3 answer)."""
+    if spec.get("lock") is not None and not await ctx.offload.run(lock_enabled, ctx.warehouse, bucket):
+        raise missing_lock_configuration()
 
 
 def announced_size(headers: dict[str, str]) -> int | None:
@@ -106,7 +117,7 @@ def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False)
         resp.header(f"x-amz-meta-{name}", value)
     if v.tags:
         resp.header("x-amz-tagging-count", len(v.tags))
-    return resp
+    return lock_headers(resp, v)
 
 
 # --- PUT -----------------------------------------------------------------------------------------------
@@ -119,6 +130,8 @@ async def put_object(ctx: Context) -> Response:
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
     size = announced_size(headers)
+    spec = object_spec(headers)
+    await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
         # A small body is read first (it is one piece anyway); then opening the upload, the
@@ -126,7 +139,7 @@ async def put_object(ctx: Context) -> Response:
         body = [piece async for piece in reader.pieces()]
 
         def store() -> tuple[ObjectVersion, dict[str, str]]:
-            upload = wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **object_spec(headers))
+            upload = wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **spec)
             try:
                 if conditions:
                     _check_write_conditions(ctx, conditions)
@@ -140,9 +153,7 @@ async def put_object(ctx: Context) -> Response:
 
         version, checksum_meta = await ctx.offload.run(store)
     else:
-        upload = await ctx.offload.run(
-            lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **object_spec(headers))
-        )
+        upload = await ctx.offload.run(lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **spec))
         if conditions:
             try:
                 await ctx.offload.run(_check_write_conditions, ctx, conditions)

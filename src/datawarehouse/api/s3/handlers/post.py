@@ -18,9 +18,10 @@ from python_multipart.multipart import parse_options_header
 from datawarehouse.api.s3 import post_policy
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_post, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
-from datawarehouse.api.s3.handlers.objects import etag_header, system_metadata, user_metadata
+from datawarehouse.api.s3.handlers.objects import check_lock_headers, etag_header, system_metadata, user_metadata
 from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.objectlock_xml import lock_request
 from datawarehouse.api.s3.xml import parse_tagging
 from datawarehouse.api.s3.xmlrender import render_post_response
 from datawarehouse.service.warehouse import MAX_PUT_SIZE
@@ -163,6 +164,8 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
     user_meta = user_metadata(fields)
     system_meta = system_metadata(fields)
     tags = {t.key: t.value for t in parse_tagging(fields["tagging"].encode())} if fields.get("tagging") else {}
+    lock = lock_request(fields)  # x-amz-object-lock-* form fields, as the headers of a PUT
+    await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     wh = ctx.warehouse
     upload = await ctx.offload.run(
         lambda: wh.open_upload(
@@ -172,6 +175,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
             user_meta=user_meta,
             system_meta=system_meta,
             tags=tags,
+            lock=lock,
             max_size=policy.max_size if policy.max_size is not None else MAX_PUT_SIZE,
         )
     )
