@@ -177,3 +177,21 @@ def test_multipart_upload_takes_its_lock_and_rebuild_keeps_it(root: Path, clock:
         assert (again.lock_mode, again.lock_until, again.legal_hold) == (GOVERNANCE, v.lock_until, True)
         with pytest.raises(ObjectLocked):
             wh.delete_object(B, "mp", v.version_id, bypass_governance=True)
+
+
+def test_lifecycle_never_removes_a_locked_version(root: Path, clock: ManualClock) -> None:
+    from datawarehouse.service.lifecycle import SETTING, LifecycleRule, rules_to_json
+    from datawarehouse.service.lifecycle_job import run
+
+    with init_wh(root, clock) as wh:
+        wh.create_bucket(B, object_lock=True)
+        old = put_locked(wh, "doc", b"v1" * 40_000, COMPLIANCE, clock.now() + 10 * DAY)
+        wh.put_object(B, "doc", b"v2")  # v1 becomes noncurrent
+        rule = LifecycleRule("nc", True, noncurrent_days=1)
+        wh.set_bucket_setting(B, SETTING, rules_to_json([rule]))
+        report = run(wh, clock.now() + 3 * DAY)  # due by the rule, but locked
+        assert (report.skipped_locked, report.versions_deleted) == (1, 0)
+        assert wh.open_object(B, "doc", version_id=old.version_id).version.size == 80_000
+        clock.advance(11 * DAY)  # the retention has expired: now the rule applies
+        report = run(wh, clock.now())
+        assert (report.skipped_locked, report.versions_deleted) == (0, 1)

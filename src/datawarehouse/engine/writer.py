@@ -48,7 +48,7 @@ class WrittenData:
 
 _Result = tuple[ChunkId, ChunkRecord | None, set[DiskId]]
 
-FLUSH_EVERY = 256 * 1024 * 1024  # bytes of staged shards between two flushes of a long object
+FLUSH_EVERY = 64 * 1024 * 1024  # bytes of staged shards between two flushes of a long object
 
 
 class _BackgroundMD5:
@@ -128,6 +128,7 @@ class ObjectWriter:
         self._new: list[ChunkRecord] = []
         self._dirty: set[DiskId] = set()
         self._staged_bytes = 0
+        self._flushing: Future[None] | None = None  # the periodic flush in progress, if any
         self._done = False
 
     # --- streaming -----------------------------------------------------------------------------
@@ -177,8 +178,16 @@ class ObjectWriter:
             self._dirty |= dirty
             self._staged_bytes += rec.sealed_size * (rec.k + rec.m) // rec.k
             if self._staged_bytes >= FLUSH_EVERY:
-                self._chunks.flush(self._dirty)
+                # In the background: the pipeline keeps cutting and sealing while the filesystem
+                # syncs. At most one such flush at a time (the next waits for the previous).
+                self._wait_flush()
+                self._flushing = self._pool.submit(self._chunks.flush, self._dirty)
                 self._dirty, self._staged_bytes = set(), 0
+
+    def _wait_flush(self) -> None:
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            flushing.result()
 
     def finish(self) -> WrittenData:
         """Make every new shard durable and describe what was written."""
@@ -197,6 +206,7 @@ class ObjectWriter:
         while self._inflight:
             self._settle_one()
         md5_hex = self._md5.hexdigest()
+        self._wait_flush()
         self._chunks.flush(self._dirty)
         refs = Counter(ref.chunk_id for ref in self._refs)
         return WrittenData(self._size, md5_hex, tuple(self._refs), self._new, refs)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from datawarehouse.errors import DwhError, NotFound
+from datawarehouse.errors import DwhError, NotFound, ObjectLocked
 from datawarehouse.ids import BucketId
 from datawarehouse.meta.repo import VersionSummary
 from datawarehouse.service.lifecycle import (
@@ -84,12 +84,16 @@ def _infos(wh: Warehouse, bucket: str, key: str, rows: list[VersionSummary], tag
     return out
 
 
+def _kept_locked(bucket: str, action: Action, report: LifecycleReport) -> None:
+    report.skipped_locked += 1
+    log.info(
+        "lifecycle %s/%s: version %s kept (locked), rule %r", bucket, action.key, action.version_id, action.rule_id
+    )
+
+
 def _execute(wh: Warehouse, bucket: str, action: Action, report: LifecycleReport) -> None:
     if action.kind == "skip_locked":
-        report.skipped_locked += 1
-        log.info(
-            "lifecycle %s/%s: version %s kept (locked), rule %r", bucket, action.key, action.version_id, action.rule_id
-        )
+        _kept_locked(bucket, action, report)
         return
     try:
         if action.kind == "expire_current":
@@ -101,6 +105,9 @@ def _execute(wh: Warehouse, bucket: str, action: Action, report: LifecycleReport
         else:
             wh.delete_object(bucket, action.key, action.version_id)
             report.markers_removed += 1
+    except ObjectLocked:  # object lock decides, in the same gate every client's delete passes
+        _kept_locked(bucket, action, report)
+        return
     except DwhError as exc:
         report.refused += 1
         log.info("lifecycle %s/%s: %s refused: %s", bucket, action.key, action.kind, exc)
