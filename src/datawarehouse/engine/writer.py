@@ -5,8 +5,8 @@ the S3 server stream through it alike, holding only a few chunks in memory. Chun
 up as they are cut: a known chunk only gains a reference at commit; a new one is written once per
 object even if it repeats. Shards are staged (written without an fsync each) and made durable
 in batches: ``finish`` flushes the disks before anything refers to them, and a long object is
-flushed every ``FLUSH_EVERY`` bytes of shards too (in the background), which bounds the work left for ``finish`` and
-the time a staged shard waits in a temp file.
+flushed every ``FLUSH_EVERY`` bytes of shards too, in the background, which bounds the work left
+for ``finish`` and the time a staged shard waits in a temp file.
 
 Objects up to ``inline_max_size`` are not chunked: they become one sealed frame stored in the
 metadata (and its journal), so a small object costs no shard files at all.
