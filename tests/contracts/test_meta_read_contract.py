@@ -3,36 +3,19 @@ it must agree with ``get_bucket`` + ``get_version`` + ``get_chunks`` read in one
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_meta_contract import D1, T0, add_domain, chunk, cid, disk, make_bucket, pg_test_url, version
+from test_meta_contract import D1, T0, add_domain, chunk, cid, disk, make_bucket, version
 
 from datawarehouse.errors import MetadataError, NoSuchBucket, NoSuchKey
 from datawarehouse.ids import BucketId, DiskId, DomainId, VersionId
 from datawarehouse.meta.repo import ObjectRead
 from datawarehouse.meta.sql import SqlMetaRepo
 from datawarehouse.records import ChunkRecord, ChunkRef, ObjectVersion
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetaRepo]:
-    if request.param == "sqlite":
-        r = SqlMetaRepo.for_sqlite(tmp_path / "meta.sqlite3")
-    else:
-        url = os.environ.get("DWH_TEST_PG_URL")
-        if not url:
-            pytest.skip("set DWH_TEST_PG_URL to run against PostgreSQL")
-        r = SqlMetaRepo(pg_test_url(url))
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def expected(repo: SqlMetaRepo, bucket: str, key: str, head: int) -> ObjectRead:

@@ -228,3 +228,22 @@ def absent(s3: Any, bucket: str, key: str) -> bool:
     except ClientError as err:
         return int(err.response["ResponseMetadata"]["HTTPStatusCode"]) == 404
     return False
+
+
+def browser_post(url: str, fields: dict[str, str], data: bytes, boundary: str = "----dwhform") -> Any:
+    """A browser-style multipart/form-data POST upload (the fields, then the file): the
+    response (its ``headers``), as ``urllib.request.urlopen`` returns it, already read."""
+    import urllib.request
+
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
+    body = "".join(parts).encode() + (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    with urllib.request.urlopen(req) as reply:
+        reply.read()
+        return reply

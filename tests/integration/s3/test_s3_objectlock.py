@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from s3http import assert_s3_error, code, signed
+from s3http import assert_s3_error, browser_post, code, signed
 from s3server import DWH, DwhServer, unique_bucket
 from test_s3_awscli import api, aws
 
@@ -338,7 +338,6 @@ def test_cli_bucket_create_object_lock(dwh_server_factory: Any) -> None:
 
 @pytest.mark.s3op("PostObject", note="x-amz-object-lock-* form fields (covered by the policy)")
 def test_post_upload_takes_its_lock(s3: Any, locked: str) -> None:
-    import urllib.request
 
     moment = soon(2)
     until = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -348,20 +347,7 @@ def test_post_upload_takes_its_lock(s3: Any, locked: str) -> None:
         "x-amz-object-lock-legal-hold": "ON",
     }
     post = s3.generate_presigned_post(locked, "posted", Fields=lock, Conditions=[{k: v} for k, v in lock.items()])
-    boundary = "----dwhobjectlock"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in post["fields"].items()
-    ]
-    body = "".join(parts).encode() + (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
-        + b"posted bytes\r\n"
-        + f"--{boundary}--\r\n".encode()
-    )
-    req = urllib.request.Request(
-        post["url"], data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
-    with urllib.request.urlopen(req) as reply:
-        vid = reply.headers["x-amz-version-id"]
+    vid = browser_post(post["url"], post["fields"], b"posted bytes").headers["x-amz-version-id"]
     head = s3.head_object(Bucket=locked, Key="posted", VersionId=vid)
     assert (head["ObjectLockMode"], head["ObjectLockLegalHoldStatus"]) == ("GOVERNANCE", "ON")
     assert head["ObjectLockRetainUntilDate"] == moment

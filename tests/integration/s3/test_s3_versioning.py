@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from s3http import assert_s3_error, signed
+from s3http import assert_s3_error, browser_post, signed
 from s3server import DwhServer, unique_bucket
 from test_s3_awscli import api
 
@@ -248,24 +248,10 @@ def test_copy_from_a_version(s3: Any, bucket: str) -> None:
 
 @pytest.mark.s3op("PostObject", note="a versioned bucket answers x-amz-version-id")
 def test_post_upload_gets_a_version(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
-    import urllib.request
 
     enable(s3, bucket)
     post = s3.generate_presigned_post(bucket, "posted")
-    boundary = "----dwhversioning"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in post["fields"].items()
-    ]
-    body = "".join(parts).encode() + (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
-        + b"posted bytes\r\n"
-        + f"--{boundary}--\r\n".encode()
-    )
-    req = urllib.request.Request(
-        post["url"], data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
-    with urllib.request.urlopen(req) as reply:
-        vid = reply.headers["x-amz-version-id"]
+    vid = browser_post(post["url"], post["fields"], b"posted bytes").headers["x-amz-version-id"]
     assert vid and vid != "null"
     assert s3.get_object(Bucket=bucket, Key="posted", VersionId=vid)["Body"].read() == b"posted bytes"
 
