@@ -134,7 +134,12 @@ def test_snapshot_survives_rebuild_meta(root: Path, clock: ManualClock) -> None:
 def _dwh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DWH_DATA_DIR": str(root)}
     return subprocess.run(
-        [sys.executable, "-c", "from datawarehouse.cli.main import run; run()", *args], capture_output=True, text=True, env=env, check=False, timeout=120
+        [sys.executable, "-c", "from datawarehouse.cli.main import run; run()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
     )
 
 
