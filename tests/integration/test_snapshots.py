@@ -163,3 +163,28 @@ def test_cli_exit_codes_and_messages(root: Path) -> None:
     assert r.returncode == 2 and "reserved" in r.stderr
     r = _dwh(root, "snapshot", "restore", B, "s1", "--to", "missing")
     assert r.returncode == 4 and "Traceback" not in r.stderr
+
+
+def test_interrupted_create_leaves_a_deletable_incomplete_snapshot(root: Path, clock: ManualClock) -> None:
+    with init_wh(root, clock) as wh:
+        _fill(wh)
+        calls = 0
+        real_commit = wh.engine.commit
+
+        def failing_commit(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 4:  # bucket, record, first object: the second object's commit fails
+                raise RuntimeError("crash")
+            return real_commit(*args, **kwargs)
+
+        wh.engine.commit = failing_commit  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            snapshots.create(wh, B, "half", retain_until=clock.now() + DAY)
+        wh.engine.commit = real_commit  # type: ignore[method-assign]
+        [info] = snapshots.list_snapshots(wh, B)
+        assert not info.complete and info.retain_until is None and info.objects == 1
+        with pytest.raises(InvalidInput, match="incomplete"):
+            snapshots.restore(wh, B, "half")
+        snapshots.delete(wh, B, "half")
+        assert snapshots.list_snapshots(wh, B) == []

@@ -57,7 +57,8 @@ def list_(
     table = Table("bucket", "name", "created", "objects", "retain until", "hold", "view")
     for s in found:
         table.add_row(
-            s.bucket, s.name, _when(s.created_at), str(s.objects), _when(s.retain_until),
+            s.bucket, s.name if s.complete else f"{s.name} (incomplete)", _when(s.created_at), str(s.objects),
+            _when(s.retain_until),
             "on" if s.legal_hold else "off", s.view,
         )  # fmt: skip
     console.print(table)

@@ -11,6 +11,7 @@ snapshot bucket; ``delete`` refuses while retain-until is ahead or the legal hol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class SnapshotInfo:
     retain_until: datetime | None = None
     legal_hold: bool = False
     objects: int = 0
+    complete: bool = True  # False while ``create`` copies (or after a crash in the middle)
 
     @property
     def view(self) -> str:
@@ -52,6 +54,7 @@ class SnapshotInfo:
                 "created_at": self.created_at.isoformat(),
                 "retain_until": self.retain_until.isoformat() if self.retain_until else None,
                 "legal_hold": self.legal_hold,
+                "complete": self.complete,
             },
             sort_keys=True,
         )
@@ -67,6 +70,7 @@ class SnapshotInfo:
             retain_until=datetime.fromisoformat(until) if until else None,
             legal_hold=bool(d.get("legal_hold")),
             objects=objects,
+            complete=bool(d.get("complete", True)),
         )
 
 
@@ -109,7 +113,9 @@ def create(wh: Warehouse, bucket: str, name: str | None = None, retain_until: da
                 break
             after = page[-1].key
     dst = wh.create_bucket(full, domain_id=src.domain_id, snapshot_view=True)
-    info = SnapshotInfo(bucket, name, now, retain_until, False, len(sources))
+    # Recorded first as incomplete and unprotected, so a crash in the middle leaves a snapshot
+    # that ``delete`` removes; retain-until applies once every object is in.
+    info = SnapshotInfo(bucket, name, now, None, False, len(sources), complete=False)
     wh.set_bucket_setting(full, SETTING, info.to_json())
     for source in sources:
         version = copied_version(source, dst, source.key, wh.engine.now(), None)
@@ -121,6 +127,8 @@ def create(wh: Warehouse, bucket: str, name: str | None = None, retain_until: da
             "new_chunks": [],
         }
         wh.engine.commit(_putter(doc), dst.domain_id, doc)
+    info = dataclasses.replace(info, retain_until=retain_until, complete=True)
+    wh.set_bucket_setting(full, SETTING, info.to_json())
     return info
 
 
@@ -160,7 +168,7 @@ def list_snapshots(wh: Warehouse, bucket: str | None = None) -> list[SnapshotInf
 
 def set_legal_hold(wh: Warehouse, bucket: str, name: str, on: bool) -> SnapshotInfo:
     info = get(wh, bucket, name)
-    new = SnapshotInfo(info.bucket, info.name, info.created_at, info.retain_until, on, info.objects)
+    new = dataclasses.replace(info, legal_hold=on)
     wh.set_bucket_setting(info.view, SETTING, new.to_json())
     return new
 
@@ -184,6 +192,8 @@ def restore(wh: Warehouse, bucket: str, name: str, target: str | None = None, pr
     """Copy the snapshot's objects (those under ``prefix``) by reference into ``target``
     (default: the source bucket) as new current versions; returns how many."""
     info = get(wh, bucket, name)
+    if not info.complete:
+        raise InvalidInput(f"snapshot {name!r} of {bucket!r} is incomplete (interrupted create): delete it")
     target = target or bucket
     if is_snapshot_bucket(target):
         raise InvalidInput("snapshots are read-only: restore into a regular bucket")
