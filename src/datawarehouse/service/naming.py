@@ -9,10 +9,13 @@ from datawarehouse.errors import InvalidBucketName, InvalidKey
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
+# Snapshot views are buckets named ``<bucket>--snap--<name>`` (service/snapshots.py): reserved.
+SNAPSHOT_MARK = "--snap--"
 
 
-def check_bucket_name(name: str) -> str:
-    """3-63 characters of lowercase letters, digits, '.' and '-'; no '..', not an IP address."""
+def check_bucket_name(name: str, *, allow_snapshot: bool = False) -> str:
+    """3-63 characters of lowercase letters, digits, '.' and '-'; no '..', not an IP address;
+    no ``--snap--`` (reserved for snapshot views) unless ``allow_snapshot``."""
     if not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
         raise InvalidBucketName(
             "bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
@@ -25,6 +28,8 @@ def check_bucket_name(name: str) -> str:
         raise InvalidBucketName("bucket name: must not look like an IP address")
     if name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
         raise InvalidBucketName("bucket name: reserved prefix or suffix")
+    if SNAPSHOT_MARK in name and not allow_snapshot:
+        raise InvalidBucketName(f"bucket name: {SNAPSHOT_MARK!r} is reserved for snapshots")
     return name
 
 

@@ -207,10 +207,12 @@ class Warehouse:
         domain_id: DomainId = DEFAULT_DOMAIN,
         *,
         object_lock: bool = False,
+        snapshot_view: bool = False,
     ) -> BucketRecord:
         """``object_lock``: the bucket is created with object lock enabled, hence versioning
-        Enabled (both settings are part of the journaled creation)."""
-        check_bucket_name(name)
+        Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
+        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name."""
+        check_bucket_name(name, allow_snapshot=snapshot_view)
         sc = None
         if storage_class:
             sc = parse_storage_class(storage_class, len(self.engine.disks.active()))

@@ -34,17 +34,22 @@ from datawarehouse.api.s3.http import (
     error_response,
     send_response,
 )
-from datawarehouse.api.s3.router import route
+from datawarehouse.api.s3.router import OPERATIONS, route
 from datawarehouse.api.s3.sigv4 import SignedRequest, verify_request
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
-from datawarehouse.service.naming import MAX_KEY_BYTES
+from datawarehouse.service.naming import MAX_KEY_BYTES, SNAPSHOT_MARK
 from datawarehouse.service.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 # Operations an unauthenticated request may reach (they check their own rules).
 ANONYMOUS_OK = frozenset({"CorsPreflight", "PostObject"})
+# What a snapshot view (a ``<bucket>--snap--<name>`` bucket) answers; every other operation on
+# it is refused (CreateBucket goes on to the handler, which refuses the reserved name).
+SNAPSHOT_OK = frozenset(
+    {op for op in OPERATIONS if op.startswith(("Get", "Head", "List"))} | {"CorsPreflight", "CreateBucket"}
+)
 # Request ids: unique, not secret (S3's are neither). A random start and a counter: no system
 # call per request (os.urandom releases the GIL, and the event loop then waits to get it back).
 _REQUEST_IDS = itertools.count(secrets.randbits(63))
@@ -110,6 +115,8 @@ class S3App:
             raise access_denied("Anonymous access is not allowed; sign the request")
         if auth is not None and auth.session_token is not None:
             raise access_denied("This server issues no temporary credentials")
+        if endpoint.bucket and SNAPSHOT_MARK in endpoint.bucket and endpoint.operation not in SNAPSHOT_OK:
+            raise access_denied("snapshots are read-only")
         if endpoint.key is not None and len(endpoint.key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise key_too_long(MAX_KEY_BYTES)
         handler = HANDLERS.get(endpoint.operation)

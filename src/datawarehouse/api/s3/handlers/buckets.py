@@ -10,6 +10,7 @@ from datawarehouse.api.s3.xml import parse_create_bucket_configuration
 from datawarehouse.api.s3.xmlmodel import BucketSummary, ListAllMyBucketsResult, Owner
 from datawarehouse.api.s3.xmlrender import render_list_all_my_buckets, render_location_constraint
 from datawarehouse.errors import BucketAlreadyExists
+from datawarehouse.service.naming import SNAPSHOT_MARK
 
 MAX_CONFIG_SIZE = 64 * 1024
 
@@ -22,6 +23,7 @@ def owner(ctx: Context) -> Owner:
 @handles("ListBuckets")
 async def list_buckets(ctx: Context) -> Response:
     buckets = await ctx.offload.run(ctx.warehouse.list_buckets)
+    buckets = [b for b in buckets if SNAPSHOT_MARK not in b.name]  # snapshot views are hidden
     result = ListAllMyBucketsResult(
         owner=owner(ctx),
         buckets=tuple(BucketSummary(b.name, b.created_at, ctx.region) for b in buckets),
