@@ -163,6 +163,14 @@ def test_cli_exit_codes_and_messages(root: Path) -> None:
     assert r.returncode == 2 and "reserved" in r.stderr
     r = _dwh(root, "snapshot", "restore", B, "s1", "--to", "missing")
     assert r.returncode == 4 and "Traceback" not in r.stderr
+    # The admin commands that write objects or delete buckets refuse a snapshot view too.
+    for args in (("rm", "photos--snap--s1/a"), ("bucket", "delete", "photos--snap--s1")):
+        r = _dwh(root, *args)
+        assert r.returncode == 5 and "read-only" in r.stderr and "Traceback" not in r.stderr, args
+    src = root.parent / "src.txt"
+    src.write_text("x")
+    r = _dwh(root, "put", str(src), "photos--snap--s1/new")
+    assert r.returncode == 5 and "read-only" in r.stderr
 
 
 def test_interrupted_create_leaves_a_deletable_incomplete_snapshot(root: Path, clock: ManualClock) -> None:

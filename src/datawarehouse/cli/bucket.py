@@ -17,6 +17,7 @@ from datawarehouse.cli.common import (
     open_warehouse,
 )
 from datawarehouse.errors import InvalidInput
+from datawarehouse.service import snapshots
 from datawarehouse.service.quota import Quota
 from datawarehouse.service.warehouse import Warehouse
 
@@ -65,6 +66,7 @@ def print_buckets(wh: Warehouse) -> None:
 @handle_errors
 def delete(name: str, data_dir: DataDirOpt = DEFAULT_DATA_DIR) -> None:
     """Delete an empty bucket."""
+    snapshots.refuse_write(name)
     with open_warehouse(data_dir) as wh:
         wh.delete_bucket(name)
     console.print(f"deleted bucket {name}")

@@ -13,6 +13,7 @@ from rich.table import Table
 from datawarehouse.cli.bucket import print_buckets
 from datawarehouse.cli.common import DEFAULT_DATA_DIR, DataDirOpt, console, handle_errors, open_warehouse, split_target
 from datawarehouse.errors import NoSuchBucket, NoSuchKey
+from datawarehouse.service import snapshots
 
 DEFAULT_BUCKET = "default"
 
@@ -28,6 +29,7 @@ def put(
 ) -> None:
     """Store a file (creates the data directory and the bucket on first use)."""
     bucket, key = split_target(target or source.name, DEFAULT_BUCKET)
+    snapshots.refuse_write(bucket)
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     with open_warehouse(data_dir, create=True) as wh:
         try:
@@ -97,6 +99,7 @@ def rm(
     chunks stay while another version uses them. Object lock applies as to any client: a locked
     version is refused (exit code 5)."""
     bucket, key = split_target(target, DEFAULT_BUCKET)
+    snapshots.refuse_write(bucket)
     with open_warehouse(data_dir) as wh:
         outcome = wh.delete_object(bucket, key, version_id)
         if not outcome:

@@ -29,7 +29,15 @@ SETTING = "snapshot"
 
 
 class SnapshotProtected(Conflict):
-    """A snapshot under legal hold or before its retain-until date cannot be deleted."""
+    """A snapshot under legal hold or before its retain-until date cannot be deleted, and a
+    snapshot view is never written to except through this module."""
+
+
+def refuse_write(bucket: str) -> None:
+    """For the admin commands that write objects or delete buckets (the S3 layer has its own
+    check): a snapshot view is read-only; ``dwh snapshot delete`` is the way to remove one."""
+    if is_snapshot_bucket(bucket):
+        raise SnapshotProtected(f"bucket {bucket!r} is a snapshot view: read-only (use dwh snapshot delete)")
 
 
 @dataclass(frozen=True)
