@@ -119,3 +119,41 @@ def test_rules_applied_by_the_job(dwh_server_factory: Callable[..., DwhServer]) 
     assert s3.list_multipart_uploads(Bucket="lc-job").get("Uploads", []) == []
     server.stop()
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.s3op("PutBucketLifecycleConfiguration", note="lifecycle never removes a version object lock protects")
+def test_lifecycle_keeps_locked_versions(dwh_server_factory: Callable[..., DwhServer]) -> None:
+    server = dwh_server_factory()
+    s3: Any = server.boto3_client()
+    s3.create_bucket(Bucket="lc-locked", ObjectLockEnabledForBucket=True)
+    until = datetime.now(UTC) + timedelta(days=30)
+    old = s3.put_object(
+        Bucket="lc-locked", Key="doc", Body=b"v1", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until
+    )["VersionId"]
+    s3.put_object(Bucket="lc-locked", Key="doc", Body=b"v2")  # v1 becomes noncurrent
+    rules = {
+        "Rules": [{"ID": "nc", "Status": "Enabled", "Filter": {}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]
+    }
+    s3.put_bucket_lifecycle_configuration(Bucket="lc-locked", LifecycleConfiguration=rules)
+    server.stop()
+
+    def run_at(moment: datetime) -> dict[str, Any]:
+        result = subprocess.run(
+            [str(DWH), "lifecycle", "run", "--at", moment.isoformat(), "--json", "--data-dir", str(server.data_dir)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    report = run_at(datetime.now(UTC) + timedelta(days=10))  # due by the rule, still locked
+    assert report["kept_locked"] == 1 and report["versions_deleted"] == 0
+    server.start()
+    s3 = server.boto3_client()
+    assert s3.get_object(Bucket="lc-locked", Key="doc", VersionId=old)["Body"].read() == b"v1"
+    server.stop()
+    # ``--at`` moves only the rules' clock: the lock is judged by the server's clock, so naming a
+    # time after the retain-until date does not get past it (the service test with an injected
+    # clock shows the version goes once the retention has really passed).
+    report = run_at(until + timedelta(days=1))
+    assert report["kept_locked"] == 1 and report["versions_deleted"] == 0
+    assert "Traceback" not in server.log()
