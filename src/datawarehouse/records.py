@@ -212,7 +212,7 @@ class ObjectVersion:
     # Object lock (WORM): retention mode (GOVERNANCE / COMPLIANCE) until an instant, legal hold.
     lock_mode: str | None = None
     lock_until: datetime | None = None
-    legal_hold: bool = False
+    legal_hold: bool | None = None  # None: never set (S3 tells that from OFF)
 
     @property
     def s3_version_id(self) -> str:

@@ -168,7 +168,7 @@ def test_multipart_upload_takes_its_lock_and_rebuild_keeps_it(root: Path, clock:
         part = mp.open_part(B, "plain", plain.upload_id, 1)
         part.write(b"p")
         unlocked = mp.complete(B, "plain", plain.upload_id, [CompletedPart(1, part.finish({}).etag)])
-        assert (unlocked.lock_mode, unlocked.legal_hold) == (None, False)
+        assert (unlocked.lock_mode, unlocked.legal_hold) == (None, None)  # never set
     for name in ("meta.sqlite3", "meta.sqlite3-wal", "meta.sqlite3-shm"):
         (root / "meta" / name).unlink(missing_ok=True)
     rebuild_meta(root, catalog.replay)

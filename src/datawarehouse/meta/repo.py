@@ -189,7 +189,7 @@ class MetaTx(Protocol):
         version_id: VersionId,
         mode: str | None,
         until: datetime | None,
-        legal_hold: bool,
+        legal_hold: bool | None,
     ) -> None:
         """Set a version's retention and legal hold. Raise ``NoSuchKey`` if it does not exist."""
         ...

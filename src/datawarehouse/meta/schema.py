@@ -174,7 +174,7 @@ object_versions = sa.Table(
     # object lock: retention (mode GOVERNANCE/COMPLIANCE until an instant) and legal hold
     sa.Column("lock_mode", sa.String(16), nullable=True),
     sa.Column("lock_until", UTCDateTime, nullable=True),
-    sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("legal_hold", sa.Boolean, nullable=True),  # NULL: never set
     sa.UniqueConstraint("version_id"),
     # point lookups of a key's latest version, and the versions of one key
     sa.Index(None, "bucket_id", "key", "is_latest"),

@@ -173,7 +173,7 @@ def _version(row: sa.Row[Any], chunks: tuple[ChunkRef, ...]) -> ObjectVersion:
         null_version=bool(row.is_null),
         lock_mode=row.lock_mode,
         lock_until=row.lock_until,
-        legal_hold=bool(row.legal_hold),
+        legal_hold=None if row.legal_hold is None else bool(row.legal_hold),
     )
 
 

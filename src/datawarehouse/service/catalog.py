@@ -109,7 +109,7 @@ def version_from_doc(d: dict[str, Any]) -> ObjectVersion:
             null_version=bool(d.get("null", True)),
             lock_mode=lock.get("mode"),
             lock_until=datetime.fromisoformat(lock["until"]) if lock.get("until") else None,
-            legal_hold=bool(lock.get("hold", False)),
+            legal_hold=None if lock.get("hold") is None else bool(lock["hold"]),
         )
     except (KeyError, TypeError, ValueError, InvalidInput) as exc:  # InvalidInput: a bad EC or chunker
         raise CorruptFrame(f"journal: malformed object version ({exc.__class__.__name__})") from exc
@@ -233,7 +233,9 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
             pass
     elif not doc.get("null_decided"):  # decided by the writer when it was journaled first
         null = tx.get_bucket_setting(v.bucket_id, VERSIONING_SETTING) != VERSIONING_ENABLED
-        mode, until, hold = None, None, False
+        mode: str | None = None
+        until: datetime | None = None
+        hold: bool | None = None
         if not v.is_delete_marker:
             from datawarehouse.service import objectlock
 

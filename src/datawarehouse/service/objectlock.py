@@ -146,20 +146,20 @@ def put_config(wh: Warehouse, bucket: str, rule: DefaultRetention | None) -> Non
 
 def lock_for_write(
     tx: MetaTx, bucket_id: BucketId, request: LockRequest, at: datetime
-) -> tuple[str | None, datetime | None, bool]:
+) -> tuple[str | None, datetime | None, bool | None]:
     """(mode, until, legal hold) of a new version: what the write asks for, else the bucket's
     default retention. Asking for lock on a bucket without it is refused."""
     config = config_of(tx, bucket_id)
     if config is None or not config.enabled:
         if not request.empty:
             raise InvalidBucketState("Bucket is missing Object Lock Configuration")
-        return None, None, False
+        return None, None, None
     mode, until = request.mode, request.until
     if mode is not None and until is not None and until <= at:
         raise InvalidInput("The retain until date must be in the future")
     if mode is None and config.rule is not None:
         mode, until = config.rule.mode, config.rule.until(at)
-    return mode, until, bool(request.legal_hold)
+    return mode, until, request.legal_hold
 
 
 def check_removable(tx: MetaTx, v: ObjectVersion, now: datetime, bypass_governance: bool) -> None:

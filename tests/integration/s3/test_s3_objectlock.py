@@ -244,6 +244,10 @@ def test_legal_hold_blocks_deletion_until_removed(dwh_server: DwhServer, s3: Any
     assert (status(exc), code(exc)) == (403, "AccessDenied")
     s3.put_object_legal_hold(Bucket=locked, Key="l", VersionId=vid, LegalHold={"Status": "OFF"})
     assert s3.get_object_legal_hold(Bucket=locked, Key="l", VersionId=vid)["LegalHold"] == {"Status": "OFF"}
+    never = s3.put_object(Bucket=locked, Key="never-held", Body=b"n")["VersionId"]
+    with pytest.raises(ClientError) as exc:  # never set: no legal hold configuration at all (not OFF)
+        s3.get_object_legal_hold(Bucket=locked, Key="never-held", VersionId=never)
+    assert code(exc) == "NoSuchObjectLockConfiguration"
     assert "ObjectLockLegalHoldStatus" not in s3.head_object(Bucket=locked, Key="l")
     s3.delete_object(Bucket=locked, Key="l", VersionId=vid)
 

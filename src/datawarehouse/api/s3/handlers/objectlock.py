@@ -100,4 +100,6 @@ async def put_legal_hold(ctx: Context) -> Response:
 async def get_legal_hold(ctx: Context) -> Response:
     version_id = requested_version(ctx)
     v = await ctx.offload.run(_locked_version, ctx.warehouse, ctx.bucket, ctx.key, version_id)
+    if v.legal_hold is None:  # never set on this version (OFF is an answer only once set)
+        raise s3_error("NoSuchObjectLockConfiguration")
     return xml_response(render_legal_hold(v))

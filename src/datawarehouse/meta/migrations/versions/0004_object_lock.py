@@ -26,7 +26,7 @@ def upgrade() -> None:
     # plain ADD COLUMNs (nullable, or a constant default): no table rebuild on SQLite
     op.add_column("object_versions", sa.Column("lock_mode", sa.String(16), nullable=True))
     op.add_column("object_versions", sa.Column("lock_until", sa.DateTime(timezone=True), nullable=True))
-    op.add_column("object_versions", sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column("object_versions", sa.Column("legal_hold", sa.Boolean, nullable=True))  # NULL: never set
 
 
 def downgrade() -> None:
