@@ -15,6 +15,8 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
+
 from datawarehouse.cli.common import EXIT_CODES, exit_code
 from datawarehouse.config import load_config
 from datawarehouse.errors import (
@@ -296,3 +298,22 @@ def test_passphrase_data_dir(dwh, data_dir: Path) -> None:
     dwh("get", "default/k", env={"DWH_PASSPHRASE": "not the passphrase"}).assert_error(77, "passphrase")
     r = dwh("get", "default/k", env=good)
     assert (r.rc, r.out) == (0, b"secret stuff")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1048576), ("500MB", 500 * 10**6), ("10GiB", 10 * 2**30), ("1.5 tb", 15 * 10**11), ("2k", 2000)],
+)
+def test_parse_size_units(text: str, size: int) -> None:
+    from datawarehouse.cli.common import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "ten", "5 XB", "-3", "1e", "MiB"])
+def test_parse_size_refuses_what_is_not_a_size(text: str) -> None:
+    from datawarehouse.cli.common import parse_size
+    from datawarehouse.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="not a size"):
+        parse_size(text)

@@ -15,6 +15,7 @@ from datawarehouse.cli.common import (
     handle_errors,
     human_size,
     open_warehouse,
+    parse_size,
 )
 from datawarehouse.errors import InvalidInput
 from datawarehouse.service import snapshots
@@ -70,24 +71,6 @@ def delete(name: str, data_dir: DataDirOpt = DEFAULT_DATA_DIR) -> None:
     with open_warehouse(data_dir) as wh:
         wh.delete_bucket(name)
     console.print(f"deleted bucket {name}")
-
-
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 10**6, "MB": 10**6, "MIB": 1024**2,
-          "G": 10**9, "GB": 10**9, "GIB": 1024**3, "T": 10**12, "TB": 10**12, "TIB": 1024**4}  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    """``10GiB``, ``500MB``, ``1.5TiB`` or plain bytes."""
-    raw = text.strip().upper().replace(" ", "")
-    number = raw.rstrip("KMGTIB")
-    unit = raw[len(number) :]
-    try:
-        value = float(number)
-    except ValueError:
-        raise InvalidInput(f"not a size: {text!r} (examples: 500MB, 10GiB, 1048576)") from None
-    if unit not in _UNITS or value < 0:
-        raise InvalidInput(f"not a size: {text!r} (examples: 500MB, 10GiB, 1048576)")
-    return int(value * _UNITS[unit])
 
 
 @app.command("quota")

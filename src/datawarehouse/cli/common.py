@@ -118,3 +118,22 @@ def human_size(size: float) -> str:
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 10**6, "MB": 10**6, "MIB": 1024**2,
+          "G": 10**9, "GB": 10**9, "GIB": 1024**3, "T": 10**12, "TB": 10**12, "TIB": 1024**4}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """``10GiB``, ``500MB``, ``1.5TiB`` or plain bytes (K/M/G/T decimal, KiB/MiB/GiB/TiB binary),
+    for every command that takes a size (``bucket quota``, ``scrub --rate``)."""
+    raw = text.strip().upper().replace(" ", "")
+    number = raw.rstrip("KMGTIB")
+    unit = raw[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        raise errors.InvalidInput(f"not a size: {text!r} (examples: 500MB, 10GiB, 1048576)") from None
+    if unit not in _UNITS or value < 0:
+        raise errors.InvalidInput(f"not a size: {text!r} (examples: 500MB, 10GiB, 1048576)")
+    return int(value * _UNITS[unit])

@@ -16,11 +16,13 @@ from datawarehouse.cli.common import (
     handle_errors,
     human_size,
     open_warehouse,
+    parse_size,
 )
 from datawarehouse.engine import gc as gc_mod
 from datawarehouse.engine import rebalance as rebalance_mod
 from datawarehouse.engine import scrub as scrub_mod
 from datawarehouse.engine.diskops import persist_disk_errors
+from datawarehouse.errors import InvalidInput
 
 
 def _progress() -> Progress:
@@ -37,17 +39,10 @@ def _progress() -> Progress:
 def _parse_rate(rate: str | None) -> float | None:
     if not rate:
         return None
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    text = rate.strip().lower().removesuffix("/s").removesuffix("b").removesuffix("i")
-    mult = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
     try:
-        value = float(number) * mult
-    except ValueError:
-        from datawarehouse.errors import InvalidInput
-
-        raise InvalidInput(f"--rate {rate!r}: expected a number of bytes/s such as 50M") from None
-    return value
+        return float(parse_size(rate.strip().removesuffix("/s")))
+    except InvalidInput:
+        raise InvalidInput(f"--rate {rate!r}: expected a number of bytes/s such as 50M or 50MiB") from None
 
 
 @handle_errors
