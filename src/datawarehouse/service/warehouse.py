@@ -167,11 +167,11 @@ class Warehouse:
         self._bucket_cache: dict[str, BucketRecord] = {}
         self._bucket_generation = 0
         self._bucket_lock = threading.Lock()
-        # Quotas by bucket id (None: no quota), read once; every change goes through
-        # set_bucket_setting, which forgets the entry.
-        self._quotas: dict[int, quota.Quota | None] = {}
-        # Settings documents by (bucket id, name), for hot-path decisions (versioning state).
+        # Settings documents by (bucket id, name), for hot-path decisions (versioning state,
+        # quota). Every change goes through set_bucket_setting, which forgets the entry and bumps
+        # ``_settings_generation`` so that a read racing with the change is not cached.
         self._settings: dict[tuple[int, str], str | None] = {}
+        self._settings_generation = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -284,8 +284,8 @@ class Warehouse:
         with self._bucket_lock:
             self._bucket_generation += 1
             self._bucket_cache.clear()
-            self._quotas.clear()  # a bucket id may be reused by a new bucket
-            self._settings.clear()
+            self._settings_generation += 1
+            self._settings.clear()  # a bucket id may be reused by a new bucket
 
     def storage_class_for(self, bucket: BucketRecord, override: str | None = None) -> StorageClass:
         count = len(self.engine.disks.active())
@@ -478,17 +478,23 @@ class Warehouse:
                 lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, lambda: doc
             )
         finally:
-            self._quotas.pop(rec.bucket_id, None)
-            self._settings.pop((rec.bucket_id, name), None)
+            with self._bucket_lock:
+                self._settings_generation += 1
+                self._settings.pop((rec.bucket_id, name), None)
 
     def bucket_setting_cached(self, rec: BucketRecord, name: str) -> str | None:
         """A settings document read once and kept (every change goes through
         ``set_bucket_setting``, which forgets it)."""
         slot = (rec.bucket_id, name)
-        if slot not in self._settings:
-            with self._read() as tx:
-                self._settings[slot] = tx.get_bucket_setting(rec.bucket_id, name)
-        return self._settings[slot]
+        if slot in self._settings:
+            return self._settings[slot]
+        generation = self._settings_generation
+        with self._read() as tx:
+            value: str | None = tx.get_bucket_setting(rec.bucket_id, name)
+        with self._bucket_lock:
+            if generation == self._settings_generation:
+                self._settings[slot] = value
+        return value
 
     # --- quotas and usage ----------------------------------------------------------------------
 
@@ -498,11 +504,8 @@ class Warehouse:
         self.set_bucket_setting(bucket, quota.SETTING, value)
 
     def quota_for(self, rec: BucketRecord) -> quota.Quota | None:
-        if rec.bucket_id not in self._quotas:
-            with self._read() as tx:
-                value = tx.get_bucket_setting(rec.bucket_id, quota.SETTING)
-            self._quotas[rec.bucket_id] = quota.Quota.from_json(value) if value else None
-        return self._quotas[rec.bucket_id]
+        value = self.bucket_setting_cached(rec, quota.SETTING)
+        return quota.Quota.from_json(value) if value else None
 
     def check_quota_room(self, rec: BucketRecord, *, add_bytes: int, add_objects: int) -> None:
         """Refuse, before any data is stored, a write that cannot fit the bucket's quota."""

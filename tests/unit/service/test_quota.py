@@ -134,3 +134,29 @@ def test_quota_is_journaled_and_cleared(tmp_path: Path, wh: Warehouse) -> None:
 def test_negative_limits_are_refused() -> None:
     with pytest.raises(InvalidInput):
         Quota(max_bytes=-1)
+
+
+def test_a_setting_changed_while_it_is_read_is_not_cached(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quota set between another thread's read of the old value and its caching must win:
+    the stale read is returned once but not kept."""
+    from contextlib import contextmanager
+
+    rec = wh.get_bucket(B)
+    real_read = wh._read
+    raced = []
+
+    @contextmanager
+    def racing_read():  # type: ignore[no-untyped-def]
+        with real_read() as tx:
+            yield tx
+        if not raced:
+            raced.append(True)
+            monkeypatch.setattr(wh, "_read", real_read)
+            wh.set_bucket_quota(B, Quota(max_objects=1))  # lands after the read, before caching
+
+    monkeypatch.setattr(wh, "_read", racing_read)
+    assert wh.quota_for(rec) is None  # what was read
+    assert wh.quota_for(rec) == Quota(max_objects=1)  # not the stale value
+    put(wh, "a", b"1")
+    with pytest.raises(QuotaExceeded):
+        put(wh, "b", b"2")
