@@ -16,12 +16,12 @@ from xml.etree.ElementTree import Element, SubElement
 
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented
 from datawarehouse.api.s3.xml import (
-    _check_tag,
-    _int,
+    check_tag,
     child_text,
     children,
     local_name,
     parse_document,
+    parse_int,
     required_text,
 )
 from datawarehouse.api.s3.xmlrender import s3_root, to_document
@@ -32,14 +32,14 @@ MAX_ID_CHARS: Final = 255
 
 
 def _positive(text: str, name: str) -> int:
-    value = _int(text, lambda: invalid_argument(f"'{name}' must be a positive integer", name=name, value=text))
+    value = parse_int(text, lambda: invalid_argument(f"'{name}' must be a positive integer", name=name, value=text))
     if value <= 0:
         raise invalid_argument(f"'{name}' for lifecycle rules must be a positive integer", name=name, value=text)
     return value
 
 
 def _non_negative(text: str, name: str) -> int:
-    value = _int(text, lambda: invalid_argument(f"'{name}' must be an integer", name=name, value=text))
+    value = parse_int(text, lambda: invalid_argument(f"'{name}' must be an integer", name=name, value=text))
     if value < 0:
         raise invalid_argument(f"'{name}' must not be negative", name=name, value=text)
     return value
@@ -62,7 +62,7 @@ def _date(text: str) -> datetime:
 
 def _tag(element: Element) -> tuple[str, str]:
     key, value = required_text(element, "Key"), required_text(element, "Value")
-    _check_tag(key, value)
+    check_tag(key, value)
     return key, value
 
 

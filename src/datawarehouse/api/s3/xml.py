@@ -93,7 +93,7 @@ def _texts(parent: Element, name: str) -> tuple[str, ...]:
     return tuple((child.text or "").strip() for child in children(parent, name))
 
 
-def _int(text: str, error: Callable[[], S3Error]) -> int:
+def parse_int(text: str, error: Callable[[], S3Error]) -> int:
     stripped = text.strip()
     if not _INTEGER.fullmatch(stripped):
         raise error()
@@ -162,7 +162,7 @@ def parse_complete_multipart_upload(body: bytes, *, limit: int = DEFAULT_BODY_LI
         raise malformed_xml()
     parts: list[CompletedPart] = []
     for element in elements:
-        number = _int(required_text(element, "PartNumber"), _part_number_error)
+        number = parse_int(required_text(element, "PartNumber"), _part_number_error)
         if not 1 <= number <= MAX_PARTS:
             raise _part_number_error()
         if parts and number <= parts[-1].part_number:
@@ -180,7 +180,7 @@ def _tag_char_ok(char: str) -> bool:
     return char.isalnum() or char.isspace() or char in "+-=._:/@"
 
 
-def _check_tag(key: str, value: str) -> None:
+def check_tag(key: str, value: str) -> None:
     if not key or len(key) > MAX_TAG_KEY_CHARS:
         raise s3_error("InvalidTag", f"The TagKey you have provided is invalid (1 to {MAX_TAG_KEY_CHARS} characters).")
     if len(value) > MAX_TAG_VALUE_CHARS:
@@ -206,7 +206,7 @@ def parse_tagging(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT, max_tags: int
     seen: set[str] = set()
     for element in elements:
         tag = Tag(key=required_text(element, "Key"), value=required_text(element, "Value"))
-        _check_tag(tag.key, tag.value)
+        check_tag(tag.key, tag.value)
         if tag.key in seen:
             raise s3_error("InvalidTag", "Cannot provide multiple Tags with the same key")
         seen.add(tag.key)
@@ -241,7 +241,7 @@ def _cors_rule(element: Element) -> CorsRule:
     rule_id = child_text(element, "ID")
     if rule_id is not None and len(rule_id) > 255:
         raise malformed_xml()
-    age = _int(max_age, malformed_xml) if max_age is not None else None
+    age = parse_int(max_age, malformed_xml) if max_age is not None else None
     if age is not None and age < 0:
         raise malformed_xml()
     return CorsRule(

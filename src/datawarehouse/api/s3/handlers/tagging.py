@@ -10,8 +10,7 @@ from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, xml_response
-from datawarehouse.api.s3.xml import _check_tag as check_tag
-from datawarehouse.api.s3.xml import parse_tagging
+from datawarehouse.api.s3.xml import check_tag, parse_tagging
 from datawarehouse.api.s3.xmlmodel import Tag
 from datawarehouse.api.s3.xmlrender import render_tagging
 
