@@ -70,6 +70,10 @@ class NoSuchBucket(NotFound):
     pass
 
 
+class NoSuchTenant(NotFound):
+    pass
+
+
 class NoSuchKey(NotFound):
     pass
 

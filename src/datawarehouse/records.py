@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from datawarehouse.errors import InvalidStorageClass
-from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.ids import DEFAULT_TENANT, BucketId, ChunkId, DiskId, DomainId, TenantId, VersionId
 
 MAX_SHARDS = 32
 
@@ -180,9 +180,10 @@ class ChunkRef:
 class BucketRecord:
     bucket_id: BucketId
     domain_id: DomainId
-    name: str
+    name: str  # unique within its tenant (ids.split_bucket_name for the qualified form)
     created_at: datetime
     storage_class: StorageClass | None = None  # None: the data directory's default
+    tenant_id: TenantId = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)

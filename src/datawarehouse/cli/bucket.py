@@ -56,7 +56,7 @@ def print_buckets(wh: Warehouse) -> None:
     table = Table("bucket", "created", "storage class")
     for b in wh.list_buckets():
         table.add_row(
-            b.name,
+            wh.qualified_name(b),
             b.created_at.isoformat(timespec="seconds"),
             str(b.storage_class or wh.engine.default_storage_class()),
         )

@@ -8,7 +8,7 @@ after the chunk start (it looks at ``min(remaining, max_size)`` bytes and nothin
 computed while at least ``max_size`` bytes are buffered is exactly the cut a one-shot pass over
 the whole input would make, and a shorter remainder is only cut at :meth:`FastCDC.finish`.
 The chunks returned are therefore the same however the input is split across :meth:`feed`
-calls, and at most about ``max_size`` plus one fed block is ever buffered.
+calls, and at most about ``2 * max_size`` plus one fed block is ever buffered.
 
 pyfastcdc's range limits are narrower than :class:`ChunkerParams` allows (avg 256 B-4 MiB,
 min 64 B-1 MiB, max 1 KiB-16 MiB); parameters outside them are refused with ``InvalidInput``.
@@ -40,68 +40,74 @@ def _check_supported(params: ChunkerParams) -> None:
 class FastCDC:
     """Push-style streaming chunker: ``feed`` blocks, collect the chunks that became final.
 
+    Input is buffered as a list of blocks and joined into one ``bytes`` only when at least
+    ``max_size + batch`` bytes are pending; every chunk that can be cut then is returned as a
+    read-only ``memoryview`` into that joined buffer (no copy), and the uncut tail (under
+    ``max_size`` bytes) is carried to the next join. Each byte is therefore copied about
+    ``1 + max/(max+batch)`` times instead of once per fed block: the chunker runs on the caller's
+    thread with the GIL held, so its copies cap a whole PUT. The views keep their joined buffer
+    alive until the caller drops them (at most about ``2 * max_size + batch`` bytes per stream).
+
     Not thread-safe; use one per stream.
     """
 
-    def __init__(self, params: ChunkerParams) -> None:
+    def __init__(self, params: ChunkerParams, *, batch: int | None = None) -> None:
         _check_supported(params)
         self.params = params
         self._cdc = _CythonFastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
         self._max = params.max_size
-        # Bytes after the last emitted chunk. A bytearray because deleting from its front is O(1)
-        # in CPython (it advances a start offset) and appending is amortised O(1).
-        self._buf = bytearray()
+        self._batch = params.max_size if batch is None else max(0, batch)
+        self._pending: list[bytes | memoryview] = []  # immutable blocks (bytes, or views into them)
+        self._pending_size = 0
         self._finished = False
 
-    def feed(self, data: bytes | memoryview) -> list[bytes]:
-        """Add ``data``; return the chunks that no later input can change (possibly none)."""
+    def feed(self, data: bytes | bytearray | memoryview) -> list[memoryview]:
+        """Add ``data``; return the chunks that no later input can change (possibly none).
+
+        ``bytes`` are kept by reference; anything mutable is copied, since the caller may reuse
+        its buffer after this returns.
+        """
         if self._finished:
             raise InvalidInput("chunker: feed() after finish()")
         if not data:
             return []
-        if self._buf:
-            self._buf += data
-            chunks, used = self._cut(self._buf, final=False)
-            del self._buf[:used]
-            return chunks
-        # Nothing pending: cut straight from the caller's buffer and copy only the tail.
-        chunks, used = self._cut(data, final=False)
-        with memoryview(data) as view:
-            self._buf += view[used:]
-        return chunks
+        block = data if isinstance(data, bytes) else bytes(data)
+        self._pending.append(block)
+        self._pending_size += len(block)
+        if self._pending_size < self._max + self._batch:
+            return []
+        return self._cut_pending(final=False)
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> list[memoryview]:
         """End of input: cut what is left (empty input gives no chunks)."""
         if self._finished:
             return []
         self._finished = True
-        chunks, _ = self._cut(self._buf, final=True)
-        self._buf = bytearray()
+        chunks = self._cut_pending(final=True) if self._pending_size else []
+        self._pending, self._pending_size = [], 0
         return chunks
 
-    def _cut(self, src: bytes | bytearray | memoryview, *, final: bool) -> tuple[list[bytes], int]:
-        """Cut chunks off the front of ``src`` while the cut cannot depend on unseen bytes.
-
-        Returns the chunks (copied out) and how many bytes of ``src`` they cover. Kept in its own
-        function so that every view into ``src`` (ours and pyfastcdc's) is gone when it returns,
-        which lets the caller resize the bytearray behind ``src``.
-        """
-        chunks: list[bytes] = []
+    def _cut_pending(self, *, final: bool) -> list[memoryview]:
+        """Join the pending blocks and cut while the cut cannot depend on unseen bytes."""
+        pending = self._pending
+        joined = pending[0] if len(pending) == 1 and isinstance(pending[0], bytes) else b"".join(pending)
+        view = memoryview(joined).toreadonly()
+        total = len(view)
+        need = 1 if final else self._max
+        chunks: list[memoryview] = []
         used = 0
-        with memoryview(src) as view:
-            total = view.nbytes
-            need = 1 if final else self._max
-            if total >= need:
-                for chunk in self._cdc.cut_buf(view):
-                    chunks.append(bytes(chunk.data))
-                    used += chunk.length
-                    if total - used < need:
-                        break
-                del chunk
-        return chunks, used
+        if total >= need:
+            for chunk in self._cdc.cut_buf(view):
+                chunks.append(view[chunk.offset : chunk.offset + chunk.length])
+                used += chunk.length
+                if total - used < need:
+                    break
+        self._pending = [view[used:]] if used < total else []
+        self._pending_size = total - used
+        return chunks
 
 
 def chunk_all(data: bytes, params: ChunkerParams) -> list[bytes]:
-    """All chunks of an in-memory input (same boundaries as any streaming of it)."""
+    """All chunks of an in-memory input (same boundaries as any streaming of it), as bytes."""
     chunker = FastCDC(params)
-    return chunker.feed(data) + chunker.finish()
+    return [bytes(c) for c in chunker.feed(data) + chunker.finish()]

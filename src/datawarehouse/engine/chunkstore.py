@@ -77,8 +77,8 @@ class ChunkStore:
         self.disks = disks
         self.keyring = keyring
         self._report_bad = report_bad
-        # Shard I/O has its own threads: the shards of a chunk are written (and fsynced)
-        # concurrently, which lets the filesystem journal commit their fsyncs together.
+        # Flushes (and direct puts of repair/rebalance) have their own threads: the disks of
+        # one flush are synced concurrently, so their journal commits overlap.
         self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dwh-shard-io")
 
     def close(self) -> None:
@@ -125,10 +125,12 @@ class ChunkStore:
             key = shard_key(domain_id, chunk_id, generation, index)
             self.disks.store(targets[index]).stage(key, blob)
 
-        # No fsync here, but creating a file can still wait on the filesystem journal (a commit
-        # in progress): the shards go to the I/O pool so those waits overlap.
-        for future in [self._io.submit(put, i) for i in range(len(targets))]:
-            future.result()
+        # Staged on this (chunk pool) thread: with no fsync per shard, a hand-off of each shard
+        # to another pool cost more in thread wake-ups and GIL transfers than it overlapped
+        # (profiled: ~280 futex calls per MiB written). Chunks still go to disk concurrently,
+        # one chunk per pool thread.
+        for i in range(len(targets)):
+            put(i)
         rec = ChunkRecord(
             domain_id=domain_id,
             chunk_id=chunk_id,

@@ -150,13 +150,13 @@ class ObjectWriter:
         for piece in self._cdc.feed(data):
             self._submit(piece)
 
-    def _submit(self, plain: bytes) -> None:
+    def _submit(self, plain: bytes | memoryview) -> None:
         self._inflight.append((self._pool.submit(self._process, plain), self._offset, len(plain)))
         self._offset += len(plain)
         while len(self._inflight) > self._max_inflight:
             self._settle_one()
 
-    def _process(self, plain: bytes) -> _Result:
+    def _process(self, plain: bytes | memoryview) -> _Result:
         """On a pool thread: identify the chunk, and store it unless it is known or already being
         stored by this writer (a repeat within the object)."""
         chunk_id = digest.chunk_id(self._keys.id_key, plain)

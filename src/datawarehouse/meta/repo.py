@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, VersionId
 from datawarehouse.records import (
     BucketRecord,
     ChunkRecord,
@@ -133,11 +133,19 @@ class MetaTx(Protocol):
         ...
 
     def get_bucket(self, name: str) -> BucketRecord:
-        """Raise ``NoSuchBucket``."""
+        """By tenant-qualified name (``ids.split_bucket_name``). Raise ``NoSuchBucket``."""
         ...
 
     def get_bucket_by_id(self, bucket_id: BucketId) -> BucketRecord | None: ...
-    def list_buckets(self) -> list[BucketRecord]: ...
+    def list_buckets(self, tenant: str | None = None) -> list[BucketRecord]:
+        """One tenant's buckets (by tenant name), or every tenant's (``None``)."""
+        ...
+
+    def tenant_domain(self, tenant: str) -> DomainId | None:
+        """The dedup/encryption domain of a tenant by name; None for an unknown tenant."""
+        ...
+
+    def tenant_names(self) -> dict[TenantId, str]: ...
 
     def delete_bucket(self, bucket_id: BucketId) -> None:
         """Raise ``BucketNotEmpty`` if any object version remains."""

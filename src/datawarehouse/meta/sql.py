@@ -51,7 +51,7 @@ from datawarehouse.errors import (
     NoSuchDisk,
     NoSuchKey,
 )
-from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, VersionId, split_bucket_name
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.rawread import RawSqliteReader, RawStatement
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, ObjectSummary
@@ -134,6 +134,7 @@ def _bucket(row: sa.Row[Any]) -> BucketRecord:
         name=row.name,
         created_at=row.created_at,
         storage_class=_storage_class(row.ec_k, row.ec_m),
+        tenant_id=TenantId(row.tenant_id),
     )
 
 
@@ -249,9 +250,22 @@ _LIST_SECRETS = sa.select(s.domain_secrets).order_by(s.domain_secrets.c.domain_i
 _LIST_DISKS = sa.select(s.disks).order_by(s.disks.c.added_at, s.disks.c.disk_id)
 _SET_DISK_STATE = sa.update(s.disks).where(s.disks.c.disk_id == _P("p_disk")).values(state=_P("p_state"))
 
-_BUCKET_BY_NAME = sa.select(_BK).where(_BK.c.tenant_id == _P("p_tenant"), _BK.c.name == _P("p_name"))
+# Buckets are named within a tenant, and callers name the tenant (ids.split_bucket_name): one
+# statement resolves both.
+_TENANT_ID_BY_NAME = sa.select(s.tenants.c.tenant_id).where(s.tenants.c.name == _P("p_tenant")).scalar_subquery()
+_TENANT_NAMES = sa.select(s.tenants.c.tenant_id, s.tenants.c.name)
+_TENANT_DOMAIN = (
+    sa.select(s.domains.c.domain_id)
+    .select_from(s.domains.join(s.tenants, s.tenants.c.tenant_id == s.domains.c.tenant_id))
+    .where(s.tenants.c.name == _P("p_tenant"))
+    .order_by(s.domains.c.domain_id)
+    .limit(1)
+)
+_BUCKET_BY_NAME = sa.select(_BK).where(_BK.c.tenant_id == _TENANT_ID_BY_NAME, _BK.c.name == _P("p_name"))
+_BUCKET_IN_TENANT = sa.select(_BK.c.bucket_id).where(_BK.c.tenant_id == _P("p_tenant_id"), _BK.c.name == _P("p_name"))
 _BUCKET_BY_ID = sa.select(_BK).where(_BK.c.bucket_id == _P("p_bucket"))
 _LIST_BUCKETS = sa.select(_BK).order_by(_BK.c.name, _BK.c.bucket_id)
+_LIST_TENANT_BUCKETS = sa.select(_BK).where(_BK.c.tenant_id == _TENANT_ID_BY_NAME).order_by(_BK.c.name, _BK.c.bucket_id)
 _INSERT_BUCKET = sa.insert(_BK)
 _DELETE_BUCKET = sa.delete(_BK).where(_BK.c.bucket_id == _P("p_bucket"))
 _ANY_VERSION = sa.select(_OV.c.version_pk).where(_OV.c.bucket_id == _P("p_bucket")).limit(1)
@@ -576,7 +590,7 @@ class SqlMetaTx(UploadsMixin, UsageMixin, VersionsMixin):
         self, domain_id: DomainId, name: str, created_at: datetime, storage_class: StorageClass | None
     ) -> BucketRecord:
         tenant_id = self._tenant_of(domain_id)
-        if self._first(_BUCKET_BY_NAME, {"p_tenant": tenant_id, "p_name": name}) is not None:
+        if self._first(_BUCKET_IN_TENANT, {"p_tenant_id": tenant_id, "p_name": name}) is not None:
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
         rec = BucketRecord(BucketId(0), domain_id, name, created_at, storage_class)
         pk = self._x(_INSERT_BUCKET, self._bucket_values(rec, tenant_id)).inserted_primary_key
@@ -589,26 +603,37 @@ class SqlMetaTx(UploadsMixin, UsageMixin, VersionsMixin):
         if self._first(_BUCKET_BY_ID, {"p_bucket": rec.bucket_id}) is not None:
             return
         tenant_id = self._tenant_of(rec.domain_id)
-        if self._first(_BUCKET_BY_NAME, {"p_tenant": tenant_id, "p_name": rec.name}) is not None:
+        if self._first(_BUCKET_IN_TENANT, {"p_tenant_id": tenant_id, "p_name": rec.name}) is not None:
             raise BucketAlreadyExists(f"bucket {rec.name!r} already exists with another id")
         self._x(_INSERT_BUCKET, {"bucket_id": rec.bucket_id, **self._bucket_values(rec, tenant_id)})
         if self._pg:
             self._x(_PG_ADVANCE_BUCKET_SEQ, {"p_id": rec.bucket_id})
 
     def get_bucket(self, name: str) -> BucketRecord:
-        """Looked up in the default tenant (the only one until multi-tenancy lands)."""
-        row = self._first(_BUCKET_BY_NAME, {"p_tenant": s.DEFAULT_TENANT_ID, "p_name": name})
+        """``name`` is tenant-qualified (``tenant:bucket``; bare: the default tenant)."""
+        tenant, bare = split_bucket_name(name)
+        row = self._first(_BUCKET_BY_NAME, {"p_tenant": tenant, "p_name": bare})
         if row is None:
             raise NoSuchBucket(f"bucket {name!r} does not exist")
         return _bucket(row)
+
+    def tenant_domain(self, tenant: str) -> DomainId | None:
+        """The dedup/encryption domain of a tenant (by name), or None for an unknown tenant."""
+        row = self._first(_TENANT_DOMAIN, {"p_tenant": tenant})
+        return None if row is None else DomainId(row.domain_id)
+
+    def tenant_names(self) -> dict[TenantId, str]:
+        return {TenantId(r.tenant_id): r.name for r in self._rows(_TENANT_NAMES)}
 
     def get_bucket_by_id(self, bucket_id: BucketId) -> BucketRecord | None:
         row = self._first(_BUCKET_BY_ID, {"p_bucket": bucket_id})
         return None if row is None else _bucket(row)
 
-    def list_buckets(self) -> list[BucketRecord]:
-        """Every bucket of every tenant, by name (then id)."""
-        return [_bucket(r) for r in self._rows(_LIST_BUCKETS)]
+    def list_buckets(self, tenant: str | None = None) -> list[BucketRecord]:
+        """The buckets of one tenant (by name), or of every tenant (``None``), by name then id."""
+        if tenant is None:
+            return [_bucket(r) for r in self._rows(_LIST_BUCKETS)]
+        return [_bucket(r) for r in self._rows(_LIST_TENANT_BUCKETS, {"p_tenant": tenant})]
 
     def delete_bucket(self, bucket_id: BucketId) -> None:
         """No-op for an unknown id (replay). In-progress multipart uploads also keep a bucket:
@@ -977,7 +1002,15 @@ class SqlMetaTx(UploadsMixin, UsageMixin, VersionsMixin):
 # missing bucket gives no row, a missing key gives one row of NULL version columns, and entries
 # past the head carry NULL chunk columns). Rows = manifest entries x shards of the head chunks.
 
-_RO_BUCKET: Final = [_BK.c.bucket_id, _BK.c.domain_id, _BK.c.name, _BK.c.created_at, _BK.c.ec_k, _BK.c.ec_m]
+_RO_BUCKET: Final = [
+    _BK.c.bucket_id,
+    _BK.c.domain_id,
+    _BK.c.name,
+    _BK.c.created_at,
+    _BK.c.ec_k,
+    _BK.c.ec_m,
+    _BK.c.tenant_id,
+]
 _RO_MANIFEST: Final = [_ME.c.seq, _ME.c.chunk_id, _ME.c.offset, _ME.c.plain_size]
 _RO_CHUNK: Final = [
     _CH.c.generation,
@@ -1003,7 +1036,7 @@ _READ_OBJECT: Final = (
         )
         .outerjoin(_SH, sa.and_(_SH.c.domain_id == _CH.c.domain_id, _SH.c.chunk_id == _CH.c.chunk_id))
     )
-    .where(_BK.c.tenant_id == _P("p_tenant"), _BK.c.name == _P("p_name"))
+    .where(_BK.c.tenant_id == _TENANT_ID_BY_NAME, _BK.c.name == _P("p_name"))
 )
 
 
@@ -1232,7 +1265,8 @@ class SqlMetaRepo:
     def read_object(self, bucket: str, key: str, chunk_head: int = 4) -> ObjectRead:
         """See ``MetaRepo.read_object``: one statement, on SQLite through the raw reader (no
         pool checkout, BEGIN or ROLLBACK: one SELECT is its own snapshot)."""
-        values = {"p_tenant": s.DEFAULT_TENANT_ID, "p_name": bucket, "p_key": key, "p_head": max(0, chunk_head)}
+        tenant, bare = split_bucket_name(bucket)
+        values = {"p_tenant": tenant, "p_name": bare, "p_key": key, "p_head": max(0, chunk_head)}
         if self._raw is not None:
             rows = self._raw.rows(self._raw_read_object, values)
         else:

@@ -152,15 +152,16 @@ def run(wh: Warehouse, now: datetime | None = None) -> LifecycleReport:
     moment = now or wh.engine.now()
     report = LifecycleReport()
     for bucket in wh.list_buckets():
+        name = wh.qualified_name(bucket)
         try:
-            value = wh.get_bucket_setting(bucket.name, SETTING)
+            value = wh.get_bucket_setting(name, SETTING)
             if not value:
                 continue
             report.buckets += 1
-            run_bucket(wh, bucket.name, rules_from_json(value), moment, report)
+            run_bucket(wh, name, rules_from_json(value), moment, report)
         except NotFound:
             continue  # deleted meanwhile
         except DwhError as exc:
-            report.errors.append(f"{bucket.name}: {exc}")
-            log.warning("lifecycle: bucket %s: %s", bucket.name, exc)
+            report.errors.append(f"{name}: {exc}")
+            log.warning("lifecycle: bucket %s: %s", name, exc)
     return report

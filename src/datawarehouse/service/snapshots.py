@@ -164,7 +164,7 @@ def list_snapshots(wh: Warehouse, bucket: str | None = None) -> list[SnapshotInf
     for rec in wh.list_buckets():
         if not is_snapshot_bucket(rec.name):
             continue
-        src, name = rec.name.split(SNAPSHOT_MARK, 1)
+        src, name = wh.qualified_name(rec).split(SNAPSHOT_MARK, 1)
         if bucket is not None and src != bucket:
             continue
         try:

@@ -21,8 +21,15 @@ from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
-from datawarehouse.errors import BucketNotEmpty, DeleteMarkerFound, EntityTooLarge, InvalidInput, NoSuchBucket
-from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
+from datawarehouse.errors import (
+    BucketNotEmpty,
+    DeleteMarkerFound,
+    EntityTooLarge,
+    InvalidInput,
+    NoSuchBucket,
+    NoSuchTenant,
+)
+from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, qualify_bucket_name, split_bucket_name
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
@@ -172,6 +179,7 @@ class Warehouse:
         # ``_settings_generation`` so that a read racing with the change is not cached.
         self._settings: dict[tuple[int, str], str | None] = {}
         self._settings_generation = 0
+        self._tenant_names: dict[TenantId, str] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -204,15 +212,20 @@ class Warehouse:
         self,
         name: str,
         storage_class: str | None = None,
-        domain_id: DomainId = DEFAULT_DOMAIN,
+        domain_id: DomainId | None = None,
         *,
         object_lock: bool = False,
         snapshot_view: bool = False,
     ) -> BucketRecord:
-        """``object_lock``: the bucket is created with object lock enabled, hence versioning
+        """``name`` is tenant-qualified (``tenant:bucket``, bare for the default tenant); the
+        bucket joins its tenant's dedup/encryption domain unless ``domain_id`` says otherwise.
+        ``object_lock``: the bucket is created with object lock enabled, hence versioning
         Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
         bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name."""
+        tenant, name = split_bucket_name(name)
         check_bucket_name(name, allow_snapshot=snapshot_view)
+        if domain_id is None:
+            domain_id = self.tenant_domain(tenant)
         sc = None
         if storage_class:
             sc = parse_storage_class(storage_class, len(self.engine.disks.active()))
@@ -252,10 +265,31 @@ class Warehouse:
             rec: BucketRecord = tx.get_bucket(name)
             return rec
 
-    def list_buckets(self) -> list[BucketRecord]:
+    def list_buckets(self, tenant: str | None = None) -> list[BucketRecord]:
+        """One tenant's buckets, or every tenant's (``None``: maintenance jobs, which then name
+        each bucket by ``qualified_name``)."""
         with self._read() as tx:
-            out: list[BucketRecord] = tx.list_buckets()
+            out: list[BucketRecord] = tx.list_buckets(tenant)
             return out
+
+    def tenant_domain(self, tenant: str) -> DomainId:
+        with self._read() as tx:
+            domain: DomainId | None = tx.tenant_domain(tenant)
+        if domain is None:
+            raise NoSuchTenant(f"tenant {tenant!r} does not exist")
+        return domain
+
+    def qualified_name(self, rec: BucketRecord) -> str:
+        """The name every by-name method takes for this bucket (``tenant:bucket``, or bare in the
+        default tenant). Tenant names never change, so the id -> name map is cached."""
+        if rec.tenant_id == DEFAULT_TENANT:
+            return rec.name
+        name = self._tenant_names.get(rec.tenant_id)
+        if name is None:
+            with self._read() as tx:
+                self._tenant_names = dict(tx.tenant_names())
+            name = self._tenant_names[rec.tenant_id]
+        return qualify_bucket_name(name, rec.name)
 
     def delete_bucket(self, name: str) -> None:
         rec = self.get_bucket(name)

@@ -90,16 +90,30 @@ def test_finish_is_final() -> None:
         chunker.feed(b"more")
 
 
-def test_chunks_become_final_once_max_size_is_buffered() -> None:
-    chunker = FastCDC(SMALL)
+def test_chunks_become_final_once_max_size_plus_batch_is_buffered() -> None:
+    chunker = FastCDC(SMALL, batch=0)
     data = os.urandom(SMALL.max_size - 1)
     assert chunker.feed(data) == []
     out = chunker.feed(b"z")
     assert out and b"".join(out) == (data + b"z")[: sum(map(len, out))]
+    batched = FastCDC(SMALL)  # default batch: max_size more before the first cut
+    assert batched.feed(data + b"z") == []
+    assert batched.feed(os.urandom(SMALL.max_size))
+
+
+def test_chunks_are_read_only_views_and_input_buffers_may_be_reused() -> None:
+    chunker = FastCDC(SMALL, batch=0)
+    buf = bytearray(os.urandom(SMALL.max_size * 3))
+    original = bytes(buf)
+    out = chunker.feed(buf)
+    buf[:] = bytes(len(buf))  # the caller reuses its buffer: what was fed must not change
+    out += chunker.finish()
+    assert b"".join(out) == original
+    assert all(isinstance(c, memoryview) and c.readonly for c in out)
 
 
 def test_streaming_buffers_stay_small() -> None:
-    """A long stream fed in blocks never buffers more than max_size plus one block."""
+    """A long stream fed in blocks never buffers more than 2 * max_size plus one block."""
     params = ChunkerParams()  # the defaults: 256 KiB / 1 MiB / 4 MiB
     chunker = FastCDC(params)
     block = 256 * 1024
@@ -109,8 +123,8 @@ def test_streaming_buffers_stay_small() -> None:
         piece = rng.randbytes(block)
         fed += block
         emitted += sum(map(len, chunker.feed(piece)))
-        assert len(chunker._buf) == fed - emitted
-        assert len(chunker._buf) < params.max_size + block
+        assert chunker._pending_size == fed - emitted
+        assert chunker._pending_size < 2 * params.max_size + block
     emitted += sum(map(len, chunker.finish()))
     assert emitted == fed
 
