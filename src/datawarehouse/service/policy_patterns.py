@@ -164,5 +164,12 @@ def compile_pattern(text: str, *, variables: bool, where: str) -> Pattern:
 
 
 def wildcard_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
-    """Plain ``*``/``?`` matching without variables (actions, ARN components)."""
-    return compile_pattern(pattern, variables=False, where="pattern").matches(value, {}, ignore_case=ignore_case)
+    """Plain ``*``/``?`` matching without variables (action names): compiled once per pattern."""
+    return _plain(pattern, ignore_case).fullmatch(value) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    rx = compile_pattern(pattern, variables=False, where="pattern").regex({}, ignore_case=ignore_case)
+    assert rx is not None  # no variables, so always resolvable
+    return rx
