@@ -145,7 +145,8 @@ class AuthzRequest:
     actions such as ListAllMyBuckets or CreateBucket, which stay within the caller's tenant).
     ``context`` holds request condition keys (names case-insensitive); the principal keys
     (aws:username, aws:userid, aws:PrincipalArn, aws:PrincipalType, aws:PrincipalTenant) and, when
-    ``now`` is given, aws:CurrentTime and aws:EpochTime are derived here.
+    ``now`` is given, aws:CurrentTime and aws:EpochTime are derived here (values for them in
+    ``context`` are ignored, so client input can never impersonate a principal).
     """
 
     principal: Principal
@@ -198,8 +199,19 @@ def _iso(moment: datetime) -> str:
     return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_DERIVED_KEYS: Final = (
+    "aws:principaltype",
+    "aws:principalarn",
+    "aws:principaltenant",
+    "aws:username",
+    "aws:userid",
+    "aws:currenttime",
+    "aws:epochtime",
+)
+
+
 def build_context(request: AuthzRequest) -> Context:
-    """The lower-cased condition context of a request (server-derived keys first, caller's win)."""
+    """The lower-cased condition context of a request: the caller's keys plus the derived ones."""
     p = request.principal
     derived: dict[str, ContextValue] = {"aws:principaltype": _PRINCIPAL_TYPES[p.kind]}
     if p.arn is not None:
@@ -213,9 +225,12 @@ def build_context(request: AuthzRequest) -> Context:
     if request.now is not None:
         derived["aws:currenttime"] = request.now
         derived["aws:epochtime"] = int(request.now.timestamp())
-    context = {k: _values(v) for k, v in derived.items()}
-    for key, value in request.context.items():
-        context[key.lower()] = _values(value)
+    context = {key.lower(): _values(value) for key, value in request.context.items()}
+    # principal and time keys always come from the principal and ``now``, never from the caller's
+    # map, so nothing a client sends can impersonate aws:username or aws:PrincipalArn
+    for key in _DERIVED_KEYS:
+        context.pop(key, None)
+    context.update({k: _values(v) for k, v in derived.items()})
     return context
 
 

@@ -402,3 +402,13 @@ def test_adding_a_deny_never_turns_denied_into_allowed(
     assert not (after.allowed and not before.allowed)
     if before.allowed is False:
         assert after.allowed is False
+
+
+def test_principal_keys_cannot_be_supplied_by_the_caller() -> None:
+    home = identity(allow("s3:*", "arn:aws:s3:::home/${aws:username}/*"))
+    spoofed = req(BOB, resource="arn:aws:s3:::home/alice/x", **{"AWS:UserName": "alice"})
+    assert not evaluate(spoofed, [home], None).allowed
+    anon_as_tenant = req(ANON, **{"aws:PrincipalTenant": "acme"})
+    only_acme = bucket(allow(Principal="*", Condition={"StringEquals": {"aws:PrincipalTenant": "acme"}}))
+    assert not evaluate(anon_as_tenant, [], only_acme).allowed
+    assert evaluate(req(BOB), [], only_acme).allowed
