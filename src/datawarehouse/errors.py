@@ -59,6 +59,12 @@ class InvalidPartOrder(InvalidInput):
     """The parts of a multipart completion are not in ascending order."""
 
 
+class InvalidPolicy(InvalidInput):
+    """A policy document (IAM identity, session or S3 bucket policy) failed parsing or validation.
+
+    The message names the statement (by Sid or position) and the field, never a secret."""
+
+
 # --- lookups -----------------------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ S3Code = Literal[
     "InvalidStorageClass",
     "InvalidTag",
     "KeyTooLongError",
+    "MalformedPolicy",
     "MalformedXML",
     "MetadataTooLarge",
     "MethodNotAllowed",
@@ -115,6 +116,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "InvalidStorageClass": (400, "The storage class you specified is not valid."),
     "InvalidTag": (400, "The tag provided was not a valid tag."),
     "KeyTooLongError": (400, "Your key is too long."),
+    "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
     "MalformedXML": (
         400,
         "The XML you provided was not well-formed or did not validate against our published schema.",
@@ -234,6 +236,7 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.EntityTooSmall: ("EntityTooSmall", True),
     dwh.InvalidPart: ("InvalidPart", True),
     dwh.InvalidPartOrder: ("InvalidPartOrder", True),
+    dwh.InvalidPolicy: ("MalformedPolicy", True),
     dwh.PreconditionFailed: ("PreconditionFailed", False),
     dwh.QuotaExceeded: ("QuotaExceeded", True),
     dwh.UnsafePath: ("InvalidArgument", False),  # its message may carry a server path
