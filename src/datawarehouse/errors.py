@@ -145,6 +145,10 @@ class AuthenticationFailed(IntegrityError):
     """An AEAD tag did not verify: the bytes were altered or the key is wrong."""
 
 
+class AuditLogClosed(DwhError):
+    """A record was offered to an audit log that has been closed."""
+
+
 class DataUnavailable(DwhError):
     """Too few healthy shards remain to reconstruct a chunk (more than m lost)."""
 

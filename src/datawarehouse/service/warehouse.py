@@ -26,7 +26,7 @@ from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
-from datawarehouse.service.naming import check_bucket_name, check_key
+from datawarehouse.service.naming import check_bucket_name, check_key, is_system_bucket
 
 if TYPE_CHECKING:
     from datawarehouse.service.objectlock import LockRequest
@@ -208,11 +208,13 @@ class Warehouse:
         *,
         object_lock: bool = False,
         snapshot_view: bool = False,
+        system: bool = False,
     ) -> BucketRecord:
         """``object_lock``: the bucket is created with object lock enabled, hence versioning
         Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
-        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name."""
-        check_bucket_name(name, allow_snapshot=snapshot_view)
+        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name.
+        ``system``: a system bucket (``dwh--`` names, such as the audit log's)."""
+        check_bucket_name(name, allow_snapshot=snapshot_view, allow_system=system)
         sc = None
         if storage_class:
             sc = parse_storage_class(storage_class, len(self.engine.disks.active()))
@@ -252,10 +254,12 @@ class Warehouse:
             rec: BucketRecord = tx.get_bucket(name)
             return rec
 
-    def list_buckets(self) -> list[BucketRecord]:
+    def list_buckets(self, *, include_system: bool = False) -> list[BucketRecord]:
+        """Every bucket but the system ones (``dwh--audit``), which no listing shows unless
+        ``include_system``: so neither S3 ListBuckets nor ``dwh bucket list`` reveals them."""
         with self._read() as tx:
             out: list[BucketRecord] = tx.list_buckets()
-            return out
+        return out if include_system else [b for b in out if not is_system_bucket(b.name)]
 
     def delete_bucket(self, name: str) -> None:
         rec = self.get_bucket(name)
