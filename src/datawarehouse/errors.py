@@ -149,6 +149,10 @@ class AuditLogClosed(DwhError):
     """A record was offered to an audit log that has been closed."""
 
 
+class ForwardFailed(DwhError):
+    """An audit forwarder's receiver refused a batch or could not be reached (it is retried)."""
+
+
 class DataUnavailable(DwhError):
     """Too few healthy shards remain to reconstruct a chunk (more than m lost)."""
 
