@@ -64,7 +64,7 @@ class Backoff:
     cap: float = 60.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        raw = min(self.cap, self.base * (2 ** min(attempt, 32)))
+        raw: float = min(self.cap, self.base * 2.0 ** min(attempt, 32))
         spread = rng.random() if rng is not None else random.random()
         return raw * (0.5 + 0.5 * spread)
 
