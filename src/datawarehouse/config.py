@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,40 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """The audit log (service/audit): how long sealed segments are kept under COMPLIANCE lock,
+    how often a segment is sealed, and where records are forwarded (empty: nowhere)."""
+
+    retention_days: int = 365
+    checkpoint_records: int = 1000  # seal a segment after this many records ...
+    checkpoint_seconds: int = 300  # ... or this many seconds, whichever comes first
+    webhook_url: str = ""
+    syslog_address: str = ""  # udp://HOST:PORT or tcp://HOST:PORT (RFC 5424; TCP octet-counted)
+    hec_url: str = ""  # Splunk HEC base URL, e.g. https://splunk.lan:8088
+    hec_token: str = field(default="", repr=False)  # a secret: never in repr or messages
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.retention_days <= 36500:
+            raise ConfigError("audit.retention_days: must be 1..36500")
+        if not 1 <= self.checkpoint_records <= 1_000_000:
+            raise ConfigError("audit.checkpoint_records: must be 1..1000000")
+        if not 1 <= self.checkpoint_seconds <= 86400:
+            raise ConfigError("audit.checkpoint_seconds: must be 1..86400")
+        for name in ("webhook_url", "hec_url"):
+            url = getattr(self, name)
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"audit.{name}: expected an http:// or https:// URL")
+        if self.syslog_address and not self.syslog_address.startswith(("udp://", "tcp://")):
+            raise ConfigError("audit.syslog_address: expected udp://HOST:PORT or tcp://HOST:PORT")
+        if self.hec_url and not self.hec_token:
+            raise ConfigError("audit.hec_token: required with audit.hec_url (or DWH_AUDIT_HEC_TOKEN)")
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = EngineConfig()
     server: ServerConfig = ServerConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
@@ -135,10 +166,11 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(data) - {"engine", "server"}
+    unknown = set(data) - {"engine", "server", "audit"}
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section")
     return Config(
         engine=_section("engine", EngineConfig, data.get("engine", {}), env),
         server=_section("server", ServerConfig, data.get("server", {}), env),
+        audit=_section("audit", AuditConfig, data.get("audit", {}), env),
     )

@@ -155,6 +155,14 @@ class AuthenticationFailed(IntegrityError):
     """An AEAD tag did not verify: the bytes were altered or the key is wrong."""
 
 
+class AuditLogClosed(DwhError):
+    """A record was offered to an audit log that has been closed."""
+
+
+class ForwardFailed(DwhError):
+    """An audit forwarder's receiver refused a batch or could not be reached (it is retried)."""
+
+
 class DataUnavailable(DwhError):
     """Too few healthy shards remain to reconstruct a chunk (more than m lost)."""
 

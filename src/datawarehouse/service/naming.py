@@ -11,11 +11,21 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
 # Snapshot views are buckets named ``<bucket>--snap--<name>`` (service/snapshots.py): reserved.
 SNAPSHOT_MARK = "--snap--"
+# System buckets (the audit log's ``dwh--audit``, service/audit/store.py): names starting with
+# ``dwh--`` or containing ``--audit`` are reserved, created only by the system, never listed.
+SYSTEM_PREFIX = "dwh--"
+AUDIT_MARK = "--audit"
 
 
-def check_bucket_name(name: str, *, allow_snapshot: bool = False) -> str:
+def is_system_bucket(name: str) -> bool:
+    """A bucket the system keeps for itself (hidden from ListBuckets, not creatable by users)."""
+    return name.startswith(SYSTEM_PREFIX) or AUDIT_MARK in name
+
+
+def check_bucket_name(name: str, *, allow_snapshot: bool = False, allow_system: bool = False) -> str:
     """3-63 characters of lowercase letters, digits, '.' and '-'; no '..', not an IP address;
-    no ``--snap--`` (reserved for snapshot views) unless ``allow_snapshot``."""
+    no ``--snap--`` (reserved for snapshot views) unless ``allow_snapshot``; no ``dwh--`` prefix
+    or ``--audit`` (reserved for system buckets) unless ``allow_system``."""
     if not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
         raise InvalidBucketName(
             "bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
@@ -30,6 +40,8 @@ def check_bucket_name(name: str, *, allow_snapshot: bool = False) -> str:
         raise InvalidBucketName("bucket name: reserved prefix or suffix")
     if SNAPSHOT_MARK in name and not allow_snapshot:
         raise InvalidBucketName(f"bucket name: {SNAPSHOT_MARK!r} is reserved for snapshots")
+    if is_system_bucket(name) and not allow_system:
+        raise InvalidBucketName(f"bucket name: {SYSTEM_PREFIX!r} and {AUDIT_MARK!r} are reserved for system buckets")
     return name
 
 

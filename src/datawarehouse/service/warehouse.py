@@ -33,7 +33,7 @@ from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, qualify_bucket
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
-from datawarehouse.service.naming import check_bucket_name, check_key
+from datawarehouse.service.naming import check_bucket_name, check_key, is_system_bucket
 
 if TYPE_CHECKING:
     from datawarehouse.service.objectlock import LockRequest
@@ -216,14 +216,16 @@ class Warehouse:
         *,
         object_lock: bool = False,
         snapshot_view: bool = False,
+        system: bool = False,
     ) -> BucketRecord:
         """``name`` is tenant-qualified (``tenant:bucket``, bare for the default tenant); the
         bucket joins its tenant's dedup/encryption domain unless ``domain_id`` says otherwise.
         ``object_lock``: the bucket is created with object lock enabled, hence versioning
         Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
-        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name."""
+        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name.
+        ``system``: a system bucket (``dwh--`` names, such as the audit log's)."""
         tenant, name = split_bucket_name(name)
-        check_bucket_name(name, allow_snapshot=snapshot_view)
+        check_bucket_name(name, allow_snapshot=snapshot_view, allow_system=system)
         if domain_id is None:
             domain_id = self.tenant_domain(tenant)
         sc = None
@@ -265,12 +267,13 @@ class Warehouse:
             rec: BucketRecord = tx.get_bucket(name)
             return rec
 
-    def list_buckets(self, tenant: str | None = None) -> list[BucketRecord]:
+    def list_buckets(self, tenant: str | None = None, *, include_system: bool = False) -> list[BucketRecord]:
         """One tenant's buckets, or every tenant's (``None``: maintenance jobs, which then name
-        each bucket by ``qualified_name``)."""
+        each bucket by ``qualified_name``). System buckets (``dwh--audit``) are left out unless
+        ``include_system``: so neither S3 ListBuckets nor ``dwh bucket list`` reveals them."""
         with self._read() as tx:
             out: list[BucketRecord] = tx.list_buckets(tenant)
-            return out
+        return out if include_system else [b for b in out if not is_system_bucket(b.name)]
 
     def tenant_domain(self, tenant: str) -> DomainId:
         with self._read() as tx:
