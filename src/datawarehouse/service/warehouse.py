@@ -22,10 +22,11 @@ from datawarehouse.config import EngineConfig
 from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
 from datawarehouse.errors import BucketNotEmpty, DeleteMarkerFound, EntityTooLarge, InvalidInput, NoSuchBucket
-from datawarehouse.ids import DEFAULT_DOMAIN, DomainId
+from datawarehouse.ids import DEFAULT_DOMAIN, DomainId, UserId
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
+from datawarehouse.service.iam import IamService
 from datawarehouse.service.naming import check_bucket_name, check_key
 
 if TYPE_CHECKING:
@@ -172,6 +173,9 @@ class Warehouse:
         # ``_settings_generation`` so that a read racing with the change is not cached.
         self._settings: dict[tuple[int, str], str | None] = {}
         self._settings_generation = 0
+        # Tenants, users, keys, policies, quotas (and the master-rotation hook that reseals
+        # access-key secrets, so it is registered whoever opens the data directory).
+        self.iam = IamService(engine)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -186,7 +190,10 @@ class Warehouse:
         return cls(Engine.open(root, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock))
 
     def close(self) -> None:
-        self.engine.close()
+        try:
+            self.iam.close()
+        finally:
+            self.engine.close()
 
     def __enter__(self) -> Warehouse:
         return self
@@ -208,10 +215,13 @@ class Warehouse:
         *,
         object_lock: bool = False,
         snapshot_view: bool = False,
+        owner_user_id: UserId | None = None,
     ) -> BucketRecord:
         """``object_lock``: the bucket is created with object lock enabled, hence versioning
         Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
-        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name."""
+        bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name.
+        ``domain_id``: the owning tenant's domain (``IamService.tenant_domain``);
+        ``owner_user_id``: the IAM user creating it (counted by user quotas)."""
         check_bucket_name(name, allow_snapshot=snapshot_view)
         sc = None
         if storage_class:
@@ -229,7 +239,7 @@ class Warehouse:
             }
 
         def apply(tx: MetaTx) -> BucketRecord:
-            rec = tx.create_bucket(domain_id, name, now, sc)
+            rec = tx.create_bucket(domain_id, name, now, sc, owner_user_id)
             for setting, value in settings.items():
                 tx.put_bucket_setting(rec.bucket_id, setting, value)
             created.append(rec)
