@@ -154,15 +154,17 @@ def refs_of(v: ObjectVersion) -> Counter[ChunkId]:
 
 def bucket_create_doc(b: BucketRecord) -> dict[str, Any]:
     sc = b.storage_class
-    return {
+    doc: dict[str, Any] = {
         "op": "bucket.create",
         "bucket_id": b.bucket_id,
         "domain_id": b.domain_id,
         "name": b.name,
         "created_at": b.created_at.isoformat(),
         "ec": [sc.k, sc.m] if sc else None,
-        "owner_user_id": b.owner_user_id,
     }
+    if b.owner_user_id is not None:
+        doc["owner_user_id"] = b.owner_user_id
+    return doc
 
 
 def apply_bucket_create(tx: MetaTx, doc: dict[str, Any]) -> None:
