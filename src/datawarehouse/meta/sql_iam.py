@@ -150,6 +150,15 @@ _PG_ADVANCE = {
 }
 
 
+# settings rows that remember the highest id ever used (see IamMixin._advance)
+_LAST_ID = {
+    "tenants": "last-tenant-id",
+    "domains": "last-domain-id",
+    "iam_users": "last-user-id",
+    "iam_groups": "last-group-id",
+}
+
+
 @functools.cache
 def _upsert_keeping(table: sa.Table, keys: tuple[str, ...], keep: tuple[str, ...], pg: bool) -> sa.Executable:
     """INSERT .. ON CONFLICT (keys) DO UPDATE every column but ``keys`` and ``keep``."""
@@ -229,6 +238,8 @@ class IamMixin:
         def _first(self, stmt: sa.Executable, params: Any = None) -> sa.Row[Any] | None: ...
         def _upsert(self, table: sa.Table, keys: tuple[str, ...], values: Mapping[str, Any]) -> None: ...
         def _insert_ignore(self, table: sa.Table, keys: tuple[str, ...], values: Mapping[str, Any]) -> bool: ...
+        def get_setting(self, name: str) -> str | None: ...
+        def set_setting(self, name: str, value: str) -> None: ...
 
     def _insert_with_id(self, table: sa.Table, values: Mapping[str, Any]) -> int:
         pk = self._x(sa.insert(table), values).inserted_primary_key
@@ -237,15 +248,30 @@ class IamMixin:
         return int(pk[0])
 
     def _advance(self, table: str, value: int) -> None:
+        """Note an id as used: it is never handed out again, even after its row is deleted and
+        the index rebuilt from the journal (which names it)."""
         if self._pg:
             self._x(_PG_ADVANCE[table], {"p_id": value})
+        counter = _LAST_ID[table]
+        if value > int(self.get_setting(counter) or 0):
+            self.set_setting(counter, str(value))
+
+    def _allocate(self, table: str, column: sa.Column[Any]) -> int:
+        """The next id of ``tenants`` or ``domains``: above every id in the table and every id
+        ever noted. Those tables have no AUTOINCREMENT on SQLite (the initial schema), and a
+        reused domain id would let a new tenant's shards meet a deleted tenant's."""
+        top = self._first(sa.select(sa.func.coalesce(sa.func.max(column), 0).label("n")))
+        new = max(int(top.n) if top is not None else 0, int(self.get_setting(_LAST_ID[table]) or 0)) + 1
+        self._advance(table, new)
+        return new
 
     # --- tenants and domains ---------------------------------------------------------------------
 
     def create_tenant(self, name: str, created_at: datetime) -> TenantRecord:
         if self._first(_TENANT_BY_NAME, {"p_name": name}) is not None:
             raise EntityAlreadyExists(f"tenant {name!r} already exists")
-        tenant_id = self._insert_with_id(_TN, {"name": name, "created_at": created_at, "disabled": False})
+        tenant_id = self._allocate("tenants", _TN.c.tenant_id)
+        self._x(sa.insert(_TN), {"tenant_id": tenant_id, "name": name, "created_at": created_at, "disabled": False})
         return TenantRecord(TenantId(tenant_id), name, created_at)
 
     def put_tenant(self, rec: TenantRecord) -> None:
@@ -295,7 +321,9 @@ class IamMixin:
         """A new dedup/encryption domain owned by the tenant (its secret is the engine's business)."""
         if self._first(_TENANT_BY_ID, {"p_tenant": tenant_id}) is None:
             raise NoSuchTenant(f"tenant {tenant_id} does not exist")
-        return DomainId(self._insert_with_id(_DM, {"tenant_id": tenant_id}))
+        domain_id = self._allocate("domains", _DM.c.domain_id)
+        self._x(sa.insert(_DM), {"domain_id": domain_id, "tenant_id": tenant_id})
+        return DomainId(domain_id)
 
     def insert_domain(self, domain_id: DomainId, tenant_id: TenantId) -> None:
         """Replay: the domain row with a given id; no-op if it exists."""
