@@ -13,7 +13,9 @@ from datawarehouse.config import ServerConfig, load_config
 from datawarehouse.engine.datadir import DataDir
 from datawarehouse.errors import ConfigError, DataDirError
 from datawarehouse.service import credentials
-from datawarehouse.service.access import root_caller
+from datawarehouse.service.access import CallerDirectory
+from datawarehouse.service.audit.forward import Forwarder, start_forwarders
+from datawarehouse.service.audit.log import AuditLog
 from datawarehouse.service.warehouse import Warehouse
 
 
@@ -71,7 +73,8 @@ def serve(
             "through threads) — see docs/operations.md"
         )
     # Flags win over dwh.toml [server] and DWH_SERVER_* variables, which win over the defaults.
-    settings = load_config(data_dir / "dwh.toml").server
+    config = load_config(data_dir / "dwh.toml")
+    settings = config.server
     settings = ServerConfig(
         address=address or settings.address,
         domain=domain or settings.domain,
@@ -80,14 +83,20 @@ def serve(
     )
     host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
+    audit: AuditLog | None = None
+    forwarders: list[Forwarder] = []
     try:
         creds, created = credentials.load_or_create(wh.engine.datadir.keys.dir)
+        wh.iam.set_root_credentials(creds)
+        audit = AuditLog(wh, config.audit)
+        forwarders = start_forwarders(audit.read_after, config.audit, wh.engine.datadir.root / "audit")
         app = S3App(
             wh,
-            lambda key: root_caller(creds.access_key, creds.secret_key) if key == creds.access_key else None,
+            CallerDirectory(wh.iam).lookup,
             domain=settings.domain or None,
             region=settings.region,
             lifecycle_interval=settings.lifecycle_interval,
+            audit=audit,
         )
         endpoint = f"http://{host}:{port}"
         console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)
@@ -108,7 +117,7 @@ def serve(
             highlight=False,
         )
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        config = uvicorn.Config(
+        server_config = uvicorn.Config(
             app,
             host=host,
             port=port,
@@ -119,6 +128,11 @@ def serve(
             timeout_graceful_shutdown=30,
             access_log=False,
         )
-        uvicorn.Server(config).run()
+        uvicorn.Server(server_config).run()
     finally:
+        for forwarder in forwarders:
+            forwarder.stop()
+        if audit is not None:
+            audit.close()
+        wh.iam.close()
         wh.close()
