@@ -15,6 +15,7 @@ from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
     check_lock_headers,
     evaluate_read_conditions,
+    object_acl_after_write,
     system_metadata,
     user_metadata,
 )
@@ -25,6 +26,7 @@ from datawarehouse.api.s3.xmlmodel import CopyResult
 from datawarehouse.api.s3.xmlrender import render_copy_object_result
 from datawarehouse.errors import InvalidVersionId
 from datawarehouse.records import ObjectVersion
+from datawarehouse.service import access
 from datawarehouse.service.versioning import parse_version_id
 from datawarehouse.service.warehouse import ObjectSpec
 
@@ -121,6 +123,7 @@ async def copy_object(ctx: Context) -> Response:
             system_meta=system_metadata(headers),
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
+    access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
     lock = lock_request(headers)  # a copy's lock is its own, never the source's
     await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     source: list[ObjectVersion] = []
@@ -137,5 +140,6 @@ async def copy_object(ctx: Context) -> Response:
             lock=lock,
         )
     )
+    await object_acl_after_write(ctx)
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
     return copy_version_headers(resp, source, version)

@@ -20,6 +20,7 @@ from datawarehouse.api.s3.http import Response, http_date
 from datawarehouse.api.s3.objectlock_xml import lock_headers, lock_request, missing_lock_configuration
 from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
+from datawarehouse.service import access
 from datawarehouse.service.objectlock import lock_enabled
 from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse
 
@@ -131,6 +132,7 @@ async def put_object(ctx: Context) -> Response:
     wh = ctx.warehouse
     size = announced_size(headers)
     spec = object_spec(headers)
+    access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
@@ -162,10 +164,19 @@ async def put_object(ctx: Context) -> Response:
                 raise
         checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
         version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
+    await object_acl_after_write(ctx)
     resp = Response(200).header("etag", etag_header(version.etag))
     for name, value in checksum_meta.items():
         resp.header(name, value)
     return version_headers(resp, version)
+
+
+async def object_acl_after_write(ctx: Context) -> None:
+    """The written key's canned ACL (x-amz-acl; none means private), usually a no-op decided
+    without leaving the event loop."""
+    canned = ctx.request.headers.get("x-amz-acl")
+    if not access.acl_unaffected(ctx.warehouse, ctx.bucket, canned):
+        await ctx.offload.run(access.acl_after_write, ctx.warehouse, ctx.bucket, ctx.key, canned)
 
 
 def _checksum_meta(verified: BodyResult) -> dict[str, str]:
