@@ -211,3 +211,16 @@ class MetadataError(DwhError):
 
 class ConcurrentModification(MetadataError):
     """A row changed under a transaction (for example GC removed a chunk a write wanted to reuse)."""
+
+
+# --- remote servers ----------------------------------------------------------------------------
+
+
+class RemoteError(DwhError):
+    """A remote server (the admin API, for ``dwh admin``) refused a request or could not be
+    reached. ``status`` is what it answered (0: no answer), ``code`` its error code."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

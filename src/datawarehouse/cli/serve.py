@@ -63,6 +63,7 @@ def serve(
     import uvicorn
 
     from datawarehouse.api.s3.app import S3App
+    from datawarehouse.service.audit.log import AuditLog
 
     if workers != 1:
         raise ConfigError(
@@ -70,7 +71,8 @@ def serve(
             "through threads) — see docs/operations.md"
         )
     # Flags win over dwh.toml [server] and DWH_SERVER_* variables, which win over the defaults.
-    settings = load_config(data_dir / "dwh.toml").server
+    config = load_config(data_dir / "dwh.toml")
+    settings = config.server
     settings = ServerConfig(
         address=address or settings.address,
         domain=domain or settings.domain,
@@ -79,14 +81,17 @@ def serve(
     )
     host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
+    audit: AuditLog | None = None
     try:
         creds, created = credentials.load_or_create(wh.engine.datadir.keys.dir)
+        audit = AuditLog(wh, config.audit)
         app = S3App(
             wh,
             lambda key: creds.secret_key if key == creds.access_key else None,
             domain=settings.domain or None,
             region=settings.region,
             lifecycle_interval=settings.lifecycle_interval,
+            audit=audit,
         )
         endpoint = f"http://{host}:{port}"
         console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)
@@ -107,7 +112,7 @@ def serve(
             highlight=False,
         )
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        config = uvicorn.Config(
+        server_config = uvicorn.Config(
             app,
             host=host,
             port=port,
@@ -118,6 +123,8 @@ def serve(
             timeout_graceful_shutdown=30,
             access_log=False,
         )
-        uvicorn.Server(config).run()
+        uvicorn.Server(server_config).run()
     finally:
+        if audit is not None:
+            audit.close()
         wh.close()

@@ -13,6 +13,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from datawarehouse.api.s3.errors import (
     S3Error,
@@ -41,7 +42,12 @@ from datawarehouse.errors import DwhError
 from datawarehouse.service.naming import MAX_KEY_BYTES, SNAPSHOT_MARK
 from datawarehouse.service.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    from datawarehouse.api.admin.auth import KeyDirectory
+    from datawarehouse.service.audit.log import AuditLog
+
 log = logging.getLogger(__name__)
+ADMIN_PREFIX = "/admin/v1"  # the admin API (api/admin); the bucket name "admin" is reserved for it
 
 # Operations an unauthenticated request may reach (they check their own rules).
 ANONYMOUS_OK = frozenset({"CorsPreflight", "PostObject"})
@@ -70,7 +76,12 @@ class S3App:
         clock: Clock | None = None,
         threads: int = 16,
         lifecycle_interval: float = 0,
+        audit: AuditLog | None = None,
+        admin_keys: KeyDirectory | None = None,
     ) -> None:
+        from datawarehouse.api.admin.app import AdminApp
+        from datawarehouse.api.admin.auth import RootKeys
+
         load_all()
         self.lifecycle_interval = lifecycle_interval
         self._background: asyncio.Task[None] | None = None
@@ -80,12 +91,20 @@ class S3App:
         self.region = region
         self.clock = clock or SystemClock()
         self.offload = Offload(threads)
+        self.audit = audit
+        self.admin = AdminApp(
+            warehouse, admin_keys or RootKeys(lookup_secret), audit=audit, clock=self.clock, offload=self.offload
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        path = scope.get("path", "")
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            await self.admin(scope, receive, send)
             return
         request_id = new_request_id()
         head = scope.get("method") == "HEAD"
@@ -191,6 +210,7 @@ class S3App:
                     self._background.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await self._background
+                self.admin.close()
                 self.offload.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
