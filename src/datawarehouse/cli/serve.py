@@ -13,6 +13,7 @@ from datawarehouse.config import ServerConfig, load_config
 from datawarehouse.engine.datadir import DataDir
 from datawarehouse.errors import ConfigError, DataDirError
 from datawarehouse.service import credentials
+from datawarehouse.service.access import root_caller
 from datawarehouse.service.warehouse import Warehouse
 
 
@@ -87,7 +88,7 @@ def serve(
         audit = AuditLog(wh, config.audit)
         app = S3App(
             wh,
-            lambda key: creds.secret_key if key == creds.access_key else None,
+            lambda key: root_caller(creds.access_key, creds.secret_key) if key == creds.access_key else None,
             domain=settings.domain or None,
             region=settings.region,
             lifecycle_interval=settings.lifecycle_interval,

@@ -533,6 +533,15 @@ class Warehouse:
                 self._settings[slot] = value
         return value
 
+    def cached_bucket_has_no(self, name: str, setting: str) -> bool:
+        """True only when both the bucket and the absence of ``setting`` are already in memory:
+        a check the event loop can afford (no metadata read). False means "look it up"."""
+        rec = self._bucket_cache.get(name)
+        if rec is None:
+            return False
+        slot = (rec.bucket_id, setting)
+        return slot in self._settings and self._settings[slot] is None
+
     # --- quotas and usage ----------------------------------------------------------------------
 
     def set_bucket_quota(self, bucket: str, limit: quota.Quota | None) -> None:

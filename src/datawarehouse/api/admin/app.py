@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from datawarehouse.api.admin.auth import Caller, KeyDirectory, authenticate, authorize
+from datawarehouse.api.admin.auth import AdminCaller, LookupCaller, authenticate, authorize
 from datawarehouse.api.admin.call import AdminState, Call
 from datawarehouse.api.admin.errors import AdminError, bad_request, from_dwh_error
 from datawarehouse.api.admin.registry import Operation, load_all
@@ -73,7 +73,7 @@ class AdminApp:
     def __init__(
         self,
         warehouse: Warehouse,
-        keys: KeyDirectory,
+        lookup_caller: LookupCaller,
         *,
         audit: AuditLog | None = None,
         clock: Clock | None = None,
@@ -82,7 +82,7 @@ class AdminApp:
         clock = clock or SystemClock()
         self.state = AdminState(
             warehouse=warehouse,
-            keys=keys,
+            lookup_caller=lookup_caller,
             clock=clock,
             offload=offload or Offload(4),
             jobs=Jobs(warehouse),
@@ -112,7 +112,7 @@ class AdminApp:
         began = time.monotonic()
         request_id = new_request_id()
         call: Call | None = None
-        caller: Caller | None = None
+        caller: AdminCaller | None = None
         body = b""
         response: Response
         try:
@@ -128,7 +128,7 @@ class AdminApp:
                     headers=headers,
                     body=body,
                     now=self.state.clock.now(),
-                    keys=self.state.keys,
+                    lookup_caller=self.state.lookup_caller,
                     tokens=self.state.tokens,
                     allow_token=op.auth == "any",
                 )
@@ -181,7 +181,7 @@ class AdminApp:
         name: str,
         request: Request,
         request_id: str,
-        caller: Caller | None,
+        caller: AdminCaller | None,
         call: Call | None,
         body: bytes,
         response: Response,

@@ -13,54 +13,47 @@ import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 from datawarehouse.api.admin.errors import AdminError, access_denied, bad_request
 from datawarehouse.api.admin.tokens import TokenStore
 from datawarehouse.api.s3.errors import S3Error
 from datawarehouse.api.s3.sigv4 import PayloadMode, SignedRequest, verify_request
-from datawarehouse.ids import DEFAULT_TENANT_NAME
-from datawarehouse.service.policy import AuthzRequest, Decision, Policy, Principal, evaluate
+from datawarehouse.errors import DwhError
+from datawarehouse.service.access import Caller
+from datawarehouse.service.policy import AuthzRequest, Decision, evaluate
+
+LookupCaller = Callable[[str], Caller | None]
 
 
 @dataclass(frozen=True)
-class Caller:
-    """An authenticated caller. ``display`` names it in the audit log (``root``, ``tenant/user``)."""
+class AdminCaller:
+    """An authenticated admin caller: the S3 ``Caller`` of its access key, and how it got in."""
 
-    access_key: str
-    principal: Principal
-    display: str
+    caller: Caller
     via: Literal["sigv4", "token"] = "sigv4"
     token_digest: str | None = field(default=None, repr=False)
-    identity_policies: tuple[Policy, ...] = field(default=(), repr=False)
-    session_policy: Policy | None = field(default=None, repr=False)
+
+    @property
+    def access_key(self) -> str:
+        return self.caller.access_key or ""
 
     @property
     def tenant(self) -> str:
-        return self.principal.tenant or DEFAULT_TENANT_NAME
+        return self.caller.tenant
+
+    @property
+    def display(self) -> str:
+        """For the audit log: the principal's ARN (as S3 records name it)."""
+        return self.caller.name
 
 
-class KeyDirectory(Protocol):
-    """Access keys the admin API accepts: the secret to verify a signature, and who the key is."""
-
-    def secret(self, access_key: str) -> str | None: ...
-
-    def caller(self, access_key: str) -> Caller | None: ...
-
-
-class RootKeys:
-    """Only the server's root credentials (no IAM store): the root of the default tenant."""
-
-    def __init__(self, lookup_secret: Callable[[str], str | None]) -> None:
-        self._lookup = lookup_secret
-
-    def secret(self, access_key: str) -> str | None:
-        return self._lookup(access_key)
-
-    def caller(self, access_key: str) -> Caller | None:
-        if self._lookup(access_key) is None:
-            return None
-        return Caller(access_key, Principal.root(DEFAULT_TENANT_NAME), "root")
+def _lookup(lookup_caller: LookupCaller, access_key: str) -> Caller | None:
+    """The caller of a key; a disabled or expired key is refused with the service's reason."""
+    try:
+        return lookup_caller(access_key)
+    except DwhError as exc:
+        raise access_denied(str(exc), "InvalidAccessKeyId") from None
 
 
 def _sigv4_failure(err: S3Error) -> AdminError:
@@ -76,18 +69,23 @@ def authenticate(
     headers: Sequence[tuple[str, str]],
     body: bytes,
     now: datetime,
-    keys: KeyDirectory,
-    tokens: TokenStore[Caller],
+    lookup_caller: LookupCaller,
+    tokens: TokenStore[AdminCaller],
     allow_token: bool,
-) -> Caller:
+) -> AdminCaller:
     """The caller of a request, or a 403 (400 for a malformed signature) that says why."""
     authorization = [v for n, v in headers if n == "authorization"]
     if len(authorization) == 1 and authorization[0][:7].lower() == "bearer ":
         if not allow_token:
             raise access_denied("this operation needs a SigV4-signed request, not a token")
-        return _from_token(authorization[0][7:].strip(), now, keys, tokens)
+        return _from_token(authorization[0][7:].strip(), now, lookup_caller, tokens)
+
+    def secret(access_key: str) -> str | None:
+        found = _lookup(lookup_caller, access_key)
+        return found.secret if found is not None else None
+
     try:
-        auth = verify_request(SignedRequest(method, raw_path, query, headers), now=now, lookup_secret=keys.secret)
+        auth = verify_request(SignedRequest(method, raw_path, query, headers), now=now, lookup_secret=secret)
     except S3Error as err:
         raise _sigv4_failure(err) from None
     if auth is None:
@@ -102,13 +100,13 @@ def authenticate(
     actual = hashlib.sha256(body).hexdigest()
     if not hmac.compare_digest(actual, auth.payload_sha256):
         raise bad_request("the body does not match x-amz-content-sha256", "XAmzContentSHA256Mismatch")
-    caller = keys.caller(auth.access_key_id)
+    caller = _lookup(lookup_caller, auth.access_key_id)
     if caller is None:  # the key went away between the two look-ups
         raise access_denied("the access key is not valid", "InvalidAccessKeyId")
-    return caller
+    return AdminCaller(caller)
 
 
-def _from_token(token: str, now: datetime, keys: KeyDirectory, tokens: TokenStore[Caller]) -> Caller:
+def _from_token(token: str, now: datetime, lookup_caller: LookupCaller, tokens: TokenStore[AdminCaller]) -> AdminCaller:
     found = tokens.resolve(token, now) if 0 < len(token) <= 256 else None
     if found is not None and found.state == "expired":
         raise access_denied("the token has expired; request a new one", "ExpiredToken")
@@ -117,22 +115,18 @@ def _from_token(token: str, now: datetime, keys: KeyDirectory, tokens: TokenStor
     caller, digest = found.caller, found.digest
     # The key the token was issued to must still be valid (disabled or deleted keys lose their
     # tokens at once).
-    current = keys.caller(caller.access_key)
+    try:
+        current = lookup_caller(caller.access_key)
+    except DwhError:
+        current = None
     if current is None:
         tokens.revoke(digest)
         raise access_denied("the token's access key is no longer valid", "InvalidToken")
-    return Caller(
-        current.access_key,
-        current.principal,
-        current.display,
-        "token",
-        digest,
-        current.identity_policies,
-        current.session_policy,
-    )
+    return AdminCaller(current, "token", digest)
 
 
-def authorize(caller: Caller, action: str, now: datetime) -> Decision:
+def authorize(admin: AdminCaller, action: str, now: datetime) -> Decision:
+    caller = admin.caller
     return evaluate(
         AuthzRequest(caller.principal, action, "*", now=now),
         caller.identity_policies,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from datawarehouse.api.admin.auth import Caller, KeyDirectory
+from datawarehouse.api.admin.auth import AdminCaller, LookupCaller
 from datawarehouse.api.admin.tokens import TokenStore
 from datawarehouse.api.s3.http import Offload
 from datawarehouse.clock import Clock
@@ -25,12 +25,12 @@ T = TypeVar("T")
 @dataclass
 class AdminState:
     warehouse: Warehouse
-    keys: KeyDirectory
+    lookup_caller: LookupCaller
     clock: Clock
     offload: Offload
     jobs: Jobs
     audit: AuditLog | None = None
-    tokens: TokenStore[Caller] = field(default_factory=TokenStore)
+    tokens: TokenStore[AdminCaller] = field(default_factory=TokenStore)
     started_at: datetime | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
@@ -40,7 +40,7 @@ class Call:
     op: Operation
     state: AdminState
     request_id: str
-    caller: Caller | None
+    caller: AdminCaller | None
     path: dict[str, str]
     query: dict[str, Any]
     body: Any

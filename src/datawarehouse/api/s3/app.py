@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from datawarehouse.api.s3.authz import qualify
 from datawarehouse.api.s3.errors import (
     S3Error,
     access_denied,
@@ -24,8 +27,10 @@ from datawarehouse.api.s3.errors import (
     s3_error_from,
 )
 from datawarehouse.api.s3.handlers import HANDLERS, Context, load_all
+from datawarehouse.api.s3.handlers.copy import copy_source
 from datawarehouse.api.s3.handlers.cors import cors_headers, load_rules, match_rule
 from datawarehouse.api.s3.http import (
+    Message,
     Offload,
     Receive,
     Request,
@@ -35,22 +40,25 @@ from datawarehouse.api.s3.http import (
     error_response,
     send_response,
 )
-from datawarehouse.api.s3.router import OPERATIONS, route
+from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route
 from datawarehouse.api.s3.sigv4 import SignedRequest, verify_request
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
-from datawarehouse.service.naming import MAX_KEY_BYTES, SNAPSHOT_MARK
+from datawarehouse.ids import split_bucket_name
+from datawarehouse.service.access import ANONYMOUS, Authorizer, Caller
+from datawarehouse.service.naming import MAX_KEY_BYTES, SNAPSHOT_MARK, is_system_bucket
 from datawarehouse.service.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from datawarehouse.api.admin.auth import KeyDirectory
     from datawarehouse.service.audit.log import AuditLog
 
 log = logging.getLogger(__name__)
 ADMIN_PREFIX = "/admin/v1"  # the admin API (api/admin); the bucket name "admin" is reserved for it
 
-# Operations an unauthenticated request may reach (they check their own rules).
-ANONYMOUS_OK = frozenset({"CorsPreflight", "PostObject"})
+# Operations that authorize themselves in their handler: a browser POST is signed inside its form,
+# DeleteObjects is decided key by key (denied keys are reported in the result), and a CORS
+# preflight needs no permission.
+SELF_AUTHORIZED = frozenset({"CorsPreflight", "PostObject", "DeleteObjects"})
 # What a snapshot view (a ``<bucket>--snap--<name>`` bucket) answers; every other operation on
 # it is refused (CreateBucket goes on to the handler, which refuses the reserved name).
 SNAPSHOT_OK = frozenset(
@@ -69,7 +77,7 @@ class S3App:
     def __init__(
         self,
         warehouse: Warehouse,
-        lookup_secret: Callable[[str], str | None],
+        lookup_caller: Callable[[str], Caller | None],
         *,
         domain: str | None = None,
         region: str = "us-east-1",
@@ -77,24 +85,29 @@ class S3App:
         threads: int = 16,
         lifecycle_interval: float = 0,
         audit: AuditLog | None = None,
-        admin_keys: KeyDirectory | None = None,
+        secure: bool = False,
     ) -> None:
+        """``lookup_caller``: the principal (with its secret and policies) of an access key id,
+        None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key."""
         from datawarehouse.api.admin.app import AdminApp
-        from datawarehouse.api.admin.auth import RootKeys
 
         load_all()
         self.lifecycle_interval = lifecycle_interval
         self._background: asyncio.Task[None] | None = None
         self.warehouse = warehouse
-        self.lookup_secret = lookup_secret
+        self.lookup_caller = lookup_caller
         self.domain = domain
         self.region = region
         self.clock = clock or SystemClock()
         self.offload = Offload(threads)
+        self.authorizer = Authorizer(warehouse)
         self.audit = audit
-        self.admin = AdminApp(
-            warehouse, admin_keys or RootKeys(lookup_secret), audit=audit, clock=self.clock, offload=self.offload
-        )
+        self.secure = secure
+        self.admin = AdminApp(warehouse, lookup_caller, audit=audit, clock=self.clock, offload=self.offload)
+
+    def lookup_secret(self, access_key: str) -> str | None:
+        caller = self.lookup_caller(access_key)
+        return caller.secret if caller is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -109,39 +122,128 @@ class S3App:
         request_id = new_request_id()
         head = scope.get("method") == "HEAD"
         request: Request | None = None
+        started = time.perf_counter()
+        error = ""
         try:
             request = Request.from_scope(scope, receive, request_id)
             response = await self._handle(request)
         except S3Error as err:
-            response = error_response(err, request_id)
+            response, error = error_response(err, request_id), err.code
         except DwhError as exc:
-            response = error_response(s3_error_from(exc), request_id)
+            mapped = s3_error_from(exc)
+            response, error = error_response(mapped, request_id), mapped.code
         except Exception:
             log.exception("request %s failed", request_id)
-            response = error_response(internal_error(), request_id)
+            response, error = error_response(internal_error(), request_id), "InternalError"
         if request is None or request.body_left_unread:
             response.header("connection", "close")
-        await send_response(send, response, request_id, head_only=head)
+        if self.audit is None:
+            await send_response(send, response, request_id, head_only=head)
+            return
+        sent = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal sent
+            body = message.get("body")
+            if isinstance(body, bytes | bytearray | memoryview):
+                sent += len(body)
+            await send(message)
+
+        try:
+            await send_response(counting_send, response, request_id, head_only=head)
+        finally:
+            self._audit(scope, request, response.status, error, sent, time.perf_counter() - started, request_id)
+
+    def _audit(
+        self,
+        scope: Scope,
+        request: Request | None,
+        status: int,
+        error: str,
+        sent: int,
+        seconds: float,
+        request_id: str,
+    ) -> None:
+        """One audit record per request, allowed or not (never its secrets: the audit log has no
+        field for the Authorization header and redacts signatures from the query)."""
+        assert self.audit is not None
+        caller: Caller = request.notes.get("caller", ANONYMOUS) if request is not None else ANONYMOUS
+        endpoint: Endpoint | None = request.notes.get("endpoint") if request is not None else None
+        headers = request.headers if request is not None else {}
+        try:
+            received = int(headers.get("x-amz-decoded-content-length") or headers.get("content-length") or 0)
+        except ValueError:
+            received = 0
+        try:
+            self.audit.record(
+                operation=endpoint.operation if endpoint is not None else f"{scope.get('method', '?')} (unrouted)",
+                tenant=caller.principal.tenant or "",
+                principal=caller.name,
+                access_key=caller.access_key or "",
+                source_ip=request.client or "" if request is not None else "",
+                bucket=(endpoint.bucket or "") if endpoint is not None else "",
+                key=(endpoint.key or "") if endpoint is not None else "",
+                version_id=request.param("versionId") or "" if request is not None else "",
+                status=status,
+                error=error,
+                bytes_in=max(0, received),
+                bytes_out=sent,
+                duration_us=int(seconds * 1_000_000),
+                request_id=request_id,
+                user_agent=headers.get("user-agent", ""),
+                query=request.raw_query if request is not None else "",
+            )
+        except DwhError:
+            log.exception("audit: request %s could not be recorded", request_id)
+
+    def _caller(self, access_key: str) -> Caller:
+        caller = self.lookup_caller(access_key)
+        if caller is None:  # verify_request already refused unknown keys
+            raise access_denied("Access Denied")
+        return caller
 
     async def _handle(self, request: Request) -> Response:
         endpoint = route(request.method, request.raw_path, request.query, request.headers, self.domain)
+        request.notes["endpoint"] = endpoint
         auth = verify_request(
             SignedRequest(request.method, request.raw_path, request.query, request.header_list),
             now=self.clock.now(),
             lookup_secret=self.lookup_secret,
         )
-        if auth is None and endpoint.operation not in ANONYMOUS_OK:
-            raise access_denied("Anonymous access is not allowed; sign the request")
+        caller = ANONYMOUS if auth is None else self._caller(auth.access_key_id)
+        request.notes["caller"] = caller
         if auth is not None and auth.session_token is not None:
             raise access_denied("This server issues no temporary credentials")
-        if endpoint.bucket and SNAPSHOT_MARK in endpoint.bucket and endpoint.operation not in SNAPSHOT_OK:
-            raise access_denied("snapshots are read-only")
+        if endpoint.bucket:
+            bare = split_bucket_name(endpoint.bucket)[1]
+            if is_system_bucket(bare):
+                raise access_denied("system buckets are not reachable over S3")
+            if SNAPSHOT_MARK in bare and endpoint.operation not in SNAPSHOT_OK:
+                raise access_denied("snapshots are read-only")
+            endpoint = dataclasses.replace(endpoint, bucket=qualify(caller, endpoint.bucket))
+            request.notes["endpoint"] = endpoint
         if endpoint.key is not None and len(endpoint.key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise key_too_long(MAX_KEY_BYTES)
         handler = HANDLERS.get(endpoint.operation)
         if handler is None:
             raise not_implemented(f"{endpoint.operation} is not implemented by this server")
-        ctx = Context(self.warehouse, self.offload, request, endpoint, auth, self.region, self.lookup_secret)
+        ctx = Context(
+            self.warehouse,
+            self.offload,
+            request,
+            endpoint,
+            auth,
+            self.region,
+            self.lookup_secret,
+            caller=caller,
+            authorizer=self.authorizer,
+            secure=self.secure,
+            clock=self.clock,
+            lookup_caller=self.lookup_caller,
+        )
+        if endpoint.operation not in SELF_AUTHORIZED:
+            copy = request.headers.get("x-amz-copy-source")
+            await ctx.authorize(copy_source=copy_source(copy) if copy else None)
         try:
             response = await handler(ctx)
         except (DwhError, S3Error) as exc:

@@ -39,6 +39,7 @@ class Request:
     request_id: str
     body_started: bool = False
     body_done: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)  # what the app learnt (caller, endpoint), for audit
 
     @property
     def body_left_unread(self) -> bool:

@@ -17,7 +17,6 @@ from datawarehouse.api.s3.errors import S3Error, method_not_allowed, not_impleme
 # Subresources of a bucket or object that we do not support yet: answered NotImplemented.
 _UNSUPPORTED_BUCKET = (
     "accelerate",
-    "acl",
     "analytics",
     "encryption",
     "intelligent-tiering",
@@ -26,8 +25,6 @@ _UNSUPPORTED_BUCKET = (
     "metrics",
     "notification",
     "ownershipControls",
-    "policy",
-    "policyStatus",
     "publicAccessBlock",
     "replication",
     "requestPayment",
@@ -35,7 +32,7 @@ _UNSUPPORTED_BUCKET = (
     "website",
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
-_UNSUPPORTED_OBJECT = ("acl", "attributes", "renameObject", "restore", "select", "torrent")
+_UNSUPPORTED_OBJECT = ("attributes", "renameObject", "restore", "select", "torrent")
 
 
 # Every operation ``route`` can name (docs/s3-compatibility.md is checked against this list).
@@ -83,6 +80,14 @@ OPERATIONS = (
     "GetObjectRetention",
     "PutObjectLegalHold",
     "GetObjectLegalHold",
+    "PutBucketPolicy",
+    "GetBucketPolicy",
+    "DeleteBucketPolicy",
+    "GetBucketPolicyStatus",
+    "GetBucketAcl",
+    "PutBucketAcl",
+    "GetObjectAcl",
+    "PutObjectAcl",
 )
 
 
@@ -153,6 +158,9 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
             ("versioning", "GetBucketVersioning"),
             ("lifecycle", "GetBucketLifecycleConfiguration"),
             ("object-lock", "GetObjectLockConfiguration"),
+            ("policyStatus", "GetBucketPolicyStatus"),
+            ("policy", "GetBucketPolicy"),
+            ("acl", "GetBucketAcl"),
         ],
         "PUT": [
             ("cors", "PutBucketCors"),
@@ -160,11 +168,14 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
             ("versioning", "PutBucketVersioning"),
             ("lifecycle", "PutBucketLifecycleConfiguration"),
             ("object-lock", "PutObjectLockConfiguration"),
+            ("policy", "PutBucketPolicy"),
+            ("acl", "PutBucketAcl"),
         ],
         "DELETE": [
             ("cors", "DeleteBucketCors"),
             ("tagging", "DeleteBucketTagging"),
             ("lifecycle", "DeleteBucketLifecycle"),
+            ("policy", "DeleteBucketPolicy"),
         ],
         "POST": [("delete", "DeleteObjects")],
     }
@@ -190,8 +201,8 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
 
 # Object subresources of GET and PUT (a PUT carrying one is never a PutObject or CopyObject).
 _OBJECT_SUB = {
-    "GET": (("retention", "GetObjectRetention"), ("legal-hold", "GetObjectLegalHold")),
-    "PUT": (("retention", "PutObjectRetention"), ("legal-hold", "PutObjectLegalHold")),
+    "GET": (("retention", "GetObjectRetention"), ("legal-hold", "GetObjectLegalHold"), ("acl", "GetObjectAcl")),
+    "PUT": (("retention", "PutObjectRetention"), ("legal-hold", "PutObjectLegalHold"), ("acl", "PutObjectAcl")),
 }
 
 

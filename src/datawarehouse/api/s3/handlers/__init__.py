@@ -7,12 +7,15 @@ renders — nothing else. Operations with no handler answer ``NotImplemented``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from datawarehouse.api.s3 import authz
 from datawarehouse.api.s3.http import Offload, Request, Response
 from datawarehouse.api.s3.router import Endpoint
 from datawarehouse.api.s3.sigv4 import AuthResult
+from datawarehouse.clock import Clock, SystemClock
+from datawarehouse.service.access import ANONYMOUS, Authorizer, Caller
 
 if TYPE_CHECKING:
     from datawarehouse.service.warehouse import Warehouse
@@ -23,10 +26,47 @@ class Context:
     warehouse: Warehouse
     offload: Offload
     request: Request
-    endpoint: Endpoint
+    endpoint: Endpoint  # its bucket is tenant-qualified (authz.qualify)
     auth: AuthResult | None
     region: str
     lookup_secret: Callable[[str], str | None] | None = None  # for handlers that verify their own auth
+    caller: Caller = ANONYMOUS
+    authorizer: Authorizer | None = None
+    secure: bool = False  # the connection is TLS (aws:SecureTransport)
+    clock: Clock = field(default_factory=SystemClock)
+    lookup_caller: Callable[[str], Caller | None] | None = None  # for handlers that verify their own auth
+
+    def qualify(self, bucket: str) -> str:
+        """A bucket named in the request (a copy source): in the caller's tenant unless qualified."""
+        return authz.qualify(self.caller, bucket)
+
+    async def authorize(
+        self,
+        *,
+        caller: Caller | None = None,
+        copy_source: tuple[str, str, str | None] | None = None,
+        operation: str | None = None,
+        key: str | None = None,
+        version_id: str | None = None,
+    ) -> None:
+        """Raise AccessDenied unless the caller may do this request (or, with the overrides, one
+        part of it: a key of DeleteObjects, the upload of a browser POST)."""
+        if self.authorizer is None:
+            return
+        who = caller or self.caller
+        facts = authz.request_facts(
+            self.request,
+            self.endpoint,
+            who,
+            secure=self.secure,
+            copy_source=copy_source,
+            operation=operation,
+            key=key,
+            version_id=version_id,
+        )
+        if self.authorizer.fast_allow(who, facts):
+            return
+        await self.offload.run(authz.check, self.authorizer, who, facts, self.clock.now())
 
     @property
     def bucket(self) -> str:
@@ -64,6 +104,7 @@ def load_all() -> None:
         multipart,
         objectlock,
         objects,
+        policy,
         post,
         tagging,
         versioning,

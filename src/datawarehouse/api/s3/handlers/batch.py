@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datawarehouse.api.s3 import authz
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.checksums import algorithm_for_header
-from datawarehouse.api.s3.errors import s3_error, s3_error_from
+from datawarehouse.api.s3.errors import access_denied, s3_error, s3_error_from
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import bypass_governance
 from datawarehouse.api.s3.http import Response, xml_response
@@ -12,6 +13,7 @@ from datawarehouse.api.s3.xml import parse_delete
 from datawarehouse.api.s3.xmlmodel import DeletedObject, DeleteError, DeleteResult
 from datawarehouse.api.s3.xmlrender import render_delete_result
 from datawarehouse.errors import InvalidVersionId
+from datawarehouse.service.access import RequestFacts
 from datawarehouse.service.objects import DeleteTarget, delete_objects
 from datawarehouse.service.versioning import DeleteOutcome, parse_version_id
 
@@ -36,6 +38,34 @@ def _deleted(target: DeleteTarget, outcome: DeleteOutcome) -> DeletedObject:
     return DeletedObject(target.key, target.version_id, True, outcome.version_id)
 
 
+async def _denied_keys(ctx: Context, targets: list[DeleteTarget]) -> list[DeleteTarget]:
+    """DeleteObjects is authorized key by key (s3:DeleteObject or s3:DeleteObjectVersion each),
+    as AWS: a denied key is an AccessDenied entry in the result, the others are deleted."""
+    authorizer = ctx.authorizer
+    if authorizer is None or not targets:
+        return []
+
+    def facts(target: DeleteTarget) -> RequestFacts:
+        return authz.request_facts(
+            ctx.request,
+            ctx.endpoint,
+            ctx.caller,
+            secure=ctx.secure,
+            operation="DeleteObject",
+            key=target.key,
+            version_id=target.version_id,
+        )
+
+    if authorizer.fast_allow(ctx.caller, facts(targets[0])):
+        return []
+    now = ctx.clock.now()
+
+    def decide() -> list[DeleteTarget]:
+        return [t for t in targets if not authorizer.authorize(ctx.caller, facts(t), now).allowed]
+
+    return await ctx.offload.run(decide)
+
+
 @handles("DeleteObjects")
 async def delete_objects_handler(ctx: Context) -> Response:
     if not has_integrity_header(ctx.request.headers):
@@ -53,6 +83,11 @@ async def delete_objects_handler(ctx: Context) -> Response:
             errors.append(DeleteError(obj.key, missing.code, missing.message, obj.version_id))
             continue
         targets.append(DeleteTarget(obj.key, version_id))
+    denied = await _denied_keys(ctx, targets)
+    if denied:
+        refusal = access_denied("Access Denied")
+        errors += [DeleteError(t.key, refusal.code, refusal.message, t.version_id) for t in targets if t in denied]
+        targets = [t for t in targets if t not in denied]
     outcomes = await ctx.offload.run(
         lambda: delete_objects(ctx.warehouse, ctx.bucket, targets, bypass_governance=bypass_governance(ctx))
     )

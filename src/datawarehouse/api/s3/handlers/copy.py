@@ -104,6 +104,7 @@ def check_storage_class(headers: dict[str, str]) -> None:
 async def copy_object(ctx: Context) -> Response:
     headers = ctx.request.headers
     src_bucket, src_key, src_version = copy_source(headers["x-amz-copy-source"])
+    src_bucket = ctx.qualify(src_bucket)
     metadata = _directive(headers, "metadata")
     tagging = _directive(headers, "tagging")
     check_storage_class(headers)

@@ -150,6 +150,7 @@ async def upload_part_copy(ctx: Context) -> Response:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     headers = ctx.request.headers
     src_bucket, src_key, src_version = copy_source(headers["x-amz-copy-source"])
+    src_bucket = ctx.qualify(src_bucket)
     byte_range = _copy_range(headers.get("x-amz-copy-source-range"))
     mp = Multipart(ctx.warehouse)
     source: list[ObjectVersion] = []

@@ -146,12 +146,18 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
         raise s3_error("AccessDenied")
     if "policy" not in fields:
         raise s3_error("AccessDenied", "POST uploads need a signed policy")
-    post_policy.verify_signature(fields, ctx.lookup_secret)
+    access_key = post_policy.verify_signature(fields, ctx.lookup_secret)
     policy = post_policy.parse_policy(fields["policy"])
     key = fields.get("key", "")
     if not key:
         raise invalid_argument("Bucket POST must contain a field named 'key'.", name="key")
     key = key.replace("${filename}", filename or "")
+    caller = ctx.lookup_caller(access_key) if ctx.lookup_caller is not None else None
+    if caller is None:
+        raise s3_error("AccessDenied")
+    ctx.caller = caller
+    ctx.request.notes["caller"] = caller
+    await ctx.authorize(operation="PostObject", key=key)
     now = ctx.warehouse.engine.now()
     try:
         post_policy.check_conditions(policy, {**fields, "key": key}, ctx.bucket, now)

@@ -1,0 +1,126 @@
+"""Bucket policies and canned ACLs: Put/Get/DeleteBucketPolicy, GetBucketPolicyStatus,
+Get/PutBucketAcl, Get/PutObjectAcl.
+
+Policies are stored as sent and evaluated by ``service.policy``. ACLs are supported as the two
+canned ACLs that map onto policy (``private``, ``public-read``); an ACL body with explicit grants
+answers NotImplemented (S3 itself recommends policies over ACLs).
+"""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import SubElement
+
+from datawarehouse.api.s3.body import BodyReader
+from datawarehouse.api.s3.errors import not_implemented, s3_error
+from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.buckets import owner
+from datawarehouse.api.s3.http import Response, xml_response
+from datawarehouse.api.s3.xmlrender import s3_root, to_document
+from datawarehouse.errors import InvalidPolicy
+from datawarehouse.service import access
+from datawarehouse.service.policy import MAX_BUCKET_POLICY_BYTES
+
+_ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+@handles("PutBucketPolicy")
+async def put_bucket_policy(ctx: Context) -> Response:
+    limit = MAX_BUCKET_POLICY_BYTES
+    body = await BodyReader(ctx.request, ctx.auth, limit + 1).read_all(limit + 1)
+    if len(body) > limit:
+        raise s3_error("MalformedPolicy", f"Policies are limited to {limit} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise s3_error("MalformedPolicy", "Policies must be UTF-8 JSON") from None
+    await ctx.offload.run(access.put_bucket_policy, ctx.warehouse, ctx.bucket, text)
+    return Response(204)
+
+
+@handles("GetBucketPolicy")
+async def get_bucket_policy(ctx: Context) -> Response:
+    text = await ctx.offload.run(access.get_bucket_policy, ctx.warehouse, ctx.bucket)
+    if not text:
+        raise s3_error("NoSuchBucketPolicy").with_resource(f"/{ctx.bucket}")
+    return Response(200, body=text.encode("utf-8"), content_type="application/json")
+
+
+@handles("DeleteBucketPolicy")
+async def delete_bucket_policy(ctx: Context) -> Response:
+    await ctx.offload.run(access.delete_bucket_policy, ctx.warehouse, ctx.bucket)
+    return Response(204)
+
+
+@handles("GetBucketPolicyStatus")
+async def get_bucket_policy_status(ctx: Context) -> Response:
+    try:
+        public = await ctx.offload.run(access.is_public, ctx.warehouse, ctx.bucket)
+    except InvalidPolicy:  # stored before a stricter parser: not public by any statement we can read
+        public = False
+    root = s3_root("PolicyStatus")
+    SubElement(root, "IsPublic").text = "true" if public else "false"
+    return xml_response(to_document(root))
+
+
+def _render_acl(ctx: Context, canned: str) -> bytes:
+    root = s3_root("AccessControlPolicy")
+    who = owner(ctx)
+    owner_el = SubElement(root, "Owner")
+    SubElement(owner_el, "ID").text = who.id
+    SubElement(owner_el, "DisplayName").text = who.display_name
+    grants = SubElement(root, "AccessControlList")
+    full = SubElement(grants, "Grant")
+    grantee = SubElement(full, "Grantee", {"xmlns:xsi": _XSI, "xsi:type": "CanonicalUser"})
+    SubElement(grantee, "ID").text = who.id
+    SubElement(grantee, "DisplayName").text = who.display_name
+    SubElement(full, "Permission").text = "FULL_CONTROL"
+    if canned == "public-read":
+        read = SubElement(grants, "Grant")
+        everyone = SubElement(read, "Grantee", {"xmlns:xsi": _XSI, "xsi:type": "Group"})
+        SubElement(everyone, "URI").text = _ALL_USERS
+        SubElement(read, "Permission").text = "READ"
+    return to_document(root)
+
+
+async def _canned_acl(ctx: Context) -> str:
+    """The ``x-amz-acl`` of a Put*Acl; grants in headers or a body are not supported."""
+    headers = ctx.request.headers
+    if any(h.startswith("x-amz-grant-") for h in headers):
+        raise not_implemented("x-amz-grant-* headers are not supported; use a canned ACL or a bucket policy")
+    body = await BodyReader(ctx.request, ctx.auth, 64 * 1024).read_all(64 * 1024)
+    if body.strip():
+        raise not_implemented("ACL documents are not supported; use x-amz-acl (private, public-read) or a policy")
+    canned = headers.get("x-amz-acl")
+    if not canned:
+        raise s3_error("InvalidRequest", "x-amz-acl is required (private or public-read)")
+    return canned.strip()
+
+
+@handles("GetBucketAcl")
+async def get_bucket_acl(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.get_bucket, ctx.bucket)
+    canned = await ctx.offload.run(access.acl_of, ctx.warehouse, ctx.bucket)
+    return xml_response(_render_acl(ctx, canned))
+
+
+@handles("PutBucketAcl")
+async def put_bucket_acl(ctx: Context) -> Response:
+    canned = await _canned_acl(ctx)
+    await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, canned)
+    return Response(200)
+
+
+@handles("GetObjectAcl")
+async def get_object_acl(ctx: Context) -> Response:
+    await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
+    canned = await ctx.offload.run(access.acl_of, ctx.warehouse, ctx.bucket, ctx.key)
+    return xml_response(_render_acl(ctx, canned))
+
+
+@handles("PutObjectAcl")
+async def put_object_acl(ctx: Context) -> Response:
+    canned = await _canned_acl(ctx)
+    await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
+    await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, canned)
+    return Response(200)

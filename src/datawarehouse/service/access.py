@@ -1,0 +1,316 @@
+"""Who is calling and whether they may: the authorization use case of the S3 API.
+
+The S3 adapter authenticates a request (SigV4) to a ``Caller`` and gathers the request's facts
+(``RequestFacts``); ``authorize`` turns them into (action, resource) questions
+(``s3_actions.actions_for``), finds the policies that apply (the caller's identity and session
+policies, the bucket policy and canned ACL of every bucket involved) and asks the policy engine
+(``policy.evaluate``). Everything that needs stored state lives here: bucket policies and ACLs
+are bucket settings (journaled, read through the Warehouse's settings cache), and
+``dwh:ObjectExists`` is looked up only when a policy could use it.
+
+Buckets are named tenant-qualified (``ids.split_bucket_name``); ARNs carry the bare bucket name
+and ``AuthzRequest.resource_tenant`` says whose bucket it is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from datawarehouse.errors import InvalidInput, NotFound
+from datawarehouse.ids import DEFAULT_TENANT_NAME, split_bucket_name
+from datawarehouse.records import BucketRecord
+from datawarehouse.service import policy, s3_actions
+from datawarehouse.service.policy import AuthzRequest, ContextValue, Decision, Policy, Principal
+from datawarehouse.service.warehouse import Warehouse
+
+POLICY_SETTING = "policy"  # the bucket policy's JSON text, as the client sent it
+ACL_SETTING = "acl"  # {"bucket": canned ACL, "public_keys": [keys with a public-read object ACL]}
+MAX_PUBLIC_OBJECTS = 10_000  # object ACL grants per bucket; a public bucket wants a bucket ACL
+
+# Operations that create or replace an object: they carry dwh:ObjectExists (the write-only
+# backup policy refuses overwrites with it).
+OBJECT_WRITES = frozenset(
+    {
+        "PutObject",
+        "CopyObject",
+        "PostObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+    }
+)
+_OBJECT_EXISTS_KEY = "dwh:objectexists"
+_S3_ARN = "arn:aws:s3:::"
+_COPY_SOURCE_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated (or anonymous) principal, with the policies that speak for it."""
+
+    principal: Principal
+    access_key: str | None = None
+    secret: str = field(default="", repr=False)
+    identity_policies: tuple[Policy, ...] = ()
+    session_policy: Policy | None = None  # a service account's narrower policy
+
+    @property
+    def tenant(self) -> str:
+        """The tenant whose namespace bare bucket names resolve in (anonymous: the default)."""
+        return self.principal.tenant or DEFAULT_TENANT_NAME
+
+    @property
+    def name(self) -> str:
+        """For logs and the audit trail: the principal's ARN, or ``anonymous``."""
+        return self.principal.arn or "anonymous"
+
+
+ANONYMOUS = Caller(Principal.anonymous())
+
+
+def root_caller(access_key: str, secret: str, tenant: str = DEFAULT_TENANT_NAME) -> Caller:
+    return Caller(Principal.root(tenant), access_key, secret)
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the S3 adapter knows about a request, in service terms."""
+
+    operation: str
+    bucket: str | None = None  # tenant-qualified
+    key: str | None = None
+    version_id: str | None = None
+    copy_source: tuple[str, str, str | None] | None = None  # (qualified bucket, key, version id)
+    bypass_governance: bool = False
+    sets_tagging: bool = False
+    sets_retention: bool = False
+    sets_legal_hold: bool = False
+    enables_object_lock: bool = False
+    context: Mapping[str, ContextValue] = field(default_factory=dict)  # aws:SourceIp, s3:prefix, ...
+
+
+class BucketAccess:
+    """Parsed bucket policies and ACLs, cached by their settings text (the Warehouse's settings
+    cache already avoids the metadata read; this avoids re-parsing JSON per request)."""
+
+    def __init__(self, wh: Warehouse) -> None:
+        self._wh = wh
+        self._parsed: dict[str, Policy] = {}
+        self._lock = threading.Lock()
+
+    def policy(self, rec: BucketRecord) -> Policy | None:
+        text = self._wh.bucket_setting_cached(rec, POLICY_SETTING)
+        if not text:
+            return None
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            parsed = policy.parse_policy(text, "bucket")
+            with self._lock:
+                if len(self._parsed) > 4096:
+                    self._parsed.clear()
+                self._parsed[text] = parsed
+        return parsed
+
+    def acl(self, rec: BucketRecord) -> dict[str, Any]:
+        text = self._wh.bucket_setting_cached(rec, ACL_SETTING)
+        return json.loads(text) if text else {}
+
+
+def acl_statements(acl: Mapping[str, Any], bucket: str, key: str | None) -> tuple[policy.Statement, ...]:
+    """The statements a bucket's stored canned ACLs stand for, for a request on ``key``."""
+    out: tuple[policy.Statement, ...] = policy.canned_acl_statements(acl.get("bucket", "private"), bucket)
+    if key is not None and key in set(acl.get("public_keys", ())):
+        out += policy.canned_acl_statements("public-read", bucket, key)
+    return out
+
+
+class Authorizer:
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+        self.buckets = BucketAccess(wh)
+
+    def fast_allow(self, caller: Caller, facts: RequestFacts) -> bool:
+        """The common case decided without the policy engine or a metadata read (so on the
+        event loop): a tenant's root in its own buckets, none of which has a bucket policy in the
+        settings cache. False means "ask ``authorize``", never "denied"."""
+        p = caller.principal
+        if p.kind != "root":
+            return False
+        names = [facts.bucket] if facts.bucket else []
+        if facts.copy_source is not None:
+            names.append(facts.copy_source[0])
+        for name in names:
+            if split_bucket_name(name)[0] != p.tenant or not self.wh.cached_bucket_has_no(name, POLICY_SETTING):
+                return False
+        return True
+
+    def authorize(self, caller: Caller, facts: RequestFacts, now: datetime) -> Decision:
+        """The first denial among everything the request needs, or the last allow."""
+        bare_bucket = split_bucket_name(facts.bucket)[1] if facts.bucket else None
+        copy_source = None
+        if facts.copy_source is not None:
+            src_bucket, src_key, src_version = facts.copy_source
+            copy_source = (split_bucket_name(src_bucket)[1], src_key, src_version)
+        needs = s3_actions.actions_for(
+            facts.operation,
+            bare_bucket,
+            facts.key,
+            version_id=facts.version_id,
+            has_bypass_header=facts.bypass_governance,
+            copy_source=copy_source,
+            sets_tagging=facts.sets_tagging,
+            sets_retention=facts.sets_retention,
+            sets_legal_hold=facts.sets_legal_hold,
+            enables_object_lock=facts.enables_object_lock,
+        )
+        if not needs:
+            return Decision(True, "allowed", reason="no permission needed")
+        decision = Decision(False, "implicit-deny", reason="no permission checked")
+        for action, arn in needs:
+            decision = self._decide(caller, facts, action, arn, now)
+            if not decision.allowed:
+                return decision
+        return decision
+
+    def _decide(self, caller: Caller, facts: RequestFacts, action: str, arn: str, now: datetime) -> Decision:
+        qualified, key = self._target(facts, action, arn)
+        bucket_policy: Policy | None = None
+        acl: Sequence[policy.Statement] = ()
+        tenant: str | None = None
+        rec: BucketRecord | None = None
+        if qualified is not None:
+            tenant, bare = split_bucket_name(qualified)
+            try:
+                rec = self.wh.bucket_for_write(qualified)
+            except NotFound:
+                rec = None  # the handler answers NoSuchBucket (for whoever may ask)
+            if rec is not None:
+                bucket_policy = self.buckets.policy(rec)
+                acl = acl_statements(self.buckets.acl(rec), bare, key)
+        p = caller.principal
+        own_bucket = tenant is None or tenant == p.tenant
+        if p.kind == "root" and own_bucket and bucket_policy is None:
+            return Decision(True, "allowed", source="root", reason="tenant root, no bucket policy")
+        context: dict[str, ContextValue] = dict(facts.context)
+        if (
+            facts.operation in OBJECT_WRITES
+            and rec is not None
+            and key is not None
+            and self._may_need_existence(caller, bucket_policy)
+        ):
+            context["dwh:ObjectExists"] = "true" if self._exists(qualified or "", key) else "false"
+        request = AuthzRequest(p, action, arn, resource_tenant=tenant, context=context, now=now)
+        return policy.evaluate(request, caller.identity_policies, bucket_policy, caller.session_policy, acl=acl)
+
+    @staticmethod
+    def _target(facts: RequestFacts, action: str, arn: str) -> tuple[str | None, str | None]:
+        """The qualified bucket and key an (action, ARN) from ``actions_for`` is about: a copy's
+        source for the copy's read (ARNs alone cannot tell two tenants' same-named buckets
+        apart), else the request's own bucket."""
+        if not arn.startswith(_S3_ARN) or arn == s3_actions.ALL_BUCKETS_ARN:
+            return None, None
+        if facts.copy_source is not None and action in _COPY_SOURCE_READS:
+            src_bucket, src_key, _ = facts.copy_source
+            return src_bucket, src_key
+        _, _, key = arn[len(_S3_ARN) :].partition("/")
+        return facts.bucket, (key or None)
+
+    @staticmethod
+    def _may_need_existence(caller: Caller, bucket_policy: Policy | None) -> bool:
+        texts = [p.text for p in caller.identity_policies]
+        if caller.session_policy is not None:
+            texts.append(caller.session_policy.text)
+        if bucket_policy is not None:
+            texts.append(bucket_policy.text)
+        return any(_OBJECT_EXISTS_KEY in t.lower() for t in texts)
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.wh.head_object(bucket, key)
+        except NotFound:
+            return False
+        except InvalidInput:
+            return False
+        return True
+
+
+# --- bucket policy and ACL settings ---------------------------------------------------------------
+
+
+def put_bucket_policy(wh: Warehouse, bucket: str, text: str) -> Policy:
+    """Validate and store a bucket policy (``InvalidPolicy`` for a malformed one)."""
+    parsed = policy.parse_policy(text, "bucket")
+    wh.set_bucket_setting(bucket, POLICY_SETTING, text)
+    return parsed
+
+
+def get_bucket_policy(wh: Warehouse, bucket: str) -> str | None:
+    return wh.get_bucket_setting(bucket, POLICY_SETTING)
+
+
+def delete_bucket_policy(wh: Warehouse, bucket: str) -> None:
+    wh.set_bucket_setting(bucket, POLICY_SETTING, None)
+
+
+def is_public(wh: Warehouse, bucket: str) -> bool:
+    """GetBucketPolicyStatus: whether the bucket policy or ACL grants anything to everyone."""
+    acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+    if acl.get("bucket") == "public-read" or acl.get("public_keys"):
+        return True
+    text = wh.get_bucket_setting(bucket, POLICY_SETTING)
+    if not text:
+        return False
+    parsed = policy.parse_policy(text, "bucket")
+    return any(
+        s.effect == "Allow" and s.principal is not None and s.principal.everyone and not s.not_principal
+        for s in parsed.statements
+    )
+
+
+_acl_lock = threading.Lock()
+
+
+def set_bucket_acl(wh: Warehouse, bucket: str, canned: str) -> None:
+    policy.canned_acl_statements(canned, split_bucket_name(bucket)[1])  # refuses unsupported ACLs
+    with _acl_lock:
+        acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+        acl["bucket"] = canned
+        wh.set_bucket_setting(bucket, ACL_SETTING, json.dumps(acl, sort_keys=True))
+
+
+def set_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
+    """A canned object ACL: ``public-read`` grants anonymous reads of ``key`` (its current and
+    future versions: ACLs here belong to the key, not to one version)."""
+    policy.canned_acl_statements(canned, split_bucket_name(bucket)[1], key)
+    with _acl_lock:
+        acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+        keys = set(acl.get("public_keys", ()))
+        if canned == "public-read":
+            if key not in keys and len(keys) >= MAX_PUBLIC_OBJECTS:
+                raise InvalidInput(
+                    f"more than {MAX_PUBLIC_OBJECTS} public objects in one bucket: make the bucket public-read "
+                    "or use a bucket policy"
+                )
+            keys.add(key)
+        else:
+            keys.discard(key)
+        acl["public_keys"] = sorted(keys)
+        if not acl["public_keys"]:
+            del acl["public_keys"]
+        wh.set_bucket_setting(bucket, ACL_SETTING, json.dumps(acl, sort_keys=True) if acl else None)
+
+
+def acl_of(wh: Warehouse, bucket: str, key: str | None = None) -> str:
+    """The canned ACL a Get*Acl answer describes: ``public-read`` or ``private``."""
+    acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+    if acl.get("bucket") == "public-read":
+        return "public-read"
+    if key is not None and key in set(acl.get("public_keys", ())):
+        return "public-read"
+    return "private"
