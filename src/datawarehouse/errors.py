@@ -213,6 +213,59 @@ class ConcurrentModification(MetadataError):
     """A row changed under a transaction (for example GC removed a chunk a write wanted to reuse)."""
 
 
+# --- identity and access -----------------------------------------------------------------------
+
+
+class InvalidIamName(InvalidInput):
+    """A tenant, user, group, policy or service account name that breaks the naming rules."""
+
+
+class MalformedPolicyDocument(InvalidInput):
+    """A policy document that is not a JSON object with a ``Statement``."""
+
+
+class NoSuchUser(NotFound):
+    pass
+
+
+class NoSuchGroup(NotFound):
+    pass
+
+
+class NoSuchPolicy(NotFound):
+    pass
+
+
+class NoSuchAccessKey(NotFound):
+    pass
+
+
+class EntityAlreadyExists(Conflict):
+    """An IAM entity (tenant, user, group) of that name exists already."""
+
+
+class DeleteConflict(Conflict):
+    """An IAM entity still owns or is used by others (a tenant with buckets or users, a policy
+    still attached)."""
+
+
+class CredentialsRefused(DwhError):
+    """An access key exists but may not be used now. The S3 layer answers AccessDenied (or
+    InvalidAccessKeyId); the message names the key id, never its secret."""
+
+
+class AccessKeyDisabled(CredentialsRefused):
+    pass
+
+
+class AccessKeyExpired(CredentialsRefused):
+    pass
+
+
+class PrincipalDisabled(CredentialsRefused):
+    """The key's user, its parent user (service accounts) or its tenant is disabled."""
+
+
 # --- remote servers ----------------------------------------------------------------------------
 
 

@@ -12,8 +12,10 @@ BucketId = NewType("BucketId", int)
 VersionId = NewType("VersionId", str)
 UploadId = NewType("UploadId", str)
 DataDirId = NewType("DataDirId", str)
+TenantId = NewType("TenantId", int)  # owns users, buckets and a dedup/encryption domain
+UserId = NewType("UserId", int)  # an IAM user or service account of one tenant
+GroupId = NewType("GroupId", int)
 
-TenantId = NewType("TenantId", int)
 
 DEFAULT_DOMAIN = DomainId(1)
 DEFAULT_TENANT = TenantId(1)

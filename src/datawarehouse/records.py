@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from datawarehouse.errors import InvalidStorageClass
-from datawarehouse.ids import DEFAULT_TENANT, BucketId, ChunkId, DiskId, DomainId, TenantId, VersionId
+from datawarehouse.ids import DEFAULT_TENANT, BucketId, ChunkId, DiskId, DomainId, GroupId, TenantId, UserId, VersionId
 
 MAX_SHARDS = 32
 
@@ -183,6 +183,7 @@ class BucketRecord:
     name: str  # unique within its tenant (ids.split_bucket_name for the qualified form)
     created_at: datetime
     storage_class: StorageClass | None = None  # None: the data directory's default
+    owner_user_id: UserId | None = None  # the IAM user that created it (None: root or unknown)
     tenant_id: TenantId = DEFAULT_TENANT
 
 
@@ -247,3 +248,119 @@ class PartRecord:
     created_at: datetime
     chunks: tuple[ChunkRef, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)
+
+
+# --- identity and access (service/iam.py) ------------------------------------------------------
+
+
+class PrincipalKind(StrEnum):
+    ROOT = "root"  # the bootstrap principal of the default tenant (keys/root-credentials.json)
+    USER = "user"
+    SERVICE = "service"  # a service account: bound to a parent user, narrowed by a session policy
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class QuotaScope(StrEnum):
+    TENANT = "tenant"
+    USER = "user"
+
+
+class AttachTarget(StrEnum):
+    USER = "user"
+    GROUP = "group"
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """A tenant. ``domain_id``: its dedup/encryption domain (None only while being created)."""
+
+    tenant_id: TenantId
+    name: str
+    created_at: datetime
+    disabled: bool = False
+    domain_id: DomainId | None = None
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """An IAM user, or a service account (``kind`` service, ``parent_user_id`` set)."""
+
+    user_id: UserId
+    tenant_id: TenantId
+    name: str
+    kind: PrincipalKind
+    created_at: datetime
+    disabled: bool = False
+    parent_user_id: UserId | None = None
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    group_id: GroupId
+    tenant_id: TenantId
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """A stored policy document (validated JSON text), unique by name within its tenant."""
+
+    tenant_id: TenantId
+    name: str
+    document: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    """A policy attached, by name, to a user or a group (the name may be a built-in policy)."""
+
+    tenant_id: TenantId
+    target: AttachTarget
+    target_id: int
+    policy_name: str
+
+
+@dataclass(frozen=True)
+class AccessKeyRecord:
+    """An access key as stored: the secret only as AES-256-GCM ciphertext under a key derived
+    from master key ``master_key_id`` (``repr`` shows neither). ``last_used_at`` is best-effort."""
+
+    access_key_id: str
+    tenant_id: TenantId
+    user_id: UserId
+    secret_ciphertext: bytes = field(repr=False)
+    master_key_id: str
+    status: KeyStatus
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    session_policy: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class QuotaRecord:
+    """Hard limits of a tenant or a user; ``None``: unlimited."""
+
+    scope: QuotaScope
+    scope_id: int
+    max_bytes: int | None = None
+    max_objects: int | None = None
+    max_buckets: int | None = None
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """What a tenant's (or a user's) buckets hold: buckets, stored versions that are not delete
+    markers, their logical bytes plus unfinished multipart parts' bytes."""
+
+    buckets: int = 0
+    objects: int = 0
+    bytes: int = 0

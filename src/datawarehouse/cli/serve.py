@@ -13,7 +13,9 @@ from datawarehouse.config import ServerConfig, load_config
 from datawarehouse.engine.datadir import DataDir
 from datawarehouse.errors import ConfigError, DataDirError
 from datawarehouse.service import credentials
-from datawarehouse.service.access import root_caller
+from datawarehouse.service.access import CallerDirectory
+from datawarehouse.service.audit.forward import Forwarder, start_forwarders
+from datawarehouse.service.audit.log import AuditLog
 from datawarehouse.service.warehouse import Warehouse
 
 
@@ -64,7 +66,6 @@ def serve(
     import uvicorn
 
     from datawarehouse.api.s3.app import S3App
-    from datawarehouse.service.audit.log import AuditLog
 
     if workers != 1:
         raise ConfigError(
@@ -83,12 +84,15 @@ def serve(
     host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
     audit: AuditLog | None = None
+    forwarders: list[Forwarder] = []
     try:
         creds, created = credentials.load_or_create(wh.engine.datadir.keys.dir)
+        wh.iam.set_root_credentials(creds)
         audit = AuditLog(wh, config.audit)
+        forwarders = start_forwarders(audit.read_after, config.audit, wh.engine.datadir.root / "audit")
         app = S3App(
             wh,
-            lambda key: root_caller(creds.access_key, creds.secret_key) if key == creds.access_key else None,
+            CallerDirectory(wh.iam).lookup,
             domain=settings.domain or None,
             region=settings.region,
             lifecycle_interval=settings.lifecycle_interval,
@@ -126,6 +130,9 @@ def serve(
         )
         uvicorn.Server(server_config).run()
     finally:
+        for forwarder in forwarders:
+            forwarder.stop()
         if audit is not None:
             audit.close()
+        wh.iam.close()
         wh.close()

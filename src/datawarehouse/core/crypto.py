@@ -202,6 +202,37 @@ def unwrap_secret(master: MasterKey, domain_id: int, key_version: int, wrapped: 
         ) from None
 
 
+# --- small secrets sealed under the master key ---------------------------------------------------
+
+
+def seal_under_master(
+    master: MasterKey, label: bytes, aad: bytes, plaintext: bytes, *, nonce: bytes | None = None
+) -> bytes:
+    """``nonce ‖ AES-256-GCM(HKDF-SHA256(master, info=label), plaintext, aad)``.
+
+    For small secrets that must survive the loss of every domain key and be useless without the
+    master key (access-key secrets). ``label`` separates uses (each gets its own derived key);
+    ``aad`` binds the ciphertext to what it belongs to (an access key id), so a ciphertext moved
+    to another row fails to open. ``nonce`` is for golden vectors only.
+    """
+    if nonce is None:
+        nonce = os.urandom(NONCE_SIZE)
+    elif len(nonce) != NONCE_SIZE:
+        raise InvalidInput(f"nonce must be {NONCE_SIZE} bytes")
+    return nonce + _aead(AES_256_GCM, _hkdf(master.key, label)).encrypt(nonce, plaintext, aad)
+
+
+def open_under_master(master: MasterKey, label: bytes, aad: bytes, sealed: bytes) -> bytes:
+    """Inverse of :func:`seal_under_master`; altered bytes, another ``aad`` or another master
+    key raise ``AuthenticationFailed`` (the message names the master key id only)."""
+    if len(sealed) < NONCE_SIZE + TAG_SIZE:
+        raise CorruptFrame("sealed secret: too short")
+    try:
+        return _aead(AES_256_GCM, _hkdf(master.key, label)).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
+    except InvalidTag:
+        raise AuthenticationFailed(f"sealed secret does not open under master key {master.key_id}") from None
+
+
 # --- domain keys -------------------------------------------------------------------------------
 
 

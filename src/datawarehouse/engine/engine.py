@@ -30,7 +30,7 @@ from datawarehouse.engine.keys import KeyRing, check_passphrase
 from datawarehouse.engine.reader import read_range
 from datawarehouse.engine.writer import ObjectWriter
 from datawarehouse.errors import CorruptFrame, DwhError, KeyError_, MetadataError, WrongKey
-from datawarehouse.ids import DEFAULT_DOMAIN, ChunkId, DiskId, DomainId
+from datawarehouse.ids import DEFAULT_DOMAIN, ChunkId, DiskId, DomainId, TenantId
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, MetaTx
 from datawarehouse.meta.sql import SqlMetaRepo
 from datawarehouse.records import (
@@ -70,6 +70,10 @@ class Engine:
         self.config = config
         self.clock = clock
         self._replay = replay
+        # Called by a master key rotation once the new key is current and every domain secret is
+        # rewrapped, before the old key is dropped: services that seal secrets under the master
+        # key (IAM access keys) reseal them here.
+        self.master_rotation_hooks: list[Callable[[], None]] = []
         self.keyring = KeyRing(datadir.keys.load(passphrase), config.aead)
         self.disks = DiskSet(datadir.disks(), _open_store)
         self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
@@ -205,6 +209,31 @@ class Engine:
         self.committer.submit(lambda tx: tx.put_domain_secret(rec), lambda: domain_secret_record(rec))
         self.keyring.add_wrapped(domain_id, 1, wrapped, master.key_id)
 
+    def create_domain(self, tenant_id: int) -> DomainId:
+        """A new dedup/encryption domain for a tenant: its row and a fresh secret wrapped by the
+        current master key, in one journaled commit. The journal record (type 1) names the tenant,
+        so replay recreates the domain row before its secret. Two domains never share a chunk id
+        or a key: a tenant's data is isolated, and forgetting its secret shreds it."""
+        master = self.keyring.master(self.keyring.current_master_id())
+        if master is None:  # pragma: no cover - the id comes from the ring itself
+            raise KeyError_("no master key loaded")
+        secret = secrets.token_bytes(32)
+        now = self.now()
+        made: list[DomainSecretRecord] = []
+
+        def apply(tx: MetaTx) -> DomainSecretRecord:
+            domain_id = tx.create_domain(TenantId(tenant_id))
+            rec = DomainSecretRecord(domain_id, 1, crypto.wrap_secret(master, domain_id, 1, secret), master.key_id, now)
+            tx.put_domain_secret(rec)
+            made.append(rec)
+            return rec
+
+        rec: DomainSecretRecord = self.committer.submit(
+            apply, lambda: domain_secret_record(made[-1], tenant_id=tenant_id)
+        )
+        self.keyring.add_wrapped(rec.domain_id, rec.key_version, rec.wrapped, rec.master_key_id)
+        return rec.domain_id
+
     # --- data path -----------------------------------------------------------------------------
 
     def lookup_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
@@ -339,6 +368,9 @@ class Engine:
         if entry.rtype == jr.RECORD_DOMAIN_SECRET:
             rec = _secret_from_json(entry.payload)
             if self.keyring.add_wrapped(rec.domain_id, rec.key_version, rec.wrapped, rec.master_key_id):
+                tenant_id = _secret_tenant(entry.payload)
+                if tenant_id is not None:  # a domain made by create_domain: its row comes first
+                    tx.insert_domain(rec.domain_id, TenantId(tenant_id))
                 tx.put_domain_secret(rec)
         elif entry.rtype == jr.RECORD_OP:
             self._replay(tx, jr.open_op(self.keyring, entry.payload))
@@ -346,15 +378,27 @@ class Engine:
             log.warning("journal %s: unknown record type %d skipped", entry.segment, entry.rtype)
 
 
-def domain_secret_record(rec: DomainSecretRecord) -> tuple[int, bytes]:
-    doc = {
+def domain_secret_record(rec: DomainSecretRecord, *, tenant_id: int | None = None) -> tuple[int, bytes]:
+    """The type-1 journal record of a (wrapped) domain secret; ``tenant_id`` when the record also
+    creates the domain (``Engine.create_domain``)."""
+    doc: dict[str, Any] = {
         "domain_id": rec.domain_id,
         "key_version": rec.key_version,
         "wrapped": base64.b64encode(rec.wrapped).decode(),
         "master_key_id": rec.master_key_id,
         "created_at": rec.created_at.astimezone(UTC).isoformat(),
     }
+    if tenant_id is not None:
+        doc["tenant_id"] = tenant_id
     return jr.RECORD_DOMAIN_SECRET, json.dumps(doc, sort_keys=True).encode()
+
+
+def _secret_tenant(payload: bytes) -> int | None:
+    try:
+        tenant = json.loads(payload).get("tenant_id")
+    except (ValueError, AttributeError) as exc:
+        raise CorruptFrame("journal: malformed domain secret record") from exc
+    return None if tenant is None else int(tenant)
 
 
 def _secret_from_json(payload: bytes) -> DomainSecretRecord:

@@ -167,6 +167,35 @@ class KeyRing:
     def master(self, key_id: str) -> MasterKey | None:
         return self._masters.get(key_id)
 
+    def current_master_id(self) -> str:
+        """The master key new wrappings and sealed secrets are made under."""
+        ids = self.master_ids()
+        if not ids:  # pragma: no cover - a ring is built from at least one loaded key
+            raise KeyError_("no master key loaded")
+        return ids[0]
+
+    def make_current(self, master: MasterKey) -> None:
+        """Load ``master`` (if it is not) and make it the current one (a rotation in progress:
+        what is sealed from now on is sealed under the new key)."""
+        with self._lock:
+            others = {k: m for k, m in self._masters.items() if k != master.key_id}
+            self._masters = {master.key_id: master, **others}
+
+    def seal_secret(self, label: str, aad: bytes, plaintext: bytes) -> tuple[str, bytes]:
+        """Seal a small secret under (a key derived with ``label`` from) the current master key;
+        return (master key id, ciphertext). Callers never see master key bytes."""
+        key_id = self.current_master_id()
+        master = self._masters[key_id]
+        return key_id, crypto.seal_under_master(master, label.encode(), aad, plaintext)
+
+    def open_secret(self, label: str, aad: bytes, master_key_id: str, sealed: bytes) -> bytes:
+        """Open what :meth:`seal_secret` made. ``KeyError_`` if that master key is not loaded,
+        ``AuthenticationFailed`` if the bytes, the ``aad`` or the label do not match."""
+        master = self._masters.get(master_key_id)
+        if master is None:
+            raise KeyError_(f"secret sealed under master key {master_key_id}, which is not loaded")
+        return crypto.open_under_master(master, label.encode(), aad, sealed)
+
     def add_wrapped(self, domain_id: int, key_version: int, wrapped: bytes, master_key_id: str) -> bool:
         """Unwrap and remember a domain secret; ``False`` if it is wrapped by an unknown master key."""
         master = self._masters.get(master_key_id)

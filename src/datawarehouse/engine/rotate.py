@@ -57,6 +57,11 @@ def rotate_master_key(engine: Engine, new_passphrase: str | None = None) -> tupl
             engine.now(),
         )
         _commit_secret(engine, rewrapped)
+    # From here on everything is sealed under the new key; secrets other services sealed under
+    # the old one (IAM access keys) are resealed before the old key goes away.
+    engine.keyring.make_current(new)
+    for hook in engine.master_rotation_hooks:
+        hook()
     if store.uses_passphrase:
         derived = store.replace_passphrase(new_passphrase or "", params)
         if derived.key_id != new.key_id:  # pragma: no cover - same inputs, same key

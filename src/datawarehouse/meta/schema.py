@@ -98,6 +98,7 @@ tenants = sa.Table(
     sa.Column("tenant_id", id_type(), primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),  # 0006
     sa.UniqueConstraint("name"),
 )
 
@@ -143,7 +144,11 @@ buckets = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("ec_k", sa.Integer, nullable=True),
     sa.Column("ec_m", sa.Integer, nullable=True),
+    # 0006: the IAM user that created the bucket (user quotas). No foreign key: deleting a user
+    # keeps its buckets, which then count for nobody but their tenant.
+    sa.Column("owner_user_id", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("tenant_id", "name"),
+    sa.Index(None, "owner_user_id"),
     sqlite_autoincrement=True,
 )
 
@@ -319,4 +324,92 @@ journal_positions = sa.Table(
     metadata,
     sa.Column("segment", sa.String(255), primary_key=True),
     sa.Column("applied_offset", sa.BigInteger, nullable=False),
+)
+
+# --- identity and access (migration 0006) -------------------------------------------------------
+# Ids are never reused (AUTOINCREMENT on SQLite): journal records name users and groups by id.
+
+iam_users = sa.Table(
+    "iam_users",
+    metadata,
+    sa.Column("user_id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.tenant_id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # user | service
+    sa.Column("parent_user_id", sa.BigInteger, sa.ForeignKey("iam_users.user_id"), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("tenant_id", "name"),
+    sa.Index(None, "parent_user_id"),
+    sqlite_autoincrement=True,
+)
+
+iam_groups = sa.Table(
+    "iam_groups",
+    metadata,
+    sa.Column("group_id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.tenant_id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name"),
+    sqlite_autoincrement=True,
+)
+
+iam_group_members = sa.Table(
+    "iam_group_members",
+    metadata,
+    sa.Column("group_id", sa.BigInteger, sa.ForeignKey("iam_groups.group_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("iam_users.user_id", ondelete="CASCADE"), primary_key=True),
+    sa.Index(None, "user_id"),
+)
+
+iam_policies = sa.Table(
+    "iam_policies",
+    metadata,
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.tenant_id"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A policy attached by name (built-in names have no iam_policies row) to a user or a group.
+iam_attachments = sa.Table(
+    "iam_attachments",
+    metadata,
+    sa.Column("target", sa.String(8), primary_key=True),  # user | group
+    sa.Column("target_id", sa.BigInteger, primary_key=True),
+    sa.Column("policy_name", sa.String(255), primary_key=True),
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.tenant_id"), nullable=False),
+    # "is this policy still attached somewhere in the tenant?"
+    sa.Index(None, "tenant_id", "policy_name"),
+)
+
+iam_access_keys = sa.Table(
+    "iam_access_keys",
+    metadata,
+    sa.Column("access_key_id", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.tenant_id"), nullable=False),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("iam_users.user_id"), nullable=False),
+    # AES-256-GCM under a key derived from master key master_key_id; never the plain secret
+    sa.Column("secret_ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("master_key_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active | disabled
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),  # best-effort, not journaled
+    sa.Column("session_policy", sa.Text, nullable=True),  # service accounts
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Index(None, "user_id"),
+    sa.Index(None, "tenant_id"),
+)
+
+iam_quotas = sa.Table(
+    "iam_quotas",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),  # tenant | user
+    sa.Column("scope_id", sa.BigInteger, primary_key=True),
+    sa.Column("max_bytes", sa.BigInteger, nullable=True),
+    sa.Column("max_objects", sa.BigInteger, nullable=True),
+    sa.Column("max_buckets", sa.BigInteger, nullable=True),
 )

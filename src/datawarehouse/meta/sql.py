@@ -24,6 +24,7 @@ Why it is built the way it is:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,10 +52,11 @@ from datawarehouse.errors import (
     NoSuchDisk,
     NoSuchKey,
 )
-from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, VersionId, split_bucket_name
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, UserId, VersionId, split_bucket_name
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.rawread import RawSqliteReader, RawStatement
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, ObjectSummary
+from datawarehouse.meta.sql_iam import IamMixin
 from datawarehouse.meta.sql_uploads import UploadsMixin
 from datawarehouse.meta.sql_uploads import dump_json as _dump_meta
 from datawarehouse.meta.sql_uploads import load_json as _load_meta
@@ -135,6 +137,7 @@ def _bucket(row: sa.Row[Any]) -> BucketRecord:
         created_at=row.created_at,
         storage_class=_storage_class(row.ec_k, row.ec_m),
         tenant_id=TenantId(row.tenant_id),
+        owner_user_id=None if row.owner_user_id is None else UserId(row.owner_user_id),
     )
 
 
@@ -449,7 +452,7 @@ def _insert_ignore_stmt(table: sa.Table, keys: tuple[str, ...], pg: bool) -> sa.
 _Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-class SqlMetaTx(UploadsMixin, UsageMixin, VersionsMixin):
+class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
     """One transaction on one connection (see ``MetaTx`` in ``repo.py`` for the contract).
 
     Every statement goes through ``_x`` so that errors are translated in one place and a
@@ -584,19 +587,25 @@ class SqlMetaTx(UploadsMixin, UsageMixin, VersionsMixin):
             "created_at": rec.created_at,
             "ec_k": None if sc is None else sc.k,
             "ec_m": None if sc is None else sc.m,
+            "owner_user_id": rec.owner_user_id,
         }
 
     def create_bucket(
-        self, domain_id: DomainId, name: str, created_at: datetime, storage_class: StorageClass | None
+        self,
+        domain_id: DomainId,
+        name: str,
+        created_at: datetime,
+        storage_class: StorageClass | None,
+        owner_user_id: UserId | None = None,
     ) -> BucketRecord:
         tenant_id = self._tenant_of(domain_id)
         if self._first(_BUCKET_IN_TENANT, {"p_tenant_id": tenant_id, "p_name": name}) is not None:
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
-        rec = BucketRecord(BucketId(0), domain_id, name, created_at, storage_class)
+        rec = BucketRecord(BucketId(0), domain_id, name, created_at, storage_class, owner_user_id, TenantId(tenant_id))
         pk = self._x(_INSERT_BUCKET, self._bucket_values(rec, tenant_id)).inserted_primary_key
         if pk is None:
             raise MetadataError("metadata: create_bucket: no id was generated")
-        return BucketRecord(BucketId(int(pk[0])), domain_id, name, created_at, storage_class)
+        return dataclasses.replace(rec, bucket_id=BucketId(int(pk[0])))
 
     def insert_bucket(self, rec: BucketRecord) -> None:
         """Raise ``BucketAlreadyExists`` if another id holds the name in the same tenant."""
@@ -1010,6 +1019,7 @@ _RO_BUCKET: Final = [
     _BK.c.ec_k,
     _BK.c.ec_m,
     _BK.c.tenant_id,
+    _BK.c.owner_user_id,
 ]
 _RO_MANIFEST: Final = [_ME.c.seq, _ME.c.chunk_id, _ME.c.offset, _ME.c.plain_size]
 _RO_CHUNK: Final = [

@@ -15,6 +15,7 @@ and ``AuthzRequest.resource_tenant`` says whose bucket it is.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,14 @@ from typing import Any
 
 from datawarehouse.errors import InvalidInput, NotFound
 from datawarehouse.ids import DEFAULT_TENANT_NAME, split_bucket_name
-from datawarehouse.records import BucketRecord
+from datawarehouse.records import BucketRecord, PrincipalKind
 from datawarehouse.service import policy, s3_actions
+from datawarehouse.service.iam import IamService
+from datawarehouse.service.iam_auth import Identity
 from datawarehouse.service.policy import AuthzRequest, ContextValue, Decision, Policy, Principal
 from datawarehouse.service.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 POLICY_SETTING = "policy"  # the bucket policy's JSON text, as the client sent it
 ACL_SETTING = "acl"  # {"bucket": canned ACL, "public_keys": [keys with a public-read object ACL]}
@@ -314,3 +319,57 @@ def acl_of(wh: Warehouse, bucket: str, key: str | None = None) -> str:
     if key is not None and key in set(acl.get("public_keys", ())):
         return "public-read"
     return "private"
+
+
+# --- callers from IAM identities ----------------------------------------------------------------
+
+
+class CallerDirectory:
+    """Access key id -> ``Caller``, through IAM (which caches identities until an IAM change):
+    the stored policy documents are parsed once per identity, not per request."""
+
+    def __init__(self, iam: IamService) -> None:
+        self.iam = iam
+        self._callers: dict[str, tuple[Identity, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, access_key: str) -> Caller | None:
+        """None for an unknown key; ``CredentialsRefused`` for a disabled or expired one."""
+        identity = self.iam.resolve_access_key(access_key)
+        if identity is None:
+            return None
+        cached = self._callers.get(access_key)
+        if cached is not None and cached[0] is identity:
+            return cached[1]
+        caller = caller_of(identity)
+        with self._lock:
+            if len(self._callers) > 65536:
+                self._callers.clear()
+            self._callers[access_key] = (identity, caller)
+        return caller
+
+
+def caller_of(identity: Identity) -> Caller:
+    """The policy engine's view of an IAM identity. A service account acts as its parent user
+    (``aws:username`` is the parent's) with its own policy as the session policy."""
+    tenant = identity.tenant_name
+    if identity.is_root:
+        principal = Principal.root(tenant)
+    elif identity.kind is PrincipalKind.SERVICE:
+        principal = Principal.user(tenant, identity.parent_user or identity.user_name, str(identity.parent_user_id))
+    else:
+        principal = Principal.user(tenant, identity.user_name, str(identity.user_id))
+    policies: list[Policy] = []
+    for name, document in identity.policies:
+        try:
+            policies.append(
+                policy.builtin_policy(name)
+                if document is None
+                else policy.parse_policy(document, "identity", name=name)
+            )
+        except InvalidInput as exc:  # a policy stored before a stricter parser: it grants nothing
+            log.warning("IAM policy %r of %s is not usable: %s", name, identity.access_key_id, exc)
+    session = None
+    if identity.session_policy:
+        session = policy.parse_policy(identity.session_policy, "identity", name="session")
+    return Caller(principal, identity.access_key_id, identity.secret, tuple(policies), session)

@@ -30,7 +30,7 @@ from datawarehouse.errors import (
     NoSuchKey,
     PreconditionFailed,
 )
-from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, VersionId
+from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, UserId, VersionId
 from datawarehouse.meta.repo import MetaTx
 from datawarehouse.records import BucketRecord, ChunkerParams, ChunkRecord, ChunkRef, ObjectVersion, StorageClass
 
@@ -154,7 +154,7 @@ def refs_of(v: ObjectVersion) -> Counter[ChunkId]:
 
 def bucket_create_doc(b: BucketRecord) -> dict[str, Any]:
     sc = b.storage_class
-    return {
+    doc: dict[str, Any] = {
         "op": "bucket.create",
         "bucket_id": b.bucket_id,
         "domain_id": b.domain_id,
@@ -162,6 +162,9 @@ def bucket_create_doc(b: BucketRecord) -> dict[str, Any]:
         "created_at": b.created_at.isoformat(),
         "ec": [sc.k, sc.m] if sc else None,
     }
+    if b.owner_user_id is not None:
+        doc["owner_user_id"] = b.owner_user_id
+    return doc
 
 
 def apply_bucket_create(tx: MetaTx, doc: dict[str, Any]) -> None:
@@ -176,6 +179,7 @@ def apply_bucket_create(tx: MetaTx, doc: dict[str, Any]) -> None:
             doc["name"],
             datetime.fromisoformat(doc["created_at"]),
             StorageClass(*ec) if ec else None,
+            None if doc.get("owner_user_id") is None else UserId(doc["owner_user_id"]),
         )
     )
     for name, value in (doc.get("settings") or {}).items():
@@ -431,6 +435,10 @@ def replay(tx: MetaTx, doc: dict[str, Any]) -> None:
         apply_object_lock(tx, doc, replay=True)
     elif op == "bucket.setting":
         apply_bucket_setting(tx, doc, replay=True)
+    elif isinstance(op, str) and op.startswith("iam."):
+        from datawarehouse.service import iam_ops
+
+        iam_ops.replay(tx, doc)
     elif isinstance(op, str) and op.startswith("multipart."):
         from datawarehouse.service import multipart  # multipart builds on this module
 

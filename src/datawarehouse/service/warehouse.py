@@ -29,10 +29,11 @@ from datawarehouse.errors import (
     NoSuchBucket,
     NoSuchTenant,
 )
-from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, qualify_bucket_name, split_bucket_name
+from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, UserId, qualify_bucket_name, split_bucket_name
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
+from datawarehouse.service.iam import IamService
 from datawarehouse.service.naming import check_bucket_name, check_key, is_system_bucket
 
 if TYPE_CHECKING:
@@ -180,6 +181,9 @@ class Warehouse:
         self._settings: dict[tuple[int, str], str | None] = {}
         self._settings_generation = 0
         self._tenant_names: dict[TenantId, str] = {}
+        # Tenants, users, keys, policies, quotas (and the master-rotation hook that reseals
+        # access-key secrets, so it is registered whoever opens the data directory).
+        self.iam = IamService(engine)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -194,7 +198,10 @@ class Warehouse:
         return cls(Engine.open(root, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock))
 
     def close(self) -> None:
-        self.engine.close()
+        try:
+            self.iam.close()
+        finally:
+            self.engine.close()
 
     def __enter__(self) -> Warehouse:
         return self
@@ -217,13 +224,15 @@ class Warehouse:
         object_lock: bool = False,
         snapshot_view: bool = False,
         system: bool = False,
+        owner_user_id: UserId | None = None,
     ) -> BucketRecord:
         """``name`` is tenant-qualified (``tenant:bucket``, bare for the default tenant); the
         bucket joins its tenant's dedup/encryption domain unless ``domain_id`` says otherwise.
         ``object_lock``: the bucket is created with object lock enabled, hence versioning
         Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
         bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name.
-        ``system``: a system bucket (``dwh--`` names, such as the audit log's)."""
+        ``system``: a system bucket (``dwh--`` names, such as the audit log's).
+        ``owner_user_id``: the IAM user creating it (counted by user quotas)."""
         tenant, name = split_bucket_name(name)
         check_bucket_name(name, allow_snapshot=snapshot_view, allow_system=system)
         if domain_id is None:
@@ -244,7 +253,7 @@ class Warehouse:
             }
 
         def apply(tx: MetaTx) -> BucketRecord:
-            rec = tx.create_bucket(domain_id, name, now, sc)
+            rec = tx.create_bucket(domain_id, name, now, sc, owner_user_id)
             for setting, value in settings.items():
                 tx.put_bucket_setting(rec.bucket_id, setting, value)
             created.append(rec)

@@ -22,6 +22,7 @@ from datawarehouse.api.s3.handlers.post import post_object
 from datawarehouse.api.s3.http import Offload, Request
 from datawarehouse.api.s3.router import Endpoint
 from datawarehouse.errors import NoSuchKey
+from datawarehouse.service.access import root_caller
 from datawarehouse.service.warehouse import Warehouse
 
 ACCESS, SECRET = "AKIDPOSTTEST0001", "post-test-secret"
@@ -178,7 +179,16 @@ def run_post(wh: Warehouse, body: bytes, piece: int = 7, *, truncate: int | None
     request = Request("POST", "/bkt", "", [], headers, list(headers.items()), None, receive, "RID")
     offload = Offload(2)
     try:
-        ctx = Context(wh, offload, request, Endpoint("PostObject", "bkt"), None, "us-east-1", lookup)
+        ctx = Context(
+            wh,
+            offload,
+            request,
+            Endpoint("PostObject", "bkt"),
+            None,
+            "us-east-1",
+            lookup,
+            lookup_caller=lambda key: root_caller(key, secret) if (secret := lookup(key)) else None,
+        )
         return asyncio.run(post_object(ctx))
     finally:
         offload.close()

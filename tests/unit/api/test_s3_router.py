@@ -81,6 +81,16 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("PUT", "/b/k", "legal-hold", {}, "PutObjectLegalHold"),
     ("GET", "/b", "object-lock", {}, "GetObjectLockConfiguration"),
     ("PUT", "/b", "object-lock", {}, "PutObjectLockConfiguration"),
+    ("PUT", "/b", "policy", {}, "PutBucketPolicy"),
+    ("GET", "/b", "policy", {}, "GetBucketPolicy"),
+    ("DELETE", "/b", "policy", {}, "DeleteBucketPolicy"),
+    ("GET", "/b", "policyStatus", {}, "GetBucketPolicyStatus"),
+    ("GET", "/b", "acl", {}, "GetBucketAcl"),
+    ("PUT", "/b", "acl", {}, "PutBucketAcl"),
+    ("GET", "/b/k", "acl", {}, "GetObjectAcl"),
+    ("PUT", "/b/k", "acl", {}, "PutObjectAcl"),
+    ("PUT", "/b/k", "acl", COPY, "PutObjectAcl"),
+    ("GET", "/t1:b/k", "", {}, "GetObject"),
 ]
 
 
@@ -147,12 +157,14 @@ def test_unsupported_object_subresources(method: str, name: str) -> None:
 
 def test_unsupported_subresources_never_fall_through_to_writes() -> None:
     """A PUT with a subresource we do not serve must not become PutObject/CreateBucket."""
-    for query in ("acl", "renameObject"):
+    for query in ("renameObject", "attributes"):
         with pytest.raises(S3Error):
             r("PUT", "/b/k", query, COPY)
-    for query in ("policy", "acl", "encryption"):
+    for query in ("encryption", "publicAccessBlock"):
         with pytest.raises(S3Error):
             r("PUT", "/b", query)
+    assert r("PUT", "/b/k", "acl", COPY).operation == "PutObjectAcl"
+    assert r("PUT", "/b", "policy").operation == "PutBucketPolicy"
     assert r("PUT", "/b/k", "retention", COPY).operation == "PutObjectRetention"
     assert r("PUT", "/b/k", "legal-hold", COPY).operation == "PutObjectLegalHold"
     assert r("PUT", "/b", "object-lock").operation == "PutObjectLockConfiguration"

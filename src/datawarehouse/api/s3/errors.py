@@ -50,6 +50,7 @@ S3Code = Literal[
     "MethodNotAllowed",
     "MissingContentLength",
     "NoSuchBucket",
+    "NoSuchBucketPolicy",
     "NoSuchCORSConfiguration",
     "NoSuchLifecycleConfiguration",
     "NoSuchKey",
@@ -125,6 +126,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "NoSuchBucket": (404, "The specified bucket does not exist."),
+    "NoSuchBucketPolicy": (404, "The bucket policy does not exist"),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
     "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
@@ -237,6 +239,7 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.InvalidPart: ("InvalidPart", True),
     dwh.InvalidPartOrder: ("InvalidPartOrder", True),
     dwh.InvalidPolicy: ("MalformedPolicy", True),
+    dwh.CredentialsRefused: ("InvalidAccessKeyId", True),  # the message names the key, never a secret
     dwh.PreconditionFailed: ("PreconditionFailed", False),
     dwh.QuotaExceeded: ("QuotaExceeded", True),
     dwh.UnsafePath: ("InvalidArgument", False),  # its message may carry a server path

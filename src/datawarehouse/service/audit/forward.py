@@ -382,3 +382,15 @@ def senders_from_config(config: AuditConfig) -> list[Sender]:
     if config.hec_url:
         out.append(HecSender(config.hec_url, config.hec_token))
     return out
+
+
+def start_forwarders(source: Source, config: AuditConfig, state_dir: Path) -> list[Forwarder]:
+    """One running forwarder per configured sender, each resuming from its persisted cursor
+    (``<state_dir>/forward-<sender>.cursor``); stop them with ``Forwarder.stop``."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    forwarders = []
+    for sender in senders_from_config(config):
+        forwarder = Forwarder(source, sender, Cursor(state_dir / f"forward-{sender.name}.cursor"))
+        forwarder.start()
+        forwarders.append(forwarder)
+    return forwarders
