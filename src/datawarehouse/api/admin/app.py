@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from datawarehouse.api.s3.canonical import parse_query
 from datawarehouse.api.s3.http import Offload
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
+from datawarehouse.ids import DEFAULT_TENANT_NAME
 from datawarehouse.service.maintenance import Jobs
 from datawarehouse.service.warehouse import Warehouse
 
@@ -135,6 +136,7 @@ class AdminApp:
                 decision = authorize(caller, op.action, self.state.clock.now())
                 if not decision.allowed:
                     raise AdminError(403, "AccessDenied", f"{op.action} is not allowed ({decision.describe()})")
+                check_scope(op, caller, request.path_params)
             call = Call(
                 op=op,
                 state=self.state,
@@ -221,6 +223,16 @@ class AdminApp:
             )
         except DwhError as exc:  # closed at shutdown: the answer still goes out
             log.error("admin request %s not audited: %s", request_id, exc)
+
+
+def check_scope(op: Operation, caller: AdminCaller, path: Mapping[str, Any]) -> None:
+    """Tenant admins act in their own tenant; the server is the default tenant's business."""
+    if caller.tenant == DEFAULT_TENANT_NAME or op.scope == "caller":
+        return
+    if op.scope == "tenant" and path.get("tenant") == caller.tenant:
+        return
+    where = "the server" if op.scope == "server" else f"tenant {str(path.get('tenant'))[:64]!r}"
+    raise AdminError(403, "AccessDenied", f"{op.action}: {where} is not the business of tenant {caller.tenant!r}")
 
 
 async def read_body(request: Request) -> bytes:

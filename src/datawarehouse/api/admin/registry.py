@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 PREFIX = "/admin/v1"
 Handler = Callable[["Call"], Awaitable[Any]]
 Auth = Literal["any", "sigv4", "none"]  # any: SigV4 or a bearer token; sigv4: a signature only
+# Whose business an operation is. server: the default tenant's admins only (disks, jobs, tenants,
+# the audit log of everyone); tenant: the path's {tenant} must be the caller's own (the default
+# tenant's admins may act in any); caller: the handler scopes the answer to the caller's tenant.
+Scope = Literal["server", "tenant", "caller"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Operation:
     request: Schema | None = None
     query: tuple[Param, ...] = ()
     auth: Auth = "any"
+    scope: Scope = "server"
     description: str = ""
     path_params: dict[str, Schema] = field(default_factory=dict)
 
@@ -78,6 +83,7 @@ def operation(
     request: Schema | None = None,
     query: tuple[Param, ...] = (),
     auth: Auth = "any",
+    scope: Scope = "server",
     description: str = "",
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
@@ -104,6 +110,7 @@ def operation(
                 request=request,
                 query=query,
                 auth=auth,
+                scope=scope,
                 description=description,
                 path_params=params,
             )
@@ -113,7 +120,7 @@ def operation(
     return register
 
 
-HANDLER_MODULES = ("meta", "buckets", "system", "audit", "tokens")
+HANDLER_MODULES = ("meta", "buckets", "system", "audit", "tokens", "tenants", "users", "keys", "policies")
 
 
 def load_all() -> list[Operation]:

@@ -66,8 +66,15 @@ def _audit_log(call: Call) -> Any:
     return call.state.audit
 
 
-@operation("QueryAudit", "GET", "/audit", "Audit records by time, principal, bucket, operation", tag="audit",
-           query=QUERY, response=RECORDS)  # fmt: skip
+@operation(
+    "QueryAudit",
+    "GET",
+    "/audit",
+    "Audit records by time, principal, bucket, operation",
+    tag="audit",
+    query=QUERY,
+    response=RECORDS,
+)
 async def query_audit(call: Call) -> dict[str, Any]:
     audit = _audit_log(call)
     q = call.query
@@ -90,8 +97,14 @@ async def query_audit(call: Call) -> dict[str, Any]:
     }
 
 
-@operation("VerifyAudit", "GET", "/audit/verify", "Recompute the hash chain and checkpoint signatures",
-           tag="audit", response=VERIFY)  # fmt: skip
+@operation(
+    "VerifyAudit",
+    "GET",
+    "/audit/verify",
+    "Recompute the hash chain and checkpoint signatures",
+    tag="audit",
+    response=VERIFY,
+)
 async def verify_audit(call: Call) -> dict[str, Any]:
     audit = _audit_log(call)
     result = await call.run(audit.verify)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from datawarehouse.api.admin.call import Call
-from datawarehouse.api.admin.errors import not_found
+from datawarehouse.api.admin.errors import access_denied, not_found
 from datawarehouse.api.admin.handlers.common import MARKER, QUOTA, limit_param, page, paginate
 from datawarehouse.api.admin.registry import operation
 from datawarehouse.api.admin.schema import BOOLEAN, DATE_TIME, integer, nullable, obj, string
 from datawarehouse.errors import InvalidInput
-from datawarehouse.ids import split_bucket_name
+from datawarehouse.ids import DEFAULT_TENANT_NAME, TENANT_SEPARATOR, qualify_bucket_name, split_bucket_name
 from datawarehouse.service import snapshots, usage
 from datawarehouse.service.naming import is_system_bucket
 from datawarehouse.service.quota import Quota
@@ -68,12 +68,28 @@ def quota_doc(q: Quota | None) -> dict[str, int | None] | None:
     return None if q is None else {"max_bytes": q.max_bytes, "max_objects": q.max_objects}
 
 
-def _check_visible(name: str) -> str:
-    """System buckets (the audit log's) are not the admin API's to see or change."""
-    _, bare = split_bucket_name(name)
+def _qualified(call: Call, name: str) -> str:
+    """The bucket a name means for this caller: bare names are in the caller's tenant, and a
+    tenant admin may not name another tenant's bucket. System buckets (the audit log's) are not
+    the admin API's to see or change."""
+    assert call.caller is not None
+    tenant, bare = split_bucket_name(name)
+    mine = call.caller.tenant
+    if mine != DEFAULT_TENANT_NAME:
+        if TENANT_SEPARATOR not in name:
+            tenant, name = mine, qualify_bucket_name(mine, bare)
+        elif tenant != mine:
+            raise access_denied(f"bucket {name[:130]!r} belongs to another tenant")
     if is_system_bucket(bare):
         raise not_found(f"bucket {name!r} does not exist", "NoSuchBucket")
+    call.bucket = name
     return name
+
+
+def caller_tenant_filter(call: Call) -> str | None:
+    """The tenant whose buckets a listing shows (None: every tenant, for the server's admins)."""
+    assert call.caller is not None
+    return None if call.caller.tenant == DEFAULT_TENANT_NAME else call.caller.tenant
 
 
 def _line_doc(line: usage.BucketLine) -> dict[str, Any]:
@@ -92,11 +108,12 @@ def _line_doc(line: usage.BucketLine) -> dict[str, Any]:
     "/buckets",
     "Buckets of every tenant with their usage counters and quotas",
     tag="buckets",
+    scope="caller",
     query=(limit_param(1000, 1000), MARKER),
     response=page("buckets", BUCKET),
 )
 async def list_buckets(call: Call) -> dict[str, Any]:
-    lines = await call.run(usage.bucket_lines, call.wh)
+    lines = await call.run(usage.bucket_lines, call.wh, caller_tenant_filter(call))
     limit = call.query.get("limit", 1000)
     chosen, truncated, marker = paginate(lines, lambda b: b.name, call.query.get("marker"), limit)
     return {"buckets": [_line_doc(line) for line in chosen], "truncated": truncated, "next_marker": marker}
@@ -126,10 +143,11 @@ def _bucket_detail(wh: Warehouse, name: str) -> dict[str, Any]:
     "/buckets/{bucket}",
     "One bucket: usage counters, stored bytes after dedup and compression, quota",
     tag="buckets",
+    scope="caller",
     response=BUCKET_DETAIL,
 )
 async def get_bucket(call: Call) -> dict[str, Any]:
-    return await call.run(_bucket_detail, call.wh, _check_visible(call.path["bucket"]))
+    return await call.run(_bucket_detail, call.wh, _qualified(call, call.path["bucket"]))
 
 
 @operation(
@@ -138,13 +156,13 @@ async def get_bucket(call: Call) -> dict[str, Any]:
     "/buckets",
     "Create a bucket (tenant:bucket names another tenant's)",
     tag="buckets",
+    scope="caller",
     request=CREATE,
     response=BUCKET_DETAIL,
     status=201,
 )
 async def create_bucket(call: Call) -> dict[str, Any]:
-    name = call.body["name"]
-    call.bucket = name
+    name = _qualified(call, call.body["name"])
     call.detail.update({k: str(v) for k, v in call.body.items() if k != "name"})
 
     def create(wh: Warehouse) -> dict[str, Any]:
@@ -154,16 +172,32 @@ async def create_bucket(call: Call) -> dict[str, Any]:
     return await call.run(create, call.wh)
 
 
-@operation("DeleteBucket", "DELETE", "/buckets/{bucket}", "Delete an empty bucket", tag="buckets", response=None)
+@operation(
+    "DeleteBucket",
+    "DELETE",
+    "/buckets/{bucket}",
+    "Delete an empty bucket",
+    tag="buckets",
+    scope="caller",
+    response=None,
+)
 async def delete_bucket(call: Call) -> None:
-    name = _check_visible(call.path["bucket"])
+    name = _qualified(call, call.path["bucket"])
     snapshots.refuse_write(name)
     await call.run(call.wh.delete_bucket, name)
 
 
-@operation("GetBucketQuota", "GET", "/buckets/{bucket}/quota", "A bucket's hard quota", tag="buckets", response=QUOTA)
+@operation(
+    "GetBucketQuota",
+    "GET",
+    "/buckets/{bucket}/quota",
+    "A bucket's hard quota",
+    tag="buckets",
+    scope="caller",
+    response=QUOTA,
+)
 async def get_quota(call: Call) -> dict[str, Any]:
-    name = _check_visible(call.path["bucket"])
+    name = _qualified(call, call.path["bucket"])
 
     def read(wh: Warehouse) -> Quota | None:
         return wh.quota_for(wh.get_bucket(name))
@@ -177,11 +211,12 @@ async def get_quota(call: Call) -> dict[str, Any]:
     "/buckets/{bucket}/quota",
     "Set a bucket's hard quota on logical bytes and stored objects (null: no limit)",
     tag="buckets",
+    scope="caller",
     request=QUOTA_REQUEST,
     response=QUOTA,
 )
 async def put_quota(call: Call) -> dict[str, Any]:
-    name = _check_visible(call.path["bucket"])
+    name = _qualified(call, call.path["bucket"])
     snapshots.refuse_write(name)
     if "max_bytes" not in call.body and "max_objects" not in call.body:
         raise InvalidInput("give max_bytes and/or max_objects (DELETE removes the quota)")
@@ -192,9 +227,15 @@ async def put_quota(call: Call) -> dict[str, Any]:
 
 
 @operation(
-    "DeleteBucketQuota", "DELETE", "/buckets/{bucket}/quota", "Remove a bucket's quota", tag="buckets", response=None
+    "DeleteBucketQuota",
+    "DELETE",
+    "/buckets/{bucket}/quota",
+    "Remove a bucket's quota",
+    tag="buckets",
+    scope="caller",
+    response=None,
 )
 async def delete_quota(call: Call) -> None:
-    name = _check_visible(call.path["bucket"])
+    name = _qualified(call, call.path["bucket"])
     snapshots.refuse_write(name)
     await call.run(call.wh.set_bucket_quota, name, None)

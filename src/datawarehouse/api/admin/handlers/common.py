@@ -10,6 +10,12 @@ from datawarehouse.api.admin.schema import Schema, integer, nullable, obj, strin
 # Names as the services take them; the services check the rules and say what is wrong.
 path_param("bucket", string(127, min_length=1, description="bucket name (tenant:bucket outside the default tenant)"))
 
+path_param("tenant", string(63, min_length=1, description="tenant name"))
+path_param("user", string(64, min_length=1, description="user or service account name"))
+path_param("group", string(64, min_length=1, description="group name"))
+path_param("policy", string(128, min_length=1, description="policy name (the tenant's, or a built-in one)"))
+path_param("key", string(128, min_length=1, description="access key id"))
+
 MARKER = Param("marker", string(256), "return items after this one (the previous page's next_marker)")
 
 

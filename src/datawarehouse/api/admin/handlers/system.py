@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from datawarehouse.api.admin.call import Call
-from datawarehouse.api.admin.handlers.buckets import quota_doc
+from datawarehouse.api.admin.handlers.buckets import caller_tenant_filter, quota_doc
 from datawarehouse.api.admin.registry import Param, operation
 from datawarehouse.api.admin.schema import BOOLEAN, DATE_TIME, array, integer, nullable, obj, string
 from datawarehouse.service import maintenance, usage
@@ -104,9 +104,17 @@ def job_doc(st: maintenance.JobStatus) -> dict[str, Any]:
     }
 
 
-@operation("GetUsage", "GET", "/usage", "Usage totals and per bucket", tag="system", response=USAGE)
+@operation(
+    "GetUsage",
+    "GET",
+    "/usage",
+    "Usage totals and per bucket (a tenant's own)",
+    tag="system",
+    response=USAGE,
+    scope="caller",
+)
 async def get_usage(call: Call) -> dict[str, Any]:
-    lines = await call.run(usage.bucket_lines, call.wh)
+    lines = await call.run(usage.bucket_lines, call.wh, caller_tenant_filter(call))
     t = usage.totals(lines)
     return {
         "totals": {

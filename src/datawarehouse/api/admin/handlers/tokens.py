@@ -31,6 +31,7 @@ TOKEN = obj(
     "/tokens",
     "Issue a short-lived bearer token for the signing credentials",
     tag="tokens",
+    scope="caller",
     request=TOKEN_REQUEST,
     response=TOKEN,
     status=201,
@@ -52,6 +53,7 @@ async def create_token(call: Call) -> dict[str, Any]:
     "/tokens/current",
     "Revoke the bearer token this request presents",
     tag="tokens",
+    scope="caller",
     response=None,
 )
 async def revoke_token(call: Call) -> None:
