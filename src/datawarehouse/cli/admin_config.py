@@ -50,7 +50,7 @@ def read_profile(path: Path, profile: str) -> dict[str, str]:
         raise ConfigError(f"{path}: not a readable INI file ({type(exc).__name__})") from None
     if not parser.has_section(profile):
         if profile != DEFAULT_PROFILE:
-            raise ConfigError(f"{path}: no profile [{profile}]")
+            raise ConfigError(f"{path}: no profile named {profile!r}")
         return {}
     return dict(parser.items(profile))
 
