@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "s3"))
 
-from s3server import DwhServer  # noqa: E402
+from s3server import DwhServer
 
-from datawarehouse.cli.admin_client import AdminClient  # noqa: E402
+from datawarehouse.cli.admin_client import AdminClient
 
 
 @pytest.fixture(scope="module")

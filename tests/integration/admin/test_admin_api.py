@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,6 @@ from urllib.parse import urlsplit
 import pytest
 from s3server import DwhServer, unique_bucket
 
-from datawarehouse.api.admin.app import AdminApp
 from datawarehouse.api.admin.openapi import document
 from datawarehouse.api.admin.registry import load_all
 from datawarehouse.cli.admin_client import AdminClient
@@ -78,7 +76,9 @@ def test_body_must_match_signed_hash(server: DwhServer, admin: AdminClient) -> N
     status, doc, _ = raw(server, "POST", "/admin/v1/buckets", body + b" ", headers)
     assert status == 400 and doc["error"]["code"] == "XAmzContentSHA256Mismatch"
     # The payload hash is part of what is signed: claiming UNSIGNED-PAYLOAD breaks the signature.
-    status, doc, _ = signed_raw(admin, server, "GET", "/admin/v1/info", b"", **{"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    status, doc, _ = signed_raw(
+        admin, server, "GET", "/admin/v1/info", b"", **{"x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
+    )
     assert status == 403 and doc["error"]["code"] == "SignatureDoesNotMatch"
 
 
@@ -124,8 +124,8 @@ def test_revoking_without_token_is_refused(admin: AdminClient) -> None:
 def test_expired_token_is_refused() -> None:
     """Expiry by the store's clock (no sleeping): the same code path the server uses."""
     from datawarehouse.api.admin.auth import AdminCaller, authenticate
-    from datawarehouse.api.admin.tokens import TokenStore
     from datawarehouse.api.admin.errors import AdminError
+    from datawarehouse.api.admin.tokens import TokenStore
     from datawarehouse.service.access import root_caller
 
     caller = root_caller("AK", "secret-secret")
@@ -135,8 +135,15 @@ def test_expired_token_is_refused() -> None:
 
     def auth(at: datetime) -> AdminCaller:
         return authenticate(
-            method="GET", raw_path="/admin/v1/info", query=[], headers=[("authorization", f"Bearer {token}")],
-            body=b"", now=at, lookup_caller=lambda k: caller if k == "AK" else None, tokens=store, allow_token=True,
+            method="GET",
+            raw_path="/admin/v1/info",
+            query=[],
+            headers=[("authorization", f"Bearer {token}")],
+            body=b"",
+            now=at,
+            lookup_caller=lambda k: caller if k == "AK" else None,
+            tokens=store,
+            allow_token=True,
         )
 
     assert auth(now + timedelta(minutes=14)).via == "token"
@@ -362,7 +369,10 @@ def test_service_account(server: DwhServer, admin: AdminClient) -> None:
     admin.request("POST", "/tenants", body={"name": "svc"})
     admin.request("POST", "/tenants/svc/users", body={"name": "bob"})
     admin.request("PUT", "/tenants/svc/users/bob/policies/readwrite")
-    narrow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}
+    narrow = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}],
+    }
     sa = admin.request(
         "POST", "/tenants/svc/service-accounts", body={"parent_user": "bob", "policy": narrow, "name": "backup"}
     )
