@@ -804,6 +804,17 @@ class IamService:
                 return tx.tenant_usage(TenantId(scope_id))
             return tx.user_usage(UserId(scope_id))
 
+    def has_quota(self, tenant_id: TenantId, user_id: UserId | None = None) -> bool:
+        """Whether a tenant or user quota applies to a write there (cached: the hot path asks)."""
+        slots = [(QuotaScope.TENANT, int(tenant_id))]
+        if user_id is not None:
+            slots.append((QuotaScope.USER, int(user_id)))
+        if any(slot not in self._quotas for slot in slots):
+            with self._read() as tx:
+                for scope, scope_id in slots:
+                    self._cached_quota(tx, scope, scope_id)
+        return any(self._quotas.get(slot) is not None for slot in slots)
+
     def _cached_quota(self, tx: MetaTx, scope: QuotaScope, scope_id: int) -> QuotaRecord | None:
         slot = (scope, scope_id)
         if slot not in self._quotas:
