@@ -370,7 +370,7 @@ def test_no_secret_or_signature_is_ever_stored(root: Path, clock: ManualClock) -
         stored = b"".join(p.read_bytes() for p in (root / "audit").glob("*"))
         stored += b"".join(w.get_object_bytes(AUDIT_BUCKET, o.key) for o in AuditBucket(w).objects(""))
         exported = "".join(x for fmt in ("json", "csv", "cef") for x in export_lines(iter_stored_records(w), fmt))
-        assert b"AKIDEXAMPLE/20260101" in stored  # the credential scope is kept (not secret)
+        assert b"AKIDEXAMPLE%2F20260101" in stored  # the credential scope is kept (not secret), as sent
     for needle in (SECRET, SIGNATURE):
         assert needle.encode() not in stored
         assert needle not in exported

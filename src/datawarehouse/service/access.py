@@ -340,7 +340,7 @@ class CallerDirectory:
         if identity is None:
             return None
         cached = self._callers.get(access_key)
-        if cached is not None and cached[0] is identity:
+        if cached is not None and cached[0] == identity:
             return cached[1]
         caller = caller_of(identity)
         with self._lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote, unquote_plus
 
 REDACTED = "REDACTED"
 # Query parameters of presigned URLs and POST policies whose values are secret. The credential
@@ -38,11 +38,19 @@ def redact_query(query: str) -> str:
     parameter names stay (that a URL was presigned is worth knowing)."""
     if not query:
         return ""
-    pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     out = []
-    for name, value in pairs:
-        value = REDACTED if name.lower() in SECRET_PARAMS or is_secret_name(name) else redact_text(value)
-        out.append(f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~/')}")
+    # Piece by piece on the raw string (every request pays this, so no full parse and re-quote):
+    # a name is decoded only to be recognised (a percent-encoded "X-Amz-Signatur%65" is still a
+    # signature), and a kept value stays as the client encoded it.
+    for piece in query.lstrip("?").split("&"):
+        raw_name, eq, raw_value = piece.partition("=")
+        name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
+        if name.lower() in SECRET_PARAMS or is_secret_name(name):
+            out.append(f"{quote(name, safe='-_.~')}={REDACTED}")
+        elif "ignature" in (text := unquote_plus(raw_value) if "%" in raw_value else raw_value).lower():
+            out.append(f"{quote(name, safe='-_.~')}={quote(redact_text(text), safe='-_.~/')}")
+        else:
+            out.append(piece if eq or raw_value else raw_name + "=")
     return "&".join(out)
 
 
