@@ -824,6 +824,9 @@ class IamService:
         its quota. Call it before storing data, and with ``tx`` (the commit's transaction, after
         the write was applied, adding 0) for the race-free verdict, as bucket quotas do."""
         if tx is None:
+            slots = [(QuotaScope.TENANT, tenant_id)] + ([(QuotaScope.USER, user_id)] if user_id is not None else [])
+            if all(slot in self._quotas and self._quotas[slot] is None for slot in slots):
+                return  # known to have no quota (cached until the next IAM change): no read
             with self._read() as read_tx:
                 self._check_quota(read_tx, tenant_id, user_id, add_bytes, add_objects, add_buckets)
         else:

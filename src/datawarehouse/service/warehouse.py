@@ -254,6 +254,8 @@ class Warehouse:
 
         def apply(tx: MetaTx) -> BucketRecord:
             rec = tx.create_bucket(domain_id, name, now, sc, owner_user_id)
+            if not system and not snapshot_view:  # tenant/user max_buckets, with the new one counted
+                self.iam.check_quota(rec.tenant_id, owner_user_id, tx=tx)
             for setting, value in settings.items():
                 tx.put_bucket_setting(rec.bucket_id, setting, value)
             created.append(rec)
@@ -563,7 +565,9 @@ class Warehouse:
         return quota.Quota.from_json(value) if value else None
 
     def check_quota_room(self, rec: BucketRecord, *, add_bytes: int, add_objects: int) -> None:
-        """Refuse, before any data is stored, a write that cannot fit the bucket's quota."""
+        """Refuse, before any data is stored, a write that cannot fit the bucket's quota or the
+        quota of its tenant or of the user who created it (IAM quotas)."""
+        self.iam.check_quota(rec.tenant_id, rec.owner_user_id, add_bytes=add_bytes, add_objects=add_objects)
         limit = self.quota_for(rec)
         if limit is not None:
             with self._read() as tx:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
+from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
@@ -25,6 +26,7 @@ from datawarehouse.api.s3.xmlmodel import CopyResult
 from datawarehouse.api.s3.xmlrender import render_copy_object_result
 from datawarehouse.errors import InvalidVersionId
 from datawarehouse.records import ObjectVersion
+from datawarehouse.service import access
 from datawarehouse.service.versioning import parse_version_id
 from datawarehouse.service.warehouse import ObjectSpec
 
@@ -108,6 +110,7 @@ async def copy_object(ctx: Context) -> Response:
     metadata = _directive(headers, "metadata")
     tagging = _directive(headers, "tagging")
     check_storage_class(headers)
+    acl = granting_acl(ctx.request)
     if (src_bucket, src_key) == (ctx.bucket, ctx.key) and metadata == "COPY" and src_version is None:
         raise invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
@@ -137,5 +140,7 @@ async def copy_object(ctx: Context) -> Response:
             lock=lock,
         )
     )
+    if acl is not None:
+        await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, acl)
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
     return copy_version_headers(resp, source, version)

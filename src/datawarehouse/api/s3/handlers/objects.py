@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
@@ -20,6 +21,7 @@ from datawarehouse.api.s3.http import Response, http_date
 from datawarehouse.api.s3.objectlock_xml import lock_headers, lock_request, missing_lock_configuration
 from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
+from datawarehouse.service import access
 from datawarehouse.service.objectlock import lock_enabled
 from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse
 
@@ -126,6 +128,7 @@ def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False)
 @handles("PutObject")
 async def put_object(ctx: Context) -> Response:
     headers = ctx.request.headers
+    acl = granting_acl(ctx.request)
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
@@ -162,6 +165,8 @@ async def put_object(ctx: Context) -> Response:
                 raise
         checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
         version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
+    if acl is not None:
+        await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, acl)
     resp = Response(200).header("etag", etag_header(version.etag))
     for name, value in checksum_meta.items():
         resp.header(name, value)
