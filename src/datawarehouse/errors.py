@@ -264,3 +264,16 @@ class AccessKeyExpired(CredentialsRefused):
 
 class PrincipalDisabled(CredentialsRefused):
     """The key's user, its parent user (service accounts) or its tenant is disabled."""
+
+
+# --- remote servers ----------------------------------------------------------------------------
+
+
+class RemoteError(DwhError):
+    """A remote server (the admin API, for ``dwh admin``) refused a request or could not be
+    reached. ``status`` is what it answered (0: no answer), ``code`` its error code."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from datawarehouse import __version__
-from datawarehouse.cli import audit, bucket, disk, key, lifecycle, maintenance, objects, repair, serve, snapshot
+from datawarehouse.cli import admin, audit, bucket, disk, key, lifecycle, maintenance, objects, repair, serve, snapshot
 from datawarehouse.cli.common import DEFAULT_DATA_DIR, DataDirOpt, console, handle_errors, options
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
 
@@ -81,6 +81,7 @@ app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(repair.app, name="repair")
 app.add_typer(audit.app, name="audit")
+app.add_typer(admin.app, name="admin")
 
 
 def run() -> None:

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from datawarehouse.errors import InvalidInput, NotFound
-from datawarehouse.ids import DEFAULT_TENANT_NAME, split_bucket_name
+from datawarehouse.ids import DEFAULT_TENANT_NAME, UserId, split_bucket_name
 from datawarehouse.records import BucketRecord, PrincipalKind
 from datawarehouse.service import policy, s3_actions
 from datawarehouse.service.iam import IamService
@@ -64,6 +64,7 @@ class Caller:
     secret: str = field(default="", repr=False)
     identity_policies: tuple[Policy, ...] = ()
     session_policy: Policy | None = None  # a service account's narrower policy
+    user_id: UserId | None = None  # the IAM user (a service account's parent): owns the buckets it creates
 
     @property
     def tenant(self) -> str:
@@ -374,4 +375,28 @@ def caller_of(identity: Identity) -> Caller:
     session = None
     if identity.session_policy:
         session = policy.parse_policy(identity.session_policy, "identity", name="session")
-    return Caller(principal, identity.access_key_id, identity.secret, tuple(policies), session)
+    owner = identity.parent_user_id if identity.kind is PrincipalKind.SERVICE else identity.user_id
+    return Caller(principal, identity.access_key_id, identity.secret, tuple(policies), session, owner)
+
+
+def check_canned_acl(canned: str | None, bucket: str) -> None:
+    """Refuse an unsupported ``x-amz-acl`` before anything is written (InvalidInput)."""
+    if canned is not None:
+        policy.canned_acl_statements(canned.strip(), split_bucket_name(bucket)[1])
+
+
+def acl_after_write(wh: Warehouse, bucket: str, key: str, canned: str | None) -> None:
+    """An object write sets the key's ACL: ``public-read`` grants it, anything else (or no
+    ``x-amz-acl``: S3's default ``private``) withdraws a grant the key had."""
+    canned = canned.strip() if canned is not None else "private"
+    rec = wh.bucket_for_write(bucket)
+    acl = json.loads(wh.bucket_setting_cached(rec, ACL_SETTING) or "{}")
+    public = key in set(acl.get("public_keys", ()))
+    if (canned == "public-read") != public:
+        set_object_acl(wh, bucket, key, "public-read" if canned == "public-read" else "private")
+
+
+def acl_unaffected(wh: Warehouse, bucket: str, canned: str | None) -> bool:
+    """True when an object write cannot change any ACL (no ``x-amz-acl`` and the bucket has no
+    ACL setting in the cache): the common case, decided without a metadata read."""
+    return canned is None and wh.cached_bucket_has_no(bucket, ACL_SETTING)

@@ -804,6 +804,17 @@ class IamService:
                 return tx.tenant_usage(TenantId(scope_id))
             return tx.user_usage(UserId(scope_id))
 
+    def has_quota(self, tenant_id: TenantId, user_id: UserId | None = None) -> bool:
+        """Whether a tenant or user quota applies to a write there (cached: the hot path asks)."""
+        slots = [(QuotaScope.TENANT, int(tenant_id))]
+        if user_id is not None:
+            slots.append((QuotaScope.USER, int(user_id)))
+        if any(slot not in self._quotas for slot in slots):
+            with self._read() as tx:
+                for scope, scope_id in slots:
+                    self._cached_quota(tx, scope, scope_id)
+        return any(self._quotas.get(slot) is not None for slot in slots)
+
     def _cached_quota(self, tx: MetaTx, scope: QuotaScope, scope_id: int) -> QuotaRecord | None:
         slot = (scope, scope_id)
         if slot not in self._quotas:
@@ -824,9 +835,6 @@ class IamService:
         its quota. Call it before storing data, and with ``tx`` (the commit's transaction, after
         the write was applied, adding 0) for the race-free verdict, as bucket quotas do."""
         if tx is None:
-            slots = [(QuotaScope.TENANT, tenant_id)] + ([(QuotaScope.USER, user_id)] if user_id is not None else [])
-            if all(slot in self._quotas and self._quotas[slot] is None for slot in slots):
-                return  # known to have no quota (cached until the next IAM change): no read
             with self._read() as read_tx:
                 self._check_quota(read_tx, tenant_id, user_id, add_bytes, add_objects, add_buckets)
         else:

@@ -15,6 +15,9 @@ SNAPSHOT_MARK = "--snap--"
 # ``dwh--`` or containing ``--audit`` are reserved, created only by the system, never listed.
 SYSTEM_PREFIX = "dwh--"
 AUDIT_MARK = "--audit"
+# Names the server itself answers under in path-style addressing: ``/admin/v1/...`` is the admin
+# API (api/admin), so a bucket called ``admin`` could never be reached path-style.
+RESERVED_BUCKETS = frozenset({"admin"})
 
 
 def is_system_bucket(name: str) -> bool:
@@ -25,7 +28,8 @@ def is_system_bucket(name: str) -> bool:
 def check_bucket_name(name: str, *, allow_snapshot: bool = False, allow_system: bool = False) -> str:
     """3-63 characters of lowercase letters, digits, '.' and '-'; no '..', not an IP address;
     no ``--snap--`` (reserved for snapshot views) unless ``allow_snapshot``; no ``dwh--`` prefix
-    or ``--audit`` (reserved for system buckets) unless ``allow_system``."""
+    or ``--audit`` (reserved for system buckets) unless ``allow_system``; never ``admin`` (the
+    admin API's path)."""
     if not _BUCKET.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
         raise InvalidBucketName(
             "bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
@@ -40,6 +44,8 @@ def check_bucket_name(name: str, *, allow_snapshot: bool = False, allow_system: 
         raise InvalidBucketName("bucket name: reserved prefix or suffix")
     if SNAPSHOT_MARK in name and not allow_snapshot:
         raise InvalidBucketName(f"bucket name: {SNAPSHOT_MARK!r} is reserved for snapshots")
+    if name in RESERVED_BUCKETS:
+        raise InvalidBucketName(f"bucket name: {name!r} is reserved (the admin API answers at /{name}/v1)")
     if is_system_bucket(name) and not allow_system:
         raise InvalidBucketName(f"bucket name: {SYSTEM_PREFIX!r} and {AUDIT_MARK!r} are reserved for system buckets")
     return name

@@ -131,10 +131,9 @@ class ObjectUpload:
         }
         if self._spec.lock is not None and not self._spec.lock.empty:
             doc["lock_request"] = self._spec.lock.to_doc()
-        limit = self._wh.quota_for(self._bucket)
         try:
             if (
-                limit is None
+                not self._wh.has_quota(self._bucket)
                 and "lock_request" not in doc
                 and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None
             ):
@@ -254,7 +253,7 @@ class Warehouse:
 
         def apply(tx: MetaTx) -> BucketRecord:
             rec = tx.create_bucket(domain_id, name, now, sc, owner_user_id)
-            if not system and not snapshot_view:  # tenant/user max_buckets, with the new one counted
+            if not system:  # tenant and user bucket quotas (the new bucket now counts)
                 self.iam.check_quota(rec.tenant_id, owner_user_id, tx=tx)
             for setting, value in settings.items():
                 tx.put_bucket_setting(rec.bucket_id, setting, value)
@@ -564,26 +563,36 @@ class Warehouse:
         value = self.bucket_setting_cached(rec, quota.SETTING)
         return quota.Quota.from_json(value) if value else None
 
+    def has_quota(self, rec: BucketRecord) -> bool:
+        """Whether any quota covers writes to this bucket: its own, its tenant's, or the quota of
+        the user who owns it (IAM)."""
+        return self.quota_for(rec) is not None or self.iam.has_quota(rec.tenant_id, rec.owner_user_id)
+
     def check_quota_room(self, rec: BucketRecord, *, add_bytes: int, add_objects: int) -> None:
-        """Refuse, before any data is stored, a write that cannot fit the bucket's quota or the
-        quota of its tenant or of the user who created it (IAM quotas)."""
-        self.iam.check_quota(rec.tenant_id, rec.owner_user_id, add_bytes=add_bytes, add_objects=add_objects)
+        """Refuse, before any data is stored, a write that cannot fit the bucket's quota, its
+        tenant's or its owner's."""
         limit = self.quota_for(rec)
         if limit is not None:
             with self._read() as tx:
                 usage = tx.bucket_usage(rec.bucket_id)
             quota.check_room(rec.name, limit, usage, add_bytes=add_bytes, add_objects=add_objects)
+        if self.iam.has_quota(rec.tenant_id, rec.owner_user_id):
+            self.iam.check_quota(rec.tenant_id, rec.owner_user_id, add_bytes=add_bytes, add_objects=add_objects)
 
     def within_quota(self, rec: BucketRecord, apply: Callable[[MetaTx], Any]) -> Callable[[MetaTx], Any]:
-        """``apply``, then (if the bucket has a quota) the check that it left the bucket within it,
-        in the same transaction."""
+        """``apply``, then (if a quota covers the bucket) the check that it left the bucket, its
+        tenant and its owner within their quotas, in the same transaction."""
         limit = self.quota_for(rec)
-        if limit is None:
+        tenant_quota = self.iam.has_quota(rec.tenant_id, rec.owner_user_id)
+        if limit is None and not tenant_quota:
             return apply
 
         def guarded(tx: MetaTx) -> Any:
             result = apply(tx)
-            quota.check_within(tx, rec.name, rec.bucket_id, limit)
+            if limit is not None:
+                quota.check_within(tx, rec.name, rec.bucket_id, limit)
+            if tenant_quota:
+                self.iam.check_quota(rec.tenant_id, rec.owner_user_id, tx=tx)
             return result
 
         return guarded

@@ -82,3 +82,14 @@ def test_invalid_keys(key: str, why: str) -> None:
     with pytest.raises(InvalidKey) as exc:
         check_key(key)
     assert why in str(exc.value)
+
+
+def test_admin_is_reserved_for_the_admin_api() -> None:
+    import pytest as _pytest
+
+    from datawarehouse.errors import InvalidBucketName as _Invalid
+    from datawarehouse.service.naming import check_bucket_name as _check
+
+    with _pytest.raises(_Invalid, match="reserved"):
+        _check("admin")
+    assert _check("admins") == "admins"

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from datawarehouse.service.audit.log import AuditLog
 
 log = logging.getLogger(__name__)
+ADMIN_PREFIX = "/admin/v1"  # the admin API (api/admin); the bucket name "admin" is reserved for it
 
 # Operations that authorize themselves in their handler: a browser POST is signed inside its form,
 # DeleteObjects is decided key by key (denied keys are reported in the result), and a CORS
@@ -88,6 +89,8 @@ class S3App:
     ) -> None:
         """``lookup_caller``: the principal (with its secret and policies) of an access key id,
         None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key."""
+        from datawarehouse.api.admin.app import AdminApp
+
         load_all()
         self.lifecycle_interval = lifecycle_interval
         self._background: asyncio.Task[None] | None = None
@@ -100,6 +103,7 @@ class S3App:
         self.authorizer = Authorizer(warehouse)
         self.audit = audit
         self.secure = secure
+        self.admin = AdminApp(warehouse, lookup_caller, audit=audit, clock=self.clock, offload=self.offload)
 
     def lookup_secret(self, access_key: str) -> str | None:
         caller = self.lookup_caller(access_key)
@@ -110,6 +114,10 @@ class S3App:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        path = scope.get("path", "")
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            await self.admin(scope, receive, send)
             return
         request_id = new_request_id()
         head = scope.get("method") == "HEAD"
@@ -304,6 +312,7 @@ class S3App:
                     self._background.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await self._background
+                self.admin.close()
                 self.offload.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -39,9 +39,11 @@ from collections.abc import Mapping
 from datawarehouse.config import AuditConfig
 from datawarehouse.errors import AuditLogClosed, InvalidInput, StorageError
 from datawarehouse.service.audit.checkpoint import Checkpoint, CheckpointSigner
+from datawarehouse.service.audit.query import AuditQuery
 from datawarehouse.service.audit.record import AuditRecord, clip, format_time
 from datawarehouse.service.audit.redact import redact_detail, redact_query, redact_text
 from datawarehouse.service.audit.store import AuditStore, iter_stored_records
+from datawarehouse.service.audit.verify import VerifyResult, verify
 from datawarehouse.service.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,27 @@ class AuditLog:
             if len(out) >= limit:
                 break
         return out
+
+    def query(self, q: AuditQuery, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """Up to ``limit`` records matching ``q`` with seq > ``after_seq``, read while this process
+        writes the log: everything recorded before the call is included (flushed first), and no
+        batch or seal runs meanwhile (a half-appended spool is never read)."""
+        self.flush()
+        out: list[AuditRecord] = []
+        with self._store_lock:
+            for r in iter_stored_records(self.wh, after_seq):
+                if q.matches(r):
+                    out.append(r)
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def verify(self) -> VerifyResult:
+        """``verify`` of this data directory's log while this process writes it (flushed first, and
+        no batch or seal runs meanwhile, so a write in progress is never reported as damage)."""
+        self.flush()
+        with self._store_lock:
+            return verify(self.wh, retention_days=self.config.retention_days)
 
     @property
     def last_seq(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.handlers import Context, handles
@@ -11,7 +10,6 @@ from datawarehouse.api.s3.xml import parse_create_bucket_configuration
 from datawarehouse.api.s3.xmlmodel import BucketSummary, ListAllMyBucketsResult, Owner
 from datawarehouse.api.s3.xmlrender import render_list_all_my_buckets, render_location_constraint
 from datawarehouse.errors import BucketAlreadyExists
-from datawarehouse.ids import UserId
 from datawarehouse.service import access
 from datawarehouse.service.naming import SNAPSHOT_MARK
 
@@ -19,14 +17,12 @@ MAX_CONFIG_SIZE = 64 * 1024
 
 
 def owner(ctx: Context) -> Owner:
-    name = ctx.auth.access_key_id if ctx.auth is not None else "anonymous"
-    return Owner(id=name, display_name=name)
+    name = ctx.caller.name
+    return Owner(id=name, display_name=ctx.caller.principal.username or name)
 
 
 @handles("ListBuckets")
 async def list_buckets(ctx: Context) -> Response:
-    # the caller's tenant only: bucket names are per tenant, and one tenant's names are none
-    # of another's business (anonymous callers are refused before this, unless a policy says)
     buckets = await ctx.offload.run(ctx.warehouse.list_buckets, ctx.caller.tenant)
     buckets = [b for b in buckets if SNAPSHOT_MARK not in b.name]  # snapshot views are hidden
     result = ListAllMyBucketsResult(
@@ -46,21 +42,21 @@ async def create_bucket(ctx: Context) -> Response:
             f"The {location} location constraint is incompatible for the region specific endpoint this "
             f"request was sent to ({ctx.region}).",
         )
-    acl = granting_acl(ctx.request)
     storage_class = ctx.request.headers.get("x-amz-storage-class-dwh")
     lock = ctx.request.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true"
-    user_id = ctx.caller.principal.user_id  # a service account's buckets count for its parent
-    creator = UserId(int(user_id)) if user_id and user_id.isdigit() else None  # user quotas count it
+    canned = ctx.request.headers.get("x-amz-acl")
+    access.check_canned_acl(canned, ctx.bucket)
+    owner_id = ctx.caller.user_id
     try:
         await ctx.offload.run(
-            lambda: ctx.warehouse.create_bucket(ctx.bucket, storage_class, object_lock=lock, owner_user_id=creator)
+            lambda: ctx.warehouse.create_bucket(ctx.bucket, storage_class, object_lock=lock, owner_user_id=owner_id)
         )
     except BucketAlreadyExists:
         # One owner for now: re-creating your own bucket is BucketAlreadyOwnedByYou (409), as S3
         # answers outside us-east-1.
         raise s3_error("BucketAlreadyOwnedByYou").with_resource(f"/{ctx.bucket}") from None
-    if acl is not None:
-        await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, acl)
+    if canned is not None and canned.strip() == "public-read":
+        await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, "public-read")
     return Response(200).header("location", f"/{ctx.bucket}")
 
 

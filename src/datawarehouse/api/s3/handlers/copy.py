@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
     check_lock_headers,
     evaluate_read_conditions,
+    object_acl_after_write,
     system_metadata,
     user_metadata,
 )
@@ -110,7 +110,6 @@ async def copy_object(ctx: Context) -> Response:
     metadata = _directive(headers, "metadata")
     tagging = _directive(headers, "tagging")
     check_storage_class(headers)
-    acl = granting_acl(ctx.request)
     if (src_bucket, src_key) == (ctx.bucket, ctx.key) and metadata == "COPY" and src_version is None:
         raise invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
@@ -124,6 +123,7 @@ async def copy_object(ctx: Context) -> Response:
             system_meta=system_metadata(headers),
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
+    access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
     lock = lock_request(headers)  # a copy's lock is its own, never the source's
     await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     source: list[ObjectVersion] = []
@@ -140,7 +140,6 @@ async def copy_object(ctx: Context) -> Response:
             lock=lock,
         )
     )
-    if acl is not None:
-        await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, acl)
+    await object_acl_after_write(ctx)
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
     return copy_version_headers(resp, source, version)

@@ -11,7 +11,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
@@ -128,12 +127,12 @@ def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False)
 @handles("PutObject")
 async def put_object(ctx: Context) -> Response:
     headers = ctx.request.headers
-    acl = granting_acl(ctx.request)
     reader = BodyReader(ctx.request, ctx.auth, MAX_PUT_SIZE)
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
     size = announced_size(headers)
     spec = object_spec(headers)
+    access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
@@ -165,12 +164,19 @@ async def put_object(ctx: Context) -> Response:
                 raise
         checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
         version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
-    if acl is not None:
-        await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, acl)
+    await object_acl_after_write(ctx)
     resp = Response(200).header("etag", etag_header(version.etag))
     for name, value in checksum_meta.items():
         resp.header(name, value)
     return version_headers(resp, version)
+
+
+async def object_acl_after_write(ctx: Context) -> None:
+    """The written key's canned ACL (x-amz-acl; none means private), usually a no-op decided
+    without leaving the event loop."""
+    canned = ctx.request.headers.get("x-amz-acl")
+    if not access.acl_unaffected(ctx.warehouse, ctx.bucket, canned):
+        await ctx.offload.run(access.acl_after_write, ctx.warehouse, ctx.bucket, ctx.key, canned)
 
 
 def _checksum_meta(verified: BodyResult) -> dict[str, str]:

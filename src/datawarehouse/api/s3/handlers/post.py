@@ -24,6 +24,7 @@ from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.objectlock_xml import lock_request
 from datawarehouse.api.s3.xml import parse_tagging
 from datawarehouse.api.s3.xmlrender import render_post_response
+from datawarehouse.service import access
 from datawarehouse.service.warehouse import MAX_PUT_SIZE
 
 MAX_FIELDS_SIZE = 64 * 1024  # all fields before the file together
@@ -130,6 +131,9 @@ async def post_object(ctx: Context) -> Response:
             upload.abort()
         raise
     version = await ctx.offload.run(upload.finish)
+    canned = fields.get("acl")
+    if not access.acl_unaffected(ctx.warehouse, ctx.bucket, canned):
+        await ctx.offload.run(access.acl_after_write, ctx.warehouse, ctx.bucket, key, canned)
     return version_headers(_success(ctx, fields, key, version.etag), version)
 
 
@@ -152,6 +156,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
     if not key:
         raise invalid_argument("Bucket POST must contain a field named 'key'.", name="key")
     key = key.replace("${filename}", filename or "")
+    access.check_canned_acl(fields.get("acl"), ctx.bucket)
     caller = ctx.lookup_caller(access_key) if ctx.lookup_caller is not None else None
     if caller is None:
         raise s3_error("AccessDenied")
