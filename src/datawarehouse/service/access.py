@@ -98,6 +98,7 @@ class RequestFacts:
     sets_retention: bool = False
     sets_legal_hold: bool = False
     enables_object_lock: bool = False
+    sets_acl: bool = False  # x-amz-acl granting something, sent with a bucket or object creation
     context: Mapping[str, ContextValue] = field(default_factory=dict)  # aws:SourceIp, s3:prefix, ...
 
 
@@ -174,6 +175,7 @@ class Authorizer:
             sets_retention=facts.sets_retention,
             sets_legal_hold=facts.sets_legal_hold,
             enables_object_lock=facts.enables_object_lock,
+            sets_acl=facts.sets_acl,
         )
         if not needs:
             return Decision(True, "allowed", reason="no permission needed")

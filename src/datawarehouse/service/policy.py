@@ -83,6 +83,7 @@ __all__ = [
     "PolicyKind",
     "Principal",
     "Statement",
+    "acl_grants",
     "builtin_policy",
     "canned_acl_statements",
     "evaluate",
@@ -364,7 +365,13 @@ def evaluate(
 
 # ACLs that change nothing in our model (the bucket's tenant already owns every object in it):
 # accepted so tools that always send them (``bucket-owner-full-control``) keep working.
-_PRIVATE_ACLS: Final = frozenset({"private", "bucket-owner-read", "bucket-owner-full-control"})
+PRIVATE_ACLS: Final = frozenset({"private", "bucket-owner-read", "bucket-owner-full-control"})
+
+
+def acl_grants(acl: str) -> bool:
+    """Whether a canned ACL grants anything beyond the bucket's tenant (``private`` and the
+    bucket-owner-* ACLs do not; an unsupported ACL counts as granting, to be refused)."""
+    return acl not in PRIVATE_ACLS
 
 
 def canned_acl_statements(acl: str, bucket: str, key: str | None = None) -> tuple[Statement, ...]:
@@ -375,7 +382,7 @@ def canned_acl_statements(acl: str, bucket: str, key: str | None = None) -> tupl
     other canned ACL is refused: ``public-read-write`` would let anyone write, and the
     authenticated/log-delivery ACLs have no meaning without AWS's global accounts.
     """
-    if acl in _PRIVATE_ACLS:
+    if acl in PRIVATE_ACLS:
         return ()
     if acl != "public-read":
         raise InvalidInput(f"canned ACL {acl!r} is not supported (only private and public-read)")

@@ -109,6 +109,7 @@ def actions_for(
     sets_retention: bool = False,
     sets_legal_hold: bool = False,
     enables_object_lock: bool = False,
+    sets_acl: bool = False,
 ) -> list[Need]:
     """The (action, resource ARN) pairs ``operation`` needs; all must be allowed.
 
@@ -117,7 +118,10 @@ def actions_for(
     ``x-amz-tagging`` / ``x-amz-object-lock-mode`` + retain-until / ``x-amz-object-lock-legal-hold``
     (AWS then also needs PutObjectTagging / PutObjectRetention / PutObjectLegalHold).
     ``enables_object_lock``: CreateBucket with ``x-amz-bucket-object-lock-enabled: true`` (AWS also
-    needs PutBucketObjectLockConfiguration and PutBucketVersioning). Raises ``InvalidInput`` for an
+    needs PutBucketObjectLockConfiguration and PutBucketVersioning). ``sets_acl``: a CreateBucket
+    or an object-creating write carries an ``x-amz-acl`` that grants something (``public-read``;
+    AWS then also needs PutBucketAcl / PutObjectAcl; the no-op private ACLs need nothing, so
+    tools that always send ``x-amz-acl: private`` work with write-only keys). Raises ``InvalidInput`` for an
     unknown operation or a missing bucket/key/copy source.
     """
     row = _TABLE.get(operation)
@@ -137,6 +141,8 @@ def actions_for(
                 ("s3:PutBucketObjectLockConfiguration", bucket_arn(bucket)),
                 ("s3:PutBucketVersioning", bucket_arn(bucket)),
             ]
+        if operation == "CreateBucket" and sets_acl:
+            needs.append(("s3:PutBucketAcl", bucket_arn(bucket)))
         return needs
     if not key:
         raise InvalidInput(f"{operation}: needs an object key")
@@ -155,6 +161,8 @@ def actions_for(
             needs.append(("s3:PutObjectRetention", target))
         if sets_legal_hold:
             needs.append(("s3:PutObjectLegalHold", target))
+        if sets_acl:
+            needs.append(("s3:PutObjectAcl", target))
     if has_bypass_header and operation in _BYPASSABLE:
         needs.append(("s3:BypassGovernanceRetention", target))
     return needs

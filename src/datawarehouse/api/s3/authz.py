@@ -14,9 +14,12 @@ from datawarehouse.api.s3.errors import S3Error, access_denied
 from datawarehouse.api.s3.http import Request
 from datawarehouse.api.s3.router import Endpoint
 from datawarehouse.ids import TENANT_SEPARATOR, qualify_bucket_name
-from datawarehouse.service import s3_actions
+from datawarehouse.service import policy, s3_actions
 from datawarehouse.service.access import Authorizer, Caller, RequestFacts
 from datawarehouse.service.policy import ContextValue
+
+# Operations whose x-amz-acl sets the new bucket's or object's canned ACL (handlers.policy).
+ACL_ON_CREATE = frozenset({"CreateBucket", "PutObject", "CopyObject", "CreateMultipartUpload"})
 
 
 def qualify(caller: Caller, bucket: str) -> str:
@@ -69,6 +72,7 @@ def request_facts(
         sets_retention="x-amz-object-lock-mode" in headers or "x-amz-object-lock-retain-until-date" in headers,
         sets_legal_hold="x-amz-object-lock-legal-hold" in headers,
         enables_object_lock=headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true",
+        sets_acl=operation in ACL_ON_CREATE and policy.acl_grants(headers.get("x-amz-acl", "private").strip()),
         context=context,
     )
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from datawarehouse.api.s3 import checksums
+from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request
+from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request, not_implemented
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
@@ -102,6 +103,8 @@ def _checksums_of(meta: dict[str, str]) -> Checksums:
 @handles("CreateMultipartUpload")
 async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
+    if granting_acl(ctx.request) is not None:
+        raise not_implemented("a canned ACL on a multipart upload is not supported; PutObjectAcl after completing it")
     spec = object_spec(headers)
     await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)

@@ -22,12 +22,15 @@ from datawarehouse.service.policy import MAX_BUCKET_POLICY_BYTES
 
 _ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_MAX_POLICY_BODY = 4 * MAX_BUCKET_POLICY_BYTES
 
 
 @handles("PutBucketPolicy")
 async def put_bucket_policy(ctx: Context) -> Response:
     limit = MAX_BUCKET_POLICY_BYTES
-    body = await BodyReader(ctx.request, ctx.auth, limit + 1).read_all(limit + 1)
+    # read a little past the limit, so that an oversized policy is a MalformedPolicy as in S3
+    # (only a body beyond _MAX_POLICY_BODY is refused as EntityTooLarge before it is read)
+    body = await BodyReader(ctx.request, ctx.auth, _MAX_POLICY_BODY).read_all(_MAX_POLICY_BODY)
     if len(body) > limit:
         raise s3_error("MalformedPolicy", f"Policies are limited to {limit} bytes")
     try:

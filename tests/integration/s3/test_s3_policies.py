@@ -1,0 +1,302 @@
+"""Bucket policies and canned ACLs through boto3 against one ``dwh serve``: the default tenant's
+root owns the buckets; users alice, bob (no identity policies) and carol (readwrite) are
+provisioned offline; anonymous requests are unsigned boto3 calls or plain urllib GETs.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from iamkit import anonymous, client, denied, error_code, offline, policy, status_of
+from s3server import DwhServer, unique_bucket
+
+TENANT = "default"
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+
+class Env:
+    def __init__(self, server: DwhServer, keys: dict[str, tuple[str, str]]) -> None:
+        self.server = server
+        self.keys = keys
+        self.root = server.boto3_client()
+        self.anon = anonymous(server)
+
+    def s3(self, user: str) -> Any:
+        access, secret = self.keys[user]
+        return client(self.server, access, secret)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    server = DwhServer(tmp_path_factory.mktemp("policies") / "data")
+    keys: dict[str, tuple[str, str]] = {}
+    with offline(server) as wh:
+        for user in ("alice", "bob", "carol"):
+            wh.iam.create_user(TENANT, user)
+            made = wh.iam.create_access_key(TENANT, user)
+            keys[user] = (made.access_key_id, made.secret_key)
+        wh.iam.attach_policy(TENANT, "readwrite", user="carol")
+    try:
+        yield Env(server, keys)
+    finally:
+        server.terminate()
+
+
+@pytest.fixture
+def bucket(env: Env) -> str:
+    name = unique_bucket("pol")
+    env.root.create_bucket(Bucket=name)
+    env.root.put_object(Bucket=name, Key="doc", Body=b"the doc")
+    env.root.put_object(Bucket=name, Key="other", Body=b"the other")
+    return name
+
+
+def _get(s3: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _url_get(server: DwhServer, bucket: str, key: str) -> int:
+    try:
+        with urllib.request.urlopen(server.url(bucket, key)) as reply:
+            reply.read()
+            return int(reply.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _public(env: Env, bucket: str) -> bool:
+    return bool(env.root.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"])
+
+
+# --- bucket policies ------------------------------------------------------------------------------
+
+
+@pytest.mark.s3op(
+    "PutBucketPolicy", "GetBucketPolicy", note="Principal: user ARN (arn:dwh:/arn:aws:iam::<tenant>:user/<name>)"
+)
+def test_bucket_policy_grants_a_user(env: Env, bucket: str) -> None:
+    doc = policy(
+        {
+            "Sid": "AliceReads",
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:dwh:iam::default:user/alice"},
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+        },
+        {
+            "Sid": "BobLists",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam::default:user/bob"]},
+            "Action": "s3:ListBucket",
+            "Resource": f"arn:aws:s3:::{bucket}",
+        },
+    )
+    alice, bob = env.s3("alice"), env.s3("bob")
+    assert denied(lambda: alice.get_object(Bucket=bucket, Key="doc"))  # nothing allows it yet
+    env.root.put_bucket_policy(Bucket=bucket, Policy=doc)
+    assert json.loads(env.root.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(doc)
+    assert _get(alice, bucket, "doc") == b"the doc"
+    assert denied(lambda: alice.list_objects_v2(Bucket=bucket))
+    assert denied(lambda: alice.put_object(Bucket=bucket, Key="new", Body=b"x"))
+    assert [o["Key"] for o in bob.list_objects_v2(Bucket=bucket)["Contents"]] == ["doc", "other"]
+    assert denied(lambda: bob.get_object(Bucket=bucket, Key="doc"))
+    assert not _public(env, bucket)
+    assert denied(lambda: alice.get_bucket_policy(Bucket=bucket))
+
+
+@pytest.mark.s3op(
+    "PutBucketPolicy",
+    "DeleteBucketPolicy",
+    "GetBucketPolicyStatus",
+    note='Principal "*": anonymous reads; IsPublic true/false; NoSuchBucketPolicy after delete',
+)
+@pytest.mark.s3op(
+    "auth:anonymous",
+    status="partial",
+    note='allowed only where a bucket policy (Principal "*") or a public-read ACL grants it; else AccessDenied',
+)
+def test_public_read_policy(env: Env, bucket: str) -> None:
+    assert not _public(env, bucket)
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="doc"))
+    env.root.put_bucket_policy(
+        Bucket=bucket,
+        Policy=policy(
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+        ),
+    )
+    assert _public(env, bucket)
+    assert _get(env.anon, bucket, "doc") == b"the doc"
+    assert _url_get(env.server, bucket, "other") == 200
+    assert denied(lambda: env.anon.put_object(Bucket=bucket, Key="anon", Body=b"x"))
+    assert denied(lambda: env.anon.list_objects_v2(Bucket=bucket))
+    assert denied(lambda: env.anon.delete_object(Bucket=bucket, Key="doc"))
+    env.root.delete_bucket_policy(Bucket=bucket)
+    assert error_code(lambda: env.root.get_bucket_policy(Bucket=bucket)) == "NoSuchBucketPolicy"
+    assert not _public(env, bucket)
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="doc"))
+    assert _url_get(env.server, bucket, "other") == 403
+
+
+@pytest.mark.s3op("PutBucketPolicy", note="a Deny overrides the user's identity Allow")
+def test_bucket_policy_deny_overrides_identity_allow(env: Env, bucket: str) -> None:
+    carol = env.s3("carol")  # readwrite
+    carol.delete_object(Bucket=bucket, Key="other")
+    env.root.put_bucket_policy(
+        Bucket=bucket,
+        Policy=policy(
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "arn:aws:iam::default:user/carol"},
+                "Action": ["s3:DeleteObject", "s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ),
+    )
+    assert _get(carol, bucket, "doc") == b"the doc"
+    assert denied(lambda: carol.delete_object(Bucket=bucket, Key="doc"))
+    assert denied(lambda: carol.put_object(Bucket=bucket, Key="doc", Body=b"x"))
+    env.root.put_object(Bucket=bucket, Key="doc", Body=b"root still may")  # the Deny names carol only
+
+
+def test_root_can_repair_a_policy_that_denies_everyone(env: Env, bucket: str) -> None:
+    env.root.put_bucket_policy(
+        Bucket=bucket,
+        Policy=policy(
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }
+        ),
+    )
+    assert denied(lambda: env.root.get_object(Bucket=bucket, Key="doc"))  # a Deny binds root too
+    assert "Deny" in env.root.get_bucket_policy(Bucket=bucket)["Policy"]
+    env.root.delete_bucket_policy(Bucket=bucket)
+    assert _get(env.root, bucket, "doc") == b"the doc"
+
+
+@pytest.mark.parametrize(
+    ("what", "text"),
+    [
+        ("bad JSON", '{"Version": "2012-10-17", "Statement": ['),
+        (
+            "unknown field",
+            policy({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*", "Colour": "red"}),
+        ),
+        ("unknown action", policy({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObjects", "Resource": "*"})),
+        ("no principal", policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::x/*"})),
+        (
+            "oversized",
+            policy(
+                *[
+                    {
+                        "Sid": f"S{i}",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::x/{'k' * 200}{i}",
+                    }
+                    for i in range(120)
+                ]
+            ),
+        ),
+    ],
+    ids=["bad-json", "unknown-field", "unknown-action", "no-principal", "oversized"],
+)
+@pytest.mark.s3op(
+    "PutBucketPolicy", note="MalformedPolicy: bad JSON, unknown fields or actions, no Principal, over 20 KiB"
+)
+def test_malformed_policy(env: Env, bucket: str, what: str, text: str) -> None:
+    assert error_code(lambda: env.root.put_bucket_policy(Bucket=bucket, Policy=text)) == "MalformedPolicy", what
+    assert error_code(lambda: env.root.get_bucket_policy(Bucket=bucket)) == "NoSuchBucketPolicy"
+
+
+# --- canned ACLs ----------------------------------------------------------------------------------
+
+
+def _grants(acl: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(g["Grantee"].get("URI") or g["Grantee"]["Type"], g["Permission"]) for g in acl["Grants"]}
+
+
+@pytest.mark.s3op("PutBucketAcl", "GetBucketAcl", note="canned private / public-read; CreateBucket x-amz-acl")
+def test_bucket_canned_acl(env: Env) -> None:
+    name = unique_bucket("acl")
+    env.root.create_bucket(Bucket=name, ACL="public-read")
+    env.root.put_object(Bucket=name, Key="k", Body=b"public body")
+    assert _get(env.anon, name, "k") == b"public body"
+    assert _url_get(env.server, name, "k") == 200
+    assert _public(env, name)
+    assert (ALL_USERS, "READ") in _grants(env.root.get_bucket_acl(Bucket=name))
+    assert denied(lambda: env.anon.put_object(Bucket=name, Key="anon", Body=b"x"))
+    env.root.put_bucket_acl(Bucket=name, ACL="private")
+    assert denied(lambda: env.anon.get_object(Bucket=name, Key="k"))
+    assert not _public(env, name)
+    assert _grants(env.root.get_bucket_acl(Bucket=name)) == {("CanonicalUser", "FULL_CONTROL")}
+    env.root.put_bucket_acl(Bucket=name, ACL="public-read")
+    assert _url_get(env.server, name, "k") == 200
+    assert denied(lambda: env.s3("alice").put_bucket_acl(Bucket=name, ACL="private"))  # needs PutBucketAcl
+    assert _url_get(env.server, name, "k") == 200
+
+
+@pytest.mark.s3op("PutObjectAcl", "GetObjectAcl", note="canned private / public-read per key; PutObject x-amz-acl")
+def test_object_canned_acl(env: Env, bucket: str) -> None:
+    env.root.put_object(Bucket=bucket, Key="shared", Body=b"shared body", ACL="public-read")
+    assert _get(env.anon, bucket, "shared") == b"shared body"
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="doc"))  # that key only
+    assert (ALL_USERS, "READ") in _grants(env.root.get_object_acl(Bucket=bucket, Key="shared"))
+    assert _grants(env.root.get_object_acl(Bucket=bucket, Key="doc")) == {("CanonicalUser", "FULL_CONTROL")}
+    env.root.put_object_acl(Bucket=bucket, Key="doc", ACL="public-read")
+    assert _url_get(env.server, bucket, "doc") == 200
+    env.root.put_object_acl(Bucket=bucket, Key="shared", ACL="private")
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="shared"))
+    assert error_code(lambda: env.root.get_object_acl(Bucket=bucket, Key="missing")) == "NoSuchKey"
+    # a public-read ACL on a write needs s3:PutObjectAcl besides s3:PutObject
+    env.root.put_bucket_policy(
+        Bucket=bucket,
+        Policy=policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::default:user/alice"},
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ),
+    )
+    alice = env.s3("alice")
+    alice.put_object(Bucket=bucket, Key="by-alice", Body=b"a", ACL="private")  # a no-op ACL needs nothing more
+    assert denied(lambda: alice.put_object(Bucket=bucket, Key="by-alice-public", Body=b"a", ACL="public-read"))
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="by-alice"))
+
+
+@pytest.mark.s3op(
+    "PutBucketAcl",
+    "PutObjectAcl",
+    status="partial",
+    note="canned ACLs only: an ACL document or x-amz-grant-* answers NotImplemented; public-read-write and other "
+    "canned ACLs InvalidArgument",
+)
+def test_acl_documents_and_unsupported_canned_acls(env: Env, bucket: str) -> None:
+    owner = env.root.get_bucket_acl(Bucket=bucket)["Owner"]
+    body = {
+        "Owner": owner,
+        "Grants": [{"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}],
+    }
+    assert error_code(lambda: env.root.put_bucket_acl(Bucket=bucket, AccessControlPolicy=body)) == "NotImplemented"
+    assert error_code(lambda: env.root.put_object_acl(Bucket=bucket, Key="doc", AccessControlPolicy=body)) == (
+        "NotImplemented"
+    )
+    assert error_code(lambda: env.root.put_bucket_acl(Bucket=bucket, GrantRead=f"uri={ALL_USERS}")) == "NotImplemented"
+    for canned in ("public-read-write", "authenticated-read"):
+        assert status_of(lambda: env.root.put_bucket_acl(Bucket=bucket, ACL=canned)) == 400, canned
+        assert status_of(lambda: env.root.put_object(Bucket=bucket, Key="prw", Body=b"x", ACL=canned)) == 400
+    name = unique_bucket("prw")
+    assert status_of(lambda: env.root.create_bucket(Bucket=name, ACL="public-read-write")) == 400
+    assert name not in {b["Name"] for b in env.root.list_buckets()["Buckets"]}  # refused before creating
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="doc"))
+    assert error_code(lambda: env.root.head_object(Bucket=bucket, Key="prw")) == "404"
