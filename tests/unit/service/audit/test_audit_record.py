@@ -87,7 +87,10 @@ def test_presigned_url_signature_is_redacted_but_the_credential_scope_stays() ->
     assert f"X-Amz-Signature={REDACTED}" in out
     # kept values stay as the client encoded them (no decode and re-quote on every request)
     assert "AKIDEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request" in out and "versionId=abc" in out
-    assert redact_query("X-Amz-Signatur%65=abc&n=%53ignature%3Dsecret") == f"X-Amz-Signature={REDACTED}&n=Signature%3D{REDACTED}"
+    assert (
+        redact_query("X-Amz-Signatur%65=abc&n=%53ignature%3Dsecret")
+        == f"X-Amz-Signature={REDACTED}&n=Signature%3D{REDACTED}"
+    )
 
 
 def test_detail_secrets_and_inline_signatures_are_redacted() -> None:
