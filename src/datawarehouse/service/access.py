@@ -29,7 +29,7 @@ from datawarehouse.service import policy, s3_actions
 from datawarehouse.service.iam import IamService
 from datawarehouse.service.iam_auth import Identity
 from datawarehouse.service.policy import AuthzRequest, ContextValue, Decision, Policy, Principal
-from datawarehouse.service.warehouse import Warehouse
+from datawarehouse.service.warehouse import OWNER_META, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ OBJECT_WRITES = frozenset(
     }
 )
 _OBJECT_EXISTS_KEY = "dwh:objectexists"
+_OBJECT_OWNER_KEY = "dwh:objectowner"
 _S3_ARN = "arn:aws:s3:::"
 _COPY_SOURCE_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
 
@@ -206,13 +207,15 @@ class Authorizer:
         if p.kind == "root" and own_bucket and bucket_policy is None:
             return Decision(True, "allowed", source="root", reason="tenant root, no bucket policy")
         context: dict[str, ContextValue] = dict(facts.context)
-        if (
-            facts.operation in OBJECT_WRITES
-            and rec is not None
-            and key is not None
-            and self._may_need_existence(caller, bucket_policy)
-        ):
-            context["dwh:ObjectExists"] = "true" if self._exists(qualified or "", key) else "false"
+        if rec is not None and key is not None:
+            if facts.operation in OBJECT_WRITES and self._mentions(caller, bucket_policy, _OBJECT_EXISTS_KEY):
+                context["dwh:ObjectExists"] = "true" if self._exists(qualified or "", key) else "false"
+            if action.startswith(("s3:GetObject", "s3:DeleteObject")) and self._mentions(
+                caller, bucket_policy, _OBJECT_OWNER_KEY
+            ):
+                owner = self._owner(qualified or "", key, facts.version_id if qualified == facts.bucket else None)
+                if owner is not None:
+                    context["dwh:ObjectOwner"] = owner
         request = AuthzRequest(p, action, arn, resource_tenant=tenant, context=context, now=now)
         return policy.evaluate(request, caller.identity_policies, bucket_policy, caller.session_policy, acl=acl)
 
@@ -230,13 +233,25 @@ class Authorizer:
         return facts.bucket, (key or None)
 
     @staticmethod
-    def _may_need_existence(caller: Caller, bucket_policy: Policy | None) -> bool:
+    def _mentions(caller: Caller, bucket_policy: Policy | None, key: str) -> bool:
+        """Whether a policy that applies could read condition key ``key`` (lower case): the
+        facts that cost a metadata read are looked up only then."""
         texts = [p.text for p in caller.identity_policies]
         if caller.session_policy is not None:
             texts.append(caller.session_policy.text)
         if bucket_policy is not None:
             texts.append(bucket_policy.text)
-        return any(_OBJECT_EXISTS_KEY in t.lower() for t in texts)
+        return any(key in t.lower() for t in texts)
+
+    def _owner(self, bucket: str, key: str, version_id: str | None) -> str | None:
+        """dwh:ObjectOwner: the ARN that wrote the version a read would return ("" when not
+        recorded: written by the CLI or before owners were recorded); None when there is no
+        such version, so a read of a missing key gets its 404 rather than a denial."""
+        try:
+            version = self.wh.head_object(bucket, key, version_id)
+        except (NotFound, InvalidInput):
+            return None
+        return version.system_meta.get(OWNER_META, "")
 
     def _exists(self, bucket: str, key: str) -> bool:
         try:

@@ -47,10 +47,14 @@ WRITEONLY: Final = json.dumps(
                 # also the IAM action of CreateMultipartUpload, UploadPart and
                 # CompleteMultipartUpload; aborting and listing uploads lets a tool clean up after
                 # itself. Listing names (ListBucket, HeadBucket) lets tools see what is already
-                # stored without being able to read any of it.
+                # stored; reading is limited to the key's own objects (NeverReadOthers), which a
+                # tool such as restic needs for its repository config, keys and index.
                 "Sid": "AddObjects",
                 "Effect": "Allow",
                 "Action": [
+                    "s3:GetObject",
+                    "s3:GetObjectVersion",
+                    "s3:DeleteObject",
                     "s3:PutObject",
                     "s3:AbortMultipartUpload",
                     "s3:ListMultipartUploadParts",
@@ -61,19 +65,42 @@ WRITEONLY: Final = json.dumps(
                 "Resource": "arn:aws:s3:::*",
             },
             {
-                # A stolen backup key must not leak the backups: no object bodies, versions,
-                # tags or ACLs. Explicit (not just "not allowed") so that it still binds when this
-                # policy narrows a service account whose parent may read everything.
-                "Sid": "NeverRead",
+                # A stolen backup key must not leak anyone else's data: no bodies, versions, tags
+                # or ACLs of objects another principal wrote (dwh:ObjectOwner is the writer's ARN,
+                # "" when unknown, absent only when there is no such object: a 404, not a leak).
+                # Explicit (not just "not allowed") so that it still binds when this policy
+                # narrows a service account whose parent may read everything.
+                "Sid": "NeverReadOthers",
                 "Effect": "Deny",
                 "Action": "s3:GetObject*",
                 "Resource": "arn:aws:s3:::*",
+                "Condition": {
+                    "Null": {"dwh:ObjectOwner": "false"},
+                    "StringNotEquals": {"dwh:ObjectOwner": "${aws:PrincipalArn}"},
+                },
             },
             {
-                # ... and must not destroy them: no deletes of any kind.
+                # ... and must not destroy them: no deletes, but of its own lock files. Backup
+                # tools lock their repository while they work (restic: ``locks/<id>``) and must
+                # remove the lock afterwards (rest-server's append-only mode makes the same
+                # exception); a lock holds no backup data, and another principal's lock stays.
                 "Sid": "NeverDelete",
                 "Effect": "Deny",
                 "Action": ["s3:DeleteObject*", "s3:DeleteBucket"],
+                "NotResource": "arn:aws:s3:::*/locks/*",
+            },
+            {
+                "Sid": "NeverDeleteOthersLocks",
+                "Effect": "Deny",
+                "Action": "s3:DeleteObject*",
+                "Resource": "arn:aws:s3:::*/locks/*",
+                "Condition": {"StringNotEqualsIfExists": {"dwh:ObjectOwner": "${aws:PrincipalArn}"}},
+            },
+            {
+                # and never a permanent deletion (of a version), not even of a lock
+                "Sid": "NeverDeleteVersions",
+                "Effect": "Deny",
+                "Action": "s3:DeleteObjectVersion",
                 "Resource": "arn:aws:s3:::*",
             },
             {

@@ -58,6 +58,7 @@ SERVER_CONDITION_KEYS: Final[tuple[str, ...]] = (
     "s3:object-lock-retain-until-date",
     "s3:object-lock-legal-hold",
     "dwh:ObjectExists",  # Bool: the key already has a current version (write-only keys: no overwrite)
+    "dwh:ObjectOwner",  # the ARN of the principal that wrote the version a read returns ("" if unknown)
 )
 
 Qualifier = Literal["ForAnyValue", "ForAllValues"]

@@ -43,6 +43,17 @@ if TYPE_CHECKING:
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
 MAX_PUT_SIZE = 5 * 1024**3  # one PutObject: 5 GiB, as S3
 # Representation headers stored with an object and returned on GET/HEAD.
+OWNER_META = "dwh-owner"  # system metadata: the ARN of the principal that wrote the version (never rendered)
+
+
+def with_owner(system_meta: dict[str, str], owner: str | None) -> dict[str, str]:
+    """``system_meta`` recording ``owner`` as the version's writer (none: unknown, e.g. the CLI)."""
+    out = {k: v for k, v in system_meta.items() if k != OWNER_META}
+    if owner:
+        out[OWNER_META] = owner
+    return out
+
+
 SYSTEM_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control", "expires")
 READ_SIZE = 1024 * 1024
 READ_HEAD_CHUNKS = 4  # chunk records read with the version (the reader's prefetch window)
@@ -465,10 +476,12 @@ class Warehouse:
         source_conditions: Callable[[ObjectVersion], None] | None = None,
         source_version_id: str | None = None,
         lock: LockRequest | None = None,
+        owner: str | None = None,
     ) -> ObjectVersion:
         """Copy by reference: the new version shares the source's chunks (one journaled commit
         that adds references; nothing is read or rewritten). Both buckets share the domain.
-        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's).
+        ``spec`` replaces the metadata, ``tags`` the tag set (each ``None``: the source's);
+        ``owner`` is who made the copy (never the source's writer).
         ``source_version_id`` names a version of the source (default: its current one);
         ``source_conditions`` is called with the source version (and may refuse it)."""
         check_key(key)
@@ -479,6 +492,7 @@ class Warehouse:
         if dst.domain_id != src_rec.domain_id:
             raise InvalidInput("copying between tenants re-encrypts data and is not supported yet")
         version = copied_version(source, dst, key, self.engine.now(), spec, tags)
+        version = dataclasses.replace(version, system_meta=with_owner(version.system_meta, owner))
         doc: dict[str, Any] = {
             "op": "object.put",
             "domain_id": dst.domain_id,

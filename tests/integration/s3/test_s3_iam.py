@@ -256,9 +256,17 @@ def test_writeonly_backup_key(env: Env) -> None:
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=BACKUPS)["Contents"]}
     assert {"existing", "data/one", "data/big"} <= listed
     s3.head_bucket(Bucket=BACKUPS)
+    # its own objects it may read back (restic reads its config, keys and index)
+    assert _get(s3, "data/one", BACKUPS) == b"snapshot 1"
+    s3.head_object(Bucket=BACKUPS, Key="data/big")
+    # ... and remove its own lock files, nothing else
+    s3.put_object(Bucket=BACKUPS, Key="repo/locks/mine", Body=b"lock")
+    s3.delete_object(Bucket=BACKUPS, Key="repo/locks/mine")
+    env.s3("admin").put_object(Bucket=BACKUPS, Key="repo/locks/theirs", Body=b"lock")
     for call in (
-        lambda: s3.get_object(Bucket=BACKUPS, Key="data/one"),
-        lambda: s3.head_object(Bucket=BACKUPS, Key="data/one"),
+        lambda: s3.get_object(Bucket=BACKUPS, Key="existing"),  # written by someone else
+        lambda: s3.head_object(Bucket=BACKUPS, Key="existing"),
+        lambda: s3.delete_object(Bucket=BACKUPS, Key="repo/locks/theirs"),
         lambda: s3.delete_object(Bucket=BACKUPS, Key="data/one"),
         lambda: s3.put_object(Bucket=BACKUPS, Key="existing", Body=b"overwrite"),
         lambda: s3.put_object(Bucket=BACKUPS, Key="data/one", Body=b"overwrite"),

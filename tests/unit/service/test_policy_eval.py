@@ -314,8 +314,15 @@ def test_writeonly_backup_key() -> None:
     assert not writeonly("s3:PutObject")  # the fact is missing: fail closed
     assert writeonly("s3:ListBucket", "arn:aws:s3:::b") and writeonly("s3:GetBucketLocation", "arn:aws:s3:::b")
     assert writeonly("s3:AbortMultipartUpload") and writeonly("s3:ListMultipartUploadParts")
-    for action in ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:DeleteObject"):
-        assert not writeonly(action, **{"dwh:ObjectExists": False})
+    assert not writeonly("s3:DeleteObject", **{"dwh:ObjectExists": False})
+    # reads: only of objects this principal wrote; another's, or one whose writer is unknown, never
+    mine, theirs = ALICE.arn, "arn:dwh:iam::acme:user/bob"
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        assert writeonly(action, **{"dwh:ObjectOwner": mine})
+        assert not writeonly(action, **{"dwh:ObjectOwner": theirs})
+        assert not writeonly(action, **{"dwh:ObjectOwner": ""})
+        assert writeonly(action)  # no such object: the read gets its 404, which reveals nothing listing does not
+    assert not writeonly("s3:GetObjectTagging", **{"dwh:ObjectOwner": theirs})
     for action in ("s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention"):
         assert not writeonly(action, **{"dwh:ObjectExists": False})
     for action in ("s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutLifecycleConfiguration"):

@@ -138,6 +138,7 @@ async def copy_object(ctx: Context) -> Response:
             source_conditions=copy_source_read(headers, source),
             source_version_id=src_version,
             lock=lock,
+            owner=ctx.caller.principal.arn,
         )
     )
     await object_acl_after_write(ctx)

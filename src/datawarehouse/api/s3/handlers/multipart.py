@@ -105,7 +105,7 @@ async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
     if granting_acl(ctx.request) is not None:
         raise not_implemented("a canned ACL on a multipart upload is not supported; PutObjectAcl after completing it")
-    spec = object_spec(headers)
+    spec = object_spec(headers, ctx.caller.principal.arn)
     await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)
     spec["system_meta"] = {**spec["system_meta"], **checksum}

@@ -22,7 +22,7 @@ from datawarehouse.errors import InvalidRange, NoSuchKey
 from datawarehouse.records import BucketRecord, ObjectVersion
 from datawarehouse.service import access
 from datawarehouse.service.objectlock import lock_enabled
-from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse
+from datawarehouse.service.warehouse import MAX_PUT_SIZE, SYSTEM_HEADERS, Warehouse, with_owner
 
 MAX_USER_META = 2 * 1024  # S3: user-defined metadata is limited to 2 KB
 # A PutObject body up to this size is read before the upload is opened, and stored in one
@@ -61,13 +61,13 @@ def system_metadata(headers: dict[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
 
 
-def object_spec(headers: dict[str, str]) -> dict[str, Any]:
+def object_spec(headers: dict[str, str], owner: str | None = None) -> dict[str, Any]:
     """What a new object carries from its request headers (PutObject, CreateMultipartUpload),
-    its object lock (x-amz-object-lock-*) included."""
+    its object lock (x-amz-object-lock-*) included, and who wrote it (``access.OWNER_META``)."""
     return {
         "content_type": headers.get("content-type") or "binary/octet-stream",
         "user_meta": user_metadata(headers),
-        "system_meta": system_metadata(headers),
+        "system_meta": with_owner(system_metadata(headers), owner),
         "tags": header_tags(headers.get("x-amz-tagging")),
         "lock": lock_request(headers),
     }
@@ -131,7 +131,7 @@ async def put_object(ctx: Context) -> Response:
     conditions = _write_conditions(headers)
     wh = ctx.warehouse
     size = announced_size(headers)
-    spec = object_spec(headers)
+    spec = object_spec(headers, ctx.caller.principal.arn)
     access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")

@@ -25,7 +25,7 @@ from datawarehouse.api.s3.objectlock_xml import lock_request
 from datawarehouse.api.s3.xml import parse_tagging
 from datawarehouse.api.s3.xmlrender import render_post_response
 from datawarehouse.service import access
-from datawarehouse.service.warehouse import MAX_PUT_SIZE
+from datawarehouse.service.warehouse import MAX_PUT_SIZE, with_owner
 
 MAX_FIELDS_SIZE = 64 * 1024  # all fields before the file together
 BATCH = 1024 * 1024
@@ -173,7 +173,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
         post_policy.check_conditions(policy, fields, ctx.bucket, now)
     content_type = fields.get("content-type") or headers.get("content-type", b"binary/octet-stream").decode("latin-1")
     user_meta = user_metadata(fields)
-    system_meta = system_metadata(fields)
+    system_meta = with_owner(system_metadata(fields), ctx.caller.principal.arn)
     tags = {t.key: t.value for t in parse_tagging(fields["tagging"].encode())} if fields.get("tagging") else {}
     lock = lock_request(fields)  # x-amz-object-lock-* form fields, as the headers of a PUT
     await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
