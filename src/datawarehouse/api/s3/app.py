@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from datawarehouse.service.audit.log import AuditLog
 
 log = logging.getLogger(__name__)
+AUDIT_EXPIRY_INTERVAL = 3600.0
 ADMIN_PREFIX = "/admin/v1"  # the admin API (api/admin); the bucket name "admin" is reserved for it
 
 # Operations that authorize themselves in their handler: a browser POST is signed inside its form,
@@ -103,6 +104,7 @@ class S3App:
         self.authorizer = Authorizer(warehouse)
         self.audit = audit
         self.secure = secure
+        self._audit_expiry: asyncio.Task[None] | None = None
         self.admin = AdminApp(warehouse, lookup_caller, audit=audit, clock=self.clock, offload=self.offload)
 
     def lookup_secret(self, access_key: str) -> str | None:
@@ -126,6 +128,7 @@ class S3App:
         error = ""
         try:
             request = Request.from_scope(scope, receive, request_id)
+            request.notes["scheme"] = scope.get("scheme", "http")
             response = await self._handle(request)
         except S3Error as err:
             response, error = error_response(err, request_id), err.code
@@ -237,7 +240,7 @@ class S3App:
             self.lookup_secret,
             caller=caller,
             authorizer=self.authorizer,
-            secure=self.secure,
+            secure=self.secure or request.notes.get("scheme") == "https",
             clock=self.clock,
             lookup_caller=self.lookup_caller,
         )
@@ -300,18 +303,35 @@ class S3App:
                     len(report.errors),
                 )
 
+    async def _audit_expiry_loop(self) -> None:
+        """Audit segments past their retention removed every ``AUDIT_EXPIRY_INTERVAL`` seconds
+        (the first run shortly after start); a failure is logged and retried next time."""
+        assert self.audit is not None
+        await asyncio.sleep(60)
+        while True:
+            try:
+                removed = await self.offload.run(self.audit.expire)
+                if removed:
+                    log.info("audit: %d segments past their retention removed", removed)
+            except Exception:
+                log.exception("audit expiry failed")
+            await asyncio.sleep(AUDIT_EXPIRY_INTERVAL)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 if self.lifecycle_interval > 0:
                     self._background = asyncio.create_task(self._lifecycle_loop())
+                if self.audit is not None:
+                    self._audit_expiry = asyncio.create_task(self._audit_expiry_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._background is not None:
-                    self._background.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._background
+                for task in (self._background, self._audit_expiry):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 self.admin.close()
                 self.offload.close()
                 await send({"type": "lifespan.shutdown.complete"})
