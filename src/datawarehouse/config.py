@@ -93,7 +93,7 @@ class AuditConfig:
     how often a segment is sealed, and where records are forwarded (empty: nowhere)."""
 
     retention_days: int = 365
-    checkpoint_records: int = 1000  # seal a segment after this many records ...
+    checkpoint_records: int = 10000  # seal a segment after this many records ...
     checkpoint_seconds: int = 300  # ... or this many seconds, whichever comes first
     webhook_url: str = ""
     syslog_address: str = ""  # udp://HOST:PORT or tcp://HOST:PORT (RFC 5424; TCP octet-counted)

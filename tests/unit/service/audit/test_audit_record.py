@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from datawarehouse.errors import CorruptFrame, InvalidInput
 from datawarehouse.service.audit.chain import ChainHead, genesis_hash, record_hash
@@ -100,3 +102,20 @@ def test_detail_secrets_and_inline_signatures_are_redacted() -> None:
     assert "ab12cd" not in out["note"] and "Signature=REDACTED" in out["note"]
     assert out["user"] == "alice" and out["n"] == "5"
     assert redact_text("plain text") == "plain text"
+
+
+@given(
+    st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=3),
+    st.text(max_size=20),
+    st.integers(min_value=0, max_value=2**40),
+)
+def test_the_one_pass_encoding_is_the_canonical_json(detail: dict[str, str], text: str, n: int) -> None:
+    """line() and body_bytes() are spliced from two half encodings: they must stay byte-identical
+    to the canonical JSON of the whole record (and of it without ``hash``), whatever the values."""
+    from datawarehouse.service.audit.record import canonical_json
+
+    r = AuditRecord(seq=n, time=text, operation="Op", key=text, query=text, detail=detail, prev=text, hash=text)
+    assert r.line() == canonical_json(r.to_doc())
+    assert r.body_bytes() == canonical_json(r.to_doc(with_hash=False))
+    linked = r.with_chain(r.seq, r.prev, "ff")
+    assert linked.line() == canonical_json(linked.to_doc())
