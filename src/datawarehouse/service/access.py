@@ -143,17 +143,17 @@ class Authorizer:
         self.wh = wh
         self.buckets = BucketAccess(wh)
 
-    def fast_allow(self, caller: Caller, facts: RequestFacts) -> bool:
+    def fast_allow(self, caller: Caller, *buckets: str | None) -> bool:
         """The common case decided without the policy engine or a metadata read (so on the
-        event loop): a tenant's root in its own buckets, none of which has a bucket policy in the
-        settings cache. False means "ask ``authorize``", never "denied"."""
+        event loop, before any request facts are gathered): a tenant's root in its own buckets
+        (qualified names), none of which has a bucket policy in the settings cache. False means
+        "ask ``authorize``", never "denied"."""
         p = caller.principal
         if p.kind != "root":
             return False
-        names = [facts.bucket] if facts.bucket else []
-        if facts.copy_source is not None:
-            names.append(facts.copy_source[0])
-        for name in names:
+        for name in buckets:
+            if name is None:
+                continue
             if split_bucket_name(name)[0] != p.tenant or not self.wh.cached_bucket_has_no(name, POLICY_SETTING):
                 return False
         return True
@@ -357,7 +357,7 @@ class CallerDirectory:
         if identity is None:
             return None
         cached = self._callers.get(access_key)
-        if cached is not None and cached[0] == identity:
+        if cached is not None and (cached[0] is identity or cached[0] == identity):
             return cached[1]
         caller = caller_of(identity)
         with self._lock:

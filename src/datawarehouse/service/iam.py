@@ -178,6 +178,7 @@ class IamService:
     ) -> None:
         self.engine = engine
         self._root = root
+        self._root_identity: Identity | None = None
         self._cache = IdentityCache()
         self._quotas: dict[tuple[QuotaScope, int], QuotaRecord | None] = {}
         self._last_used = LastUsedTracker(self._write_last_used, last_used_interval)
@@ -186,6 +187,7 @@ class IamService:
     def set_root_credentials(self, root: Credentials | None) -> None:
         """The root pair (loaded by the server from ``keys/root-credentials.json``)."""
         self._root = root
+        self._root_identity = None
         self._forget()
 
     def close(self) -> None:
@@ -673,19 +675,21 @@ class IamService:
         that may not be used raises ``AccessKeyDisabled``, ``AccessKeyExpired`` or
         ``PrincipalDisabled`` (all ``CredentialsRefused``). Cached until the next IAM change;
         records the use (best-effort ``last_used_at``)."""
-        now = now or self.engine.now()
         root = self._root
         if root is not None and hmac.compare_digest(root.access_key.encode(), access_key_id.encode()):
-            return Identity(
-                DEFAULT_TENANT,
-                DEFAULT_TENANT_NAME,
-                DEFAULT_DOMAIN,
-                PrincipalKind.ROOT,
-                "root",
-                None,
-                root.access_key,
-                root.secret_key,
-            )
+            if self._root_identity is None or self._root_identity.access_key_id != root.access_key:
+                self._root_identity = Identity(
+                    DEFAULT_TENANT,
+                    DEFAULT_TENANT_NAME,
+                    DEFAULT_DOMAIN,
+                    PrincipalKind.ROOT,
+                    "root",
+                    None,
+                    root.access_key,
+                    root.secret_key,
+                )
+            return self._root_identity  # one object: callers may cache what they derive from it
+        now = now or self.engine.now()
         found, entry = self._cache.get(access_key_id)
         if not found:
             generation = self._cache.generation

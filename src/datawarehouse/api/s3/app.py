@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import secrets
@@ -208,12 +207,21 @@ class S3App:
     async def _handle(self, request: Request) -> Response:
         endpoint = route(request.method, request.raw_path, request.query, request.headers, self.domain)
         request.notes["endpoint"] = endpoint
+        found: list[Caller] = []
+
+        def secret_of(access_key: str) -> str | None:
+            caller = self.lookup_caller(access_key)
+            if caller is None:
+                return None
+            found.append(caller)
+            return caller.secret
+
         auth = verify_request(
             SignedRequest(request.method, request.raw_path, request.query, request.header_list),
             now=self.clock.now(),
-            lookup_secret=self.lookup_secret,
+            lookup_secret=secret_of,
         )
-        caller = ANONYMOUS if auth is None else self._caller(auth.access_key_id)
+        caller = ANONYMOUS if auth is None else (found[-1] if found else self._caller(auth.access_key_id))
         request.notes["caller"] = caller
         if auth is not None and auth.session_token is not None:
             raise access_denied("This server issues no temporary credentials")
@@ -223,8 +231,10 @@ class S3App:
                 raise access_denied("system buckets are not reachable over S3")
             if SNAPSHOT_MARK in bare and endpoint.operation not in SNAPSHOT_OK:
                 raise access_denied("snapshots are read-only")
-            endpoint = dataclasses.replace(endpoint, bucket=qualify(caller, endpoint.bucket))
-            request.notes["endpoint"] = endpoint
+            qualified = qualify(caller, endpoint.bucket)
+            if qualified != endpoint.bucket:
+                endpoint = Endpoint(endpoint.operation, qualified, endpoint.key)
+                request.notes["endpoint"] = endpoint
         if endpoint.key is not None and len(endpoint.key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise key_too_long(MAX_KEY_BYTES)
         handler = HANDLERS.get(endpoint.operation)
