@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from iamkit import client, data_files, denied, error_code, offline, policy, stop
 from s3server import DWH, DwhServer
 
@@ -233,6 +234,17 @@ def test_condition_server_side_encryption(env: Env) -> None:
     s3 = env.s3("cond")
     reply = s3.put_object(Bucket=DATA, Key="enc/a", Body=b"e", ServerSideEncryption="AES256")
     assert reply["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert reply["ServerSideEncryption"] == "AES256"  # SSE-S3: what every object gets anyway
+    # what this server cannot promise is refused, never silently accepted
+    for extra in (
+        {"ServerSideEncryption": "aws:kms"},
+        {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
+    ):
+        try:
+            env.s3("admin").put_object(Bucket=DATA, Key="enc/kms", Body=b"e", **extra)
+            raise AssertionError(f"{extra} accepted")
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "NotImplemented"
     assert denied(lambda: s3.put_object(Bucket=DATA, Key="enc/b", Body=b"e"))
     s3.put_object(Bucket=DATA, Key="noenc/a", Body=b"n")  # Null: true when the header is absent
     assert denied(lambda: s3.put_object(Bucket=DATA, Key="noenc/b", Body=b"n", ServerSideEncryption="AES256"))

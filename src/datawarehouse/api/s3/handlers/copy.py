@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
+    check_encryption_request,
     check_lock_headers,
     evaluate_read_conditions,
     object_acl_after_write,
@@ -124,6 +125,7 @@ async def copy_object(ctx: Context) -> Response:
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
     access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
+    sse = check_encryption_request(headers)
     lock = lock_request(headers)  # a copy's lock is its own, never the source's
     await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     source: list[ObjectVersion] = []
@@ -143,4 +145,5 @@ async def copy_object(ctx: Context) -> Response:
     )
     await object_acl_after_write(ctx)
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
+    resp.header("x-amz-server-side-encryption", sse)
     return copy_version_headers(resp, source, version)

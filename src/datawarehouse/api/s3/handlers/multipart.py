@@ -14,6 +14,7 @@ from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
 from datawarehouse.api.s3.handlers.objects import (
     announced_size,
+    check_encryption_request,
     check_lock_headers,
     etag_header,
     object_spec,
@@ -106,6 +107,7 @@ async def create(ctx: Context) -> Response:
     if granting_acl(ctx.request) is not None:
         raise not_implemented("a canned ACL on a multipart upload is not supported; PutObjectAcl after completing it")
     spec = object_spec(headers, ctx.caller.principal.arn)
+    sse = check_encryption_request(headers)
     await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)
     spec["system_meta"] = {**spec["system_meta"], **checksum}
@@ -114,6 +116,7 @@ async def create(ctx: Context) -> Response:
     result = InitiateMultipartUploadResult(ctx.bucket, ctx.key, upload.upload_id)
     resp = xml_response(render_initiate_multipart_upload(result))
     resp.header("x-amz-checksum-algorithm", checksum.get(ALGORITHM_KEY))
+    resp.header("x-amz-server-side-encryption", sse)
     return resp.header("x-amz-checksum-type", checksum.get(TYPE_KEY))
 
 

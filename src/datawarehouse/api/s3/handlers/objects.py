@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from datawarehouse.api.s3.body import BodyReader, BodyResult
-from datawarehouse.api.s3.errors import S3Error, invalid_argument, precondition_failed, s3_error
+from datawarehouse.api.s3.errors import S3Error, invalid_argument, not_implemented, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
@@ -59,6 +59,24 @@ def user_metadata(headers: dict[str, str]) -> dict[str, str]:
 
 def system_metadata(headers: dict[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
+
+
+SSE_S3 = "AES256"
+
+
+def check_encryption_request(headers: dict[str, str] | Any) -> str | None:
+    """Server-side encryption asked of a write. Everything is always encrypted at rest with the
+    server's keys, which is what SSE-S3 (``AES256``) promises: it is accepted (and echoed).
+    KMS keys and customer-provided keys are not supported: NotImplemented, never a silent
+    acceptance of a promise this server does not keep."""
+    if any(name.startswith("x-amz-server-side-encryption-customer-") for name in headers):
+        raise not_implemented("SSE-C (customer-provided keys) is not supported; data is encrypted with server keys")
+    asked = headers.get("x-amz-server-side-encryption")
+    if asked is None:
+        return None
+    if asked.strip() != SSE_S3:
+        raise not_implemented(f"server-side encryption {asked!r} is not supported (only AES256, always on)")
+    return SSE_S3
 
 
 def object_spec(headers: dict[str, str], owner: str | None = None) -> dict[str, Any]:
@@ -132,6 +150,7 @@ async def put_object(ctx: Context) -> Response:
     wh = ctx.warehouse
     size = announced_size(headers)
     spec = object_spec(headers, ctx.caller.principal.arn)
+    sse = check_encryption_request(headers)
     access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")
@@ -165,7 +184,7 @@ async def put_object(ctx: Context) -> Response:
         checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
         version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
     await object_acl_after_write(ctx)
-    resp = Response(200).header("etag", etag_header(version.etag))
+    resp = Response(200).header("etag", etag_header(version.etag)).header("x-amz-server-side-encryption", sse)
     for name, value in checksum_meta.items():
         resp.header(name, value)
     return version_headers(resp, version)

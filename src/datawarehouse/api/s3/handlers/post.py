@@ -18,7 +18,13 @@ from python_multipart.multipart import parse_options_header
 from datawarehouse.api.s3 import post_policy
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_post, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
-from datawarehouse.api.s3.handlers.objects import check_lock_headers, etag_header, system_metadata, user_metadata
+from datawarehouse.api.s3.handlers.objects import (
+    check_encryption_request,
+    check_lock_headers,
+    etag_header,
+    system_metadata,
+    user_metadata,
+)
 from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.objectlock_xml import lock_request
@@ -156,6 +162,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
     if not key:
         raise invalid_argument("Bucket POST must contain a field named 'key'.", name="key")
     key = key.replace("${filename}", filename or "")
+    check_encryption_request(fields)
     access.check_canned_acl(fields.get("acl"), ctx.bucket)
     caller = ctx.lookup_caller(access_key) if ctx.lookup_caller is not None else None
     if caller is None:
