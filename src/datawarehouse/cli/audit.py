@@ -49,19 +49,7 @@ def verify_cmd(
     with open_warehouse(data_dir) as wh:
         result = verify(wh, public_key=key, retention_days=retention)
     if as_json:
-        doc = {
-            "ok": result.ok,
-            "records": result.records,
-            "checkpoints": result.checkpoints,
-            "first_seq": result.first_seq,
-            "last_seq": result.last_seq,
-            "anchored_at": result.anchored_at,
-            "notes": result.notes,
-            "problems": [
-                {"kind": p.kind, "seq": p.seq, "where": p.where, "message": p.message} for p in result.problems
-            ],
-        }
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(result.to_doc(), indent=2))
     else:
         for note in result.notes:
             console.print(f"note: {note}", highlight=False)

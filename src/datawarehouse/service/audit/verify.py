@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -80,6 +81,19 @@ class VerifyResult:
     @property
     def first_problem(self) -> Problem | None:
         return self.problems[0] if self.problems else None
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON form (``dwh audit verify --json`` and the admin API answer alike)."""
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "checkpoints": self.checkpoints,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "anchored_at": self.anchored_at,
+            "notes": list(self.notes),
+            "problems": [{"kind": p.kind, "seq": p.seq, "where": p.where, "message": p.message} for p in self.problems],
+        }
 
 
 @dataclass

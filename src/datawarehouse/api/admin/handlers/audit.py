@@ -10,6 +10,7 @@ from datawarehouse.api.admin.registry import Param, operation
 from datawarehouse.api.admin.schema import DATE_TIME, array, integer, nullable, obj, parse_datetime, string
 from datawarehouse.service.audit.query import AuditQuery
 from datawarehouse.service.audit.record import ALL_FIELDS
+from datawarehouse.service.audit.verify import VerifyResult
 
 RECORD = obj(
     {
@@ -107,14 +108,5 @@ async def query_audit(call: Call) -> dict[str, Any]:
 )
 async def verify_audit(call: Call) -> dict[str, Any]:
     audit = _audit_log(call)
-    result = await call.run(audit.verify)
-    return {
-        "ok": result.ok,
-        "records": result.records,
-        "checkpoints": result.checkpoints,
-        "first_seq": result.first_seq,
-        "last_seq": result.last_seq,
-        "anchored_at": result.anchored_at,
-        "notes": list(result.notes),
-        "problems": [{"kind": p.kind, "seq": p.seq, "where": p.where, "message": p.message} for p in result.problems],
-    }
+    result: VerifyResult = await call.run(audit.verify)
+    return result.to_doc()
