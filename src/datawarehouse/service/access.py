@@ -213,7 +213,9 @@ class Authorizer:
             if action.startswith(("s3:GetObject", "s3:DeleteObject")) and self._mentions(
                 caller, bucket_policy, _OBJECT_OWNER_KEY
             ):
-                owner = self._owner(qualified or "", key, facts.version_id if qualified == facts.bucket else None)
+                reads_source = facts.copy_source is not None and action in _COPY_SOURCE_READS
+                version = facts.copy_source[2] if facts.copy_source is not None and reads_source else facts.version_id
+                owner = self._owner(qualified or "", key, version)
                 if owner is not None:
                     context["dwh:ObjectOwner"] = owner
         request = AuthzRequest(p, action, arn, resource_tenant=tenant, context=context, now=now)
