@@ -41,12 +41,12 @@ class FastCDC:
     """Push-style streaming chunker: ``feed`` blocks, collect the chunks that became final.
 
     Input is buffered as a list of blocks and joined into one ``bytes`` only when at least
-    ``max_size + batch`` bytes are pending; every chunk that can be cut then is returned as a
-    read-only ``memoryview`` into that joined buffer (no copy), and the uncut tail (under
+    ``max_size + batch`` bytes are pending; every chunk that can be cut then is copied out as its
+    own ``bytes`` (so a chunk in flight never pins the joined buffer), and the uncut tail (under
     ``max_size`` bytes) is carried to the next join. Each byte is therefore copied about
-    ``1 + max/(max+batch)`` times instead of once per fed block: the chunker runs on the caller's
-    thread with the GIL held, so its copies cap a whole PUT. The views keep their joined buffer
-    alive until the caller drops them (at most about ``2 * max_size + batch`` bytes per stream).
+    ``2 + max/(max+batch)`` times instead of once per fed block plus once per buffered block
+    (~4 at the defaults): the chunker runs on the caller's thread with the GIL held, so its copies
+    cap a whole PUT. At most about ``2 * max_size + batch`` bytes are buffered per stream.
 
     Not thread-safe; use one per stream.
     """
@@ -61,7 +61,7 @@ class FastCDC:
         self._pending_size = 0
         self._finished = False
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[memoryview]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add ``data``; return the chunks that no later input can change (possibly none).
 
         ``bytes`` are kept by reference; anything mutable is copied, since the caller may reuse
@@ -78,7 +78,7 @@ class FastCDC:
             return []
         return self._cut_pending(final=False)
 
-    def finish(self) -> list[memoryview]:
+    def finish(self) -> list[bytes]:
         """End of input: cut what is left (empty input gives no chunks)."""
         if self._finished:
             return []
@@ -87,18 +87,18 @@ class FastCDC:
         self._pending, self._pending_size = [], 0
         return chunks
 
-    def _cut_pending(self, *, final: bool) -> list[memoryview]:
+    def _cut_pending(self, *, final: bool) -> list[bytes]:
         """Join the pending blocks and cut while the cut cannot depend on unseen bytes."""
         pending = self._pending
         joined = pending[0] if len(pending) == 1 and isinstance(pending[0], bytes) else b"".join(pending)
         view = memoryview(joined).toreadonly()
         total = len(view)
         need = 1 if final else self._max
-        chunks: list[memoryview] = []
+        chunks: list[bytes] = []
         used = 0
         if total >= need:
             for chunk in self._cdc.cut_buf(view):
-                chunks.append(view[chunk.offset : chunk.offset + chunk.length])
+                chunks.append(bytes(view[chunk.offset : chunk.offset + chunk.length]))
                 used += chunk.length
                 if total - used < need:
                     break
