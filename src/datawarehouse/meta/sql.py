@@ -256,14 +256,6 @@ _SET_DISK_STATE = sa.update(s.disks).where(s.disks.c.disk_id == _P("p_disk")).va
 # Buckets are named within a tenant, and callers name the tenant (ids.split_bucket_name): one
 # statement resolves both.
 _TENANT_ID_BY_NAME = sa.select(s.tenants.c.tenant_id).where(s.tenants.c.name == _P("p_tenant")).scalar_subquery()
-_TENANT_NAMES = sa.select(s.tenants.c.tenant_id, s.tenants.c.name)
-_TENANT_DOMAIN = (
-    sa.select(s.domains.c.domain_id)
-    .select_from(s.domains.join(s.tenants, s.tenants.c.tenant_id == s.domains.c.tenant_id))
-    .where(s.tenants.c.name == _P("p_tenant"))
-    .order_by(s.domains.c.domain_id)
-    .limit(1)
-)
 _BUCKET_BY_NAME = sa.select(_BK).where(_BK.c.tenant_id == _TENANT_ID_BY_NAME, _BK.c.name == _P("p_name"))
 _BUCKET_IN_TENANT = sa.select(_BK.c.bucket_id).where(_BK.c.tenant_id == _P("p_tenant_id"), _BK.c.name == _P("p_name"))
 _BUCKET_BY_ID = sa.select(_BK).where(_BK.c.bucket_id == _P("p_bucket"))
@@ -625,14 +617,6 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
         if row is None:
             raise NoSuchBucket(f"bucket {name!r} does not exist")
         return _bucket(row)
-
-    def tenant_domain(self, tenant: str) -> DomainId | None:
-        """The dedup/encryption domain of a tenant (by name), or None for an unknown tenant."""
-        row = self._first(_TENANT_DOMAIN, {"p_tenant": tenant})
-        return None if row is None else DomainId(row.domain_id)
-
-    def tenant_names(self) -> dict[TenantId, str]:
-        return {TenantId(r.tenant_id): r.name for r in self._rows(_TENANT_NAMES)}
 
     def get_bucket_by_id(self, bucket_id: BucketId) -> BucketRecord | None:
         row = self._first(_BUCKET_BY_ID, {"p_bucket": bucket_id})

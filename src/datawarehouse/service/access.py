@@ -283,9 +283,15 @@ def delete_bucket_policy(wh: Warehouse, bucket: str) -> None:
     wh.set_bucket_setting(bucket, POLICY_SETTING, None)
 
 
+def _stored_acl(wh: Warehouse, bucket: str) -> dict[str, Any]:
+    """The bucket's ACL setting as written by ``set_bucket_acl``/``set_object_acl`` ({} if none)."""
+    doc: dict[str, Any] = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+    return doc
+
+
 def is_public(wh: Warehouse, bucket: str) -> bool:
     """GetBucketPolicyStatus: whether the bucket policy or ACL grants anything to everyone."""
-    acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+    acl = _stored_acl(wh, bucket)
     if acl.get("bucket") == "public-read" or acl.get("public_keys"):
         return True
     text = wh.get_bucket_setting(bucket, POLICY_SETTING)
@@ -304,7 +310,7 @@ _acl_lock = threading.Lock()
 def set_bucket_acl(wh: Warehouse, bucket: str, canned: str) -> None:
     policy.canned_acl_statements(canned, split_bucket_name(bucket)[1])  # refuses unsupported ACLs
     with _acl_lock:
-        acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+        acl = _stored_acl(wh, bucket)
         acl["bucket"] = canned
         wh.set_bucket_setting(bucket, ACL_SETTING, json.dumps(acl, sort_keys=True))
 
@@ -314,7 +320,7 @@ def set_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
     future versions: ACLs here belong to the key, not to one version)."""
     policy.canned_acl_statements(canned, split_bucket_name(bucket)[1], key)
     with _acl_lock:
-        acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+        acl = _stored_acl(wh, bucket)
         keys = set(acl.get("public_keys", ()))
         if canned == "public-read":
             if key not in keys and len(keys) >= MAX_PUBLIC_OBJECTS:
@@ -333,7 +339,7 @@ def set_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
 
 def acl_of(wh: Warehouse, bucket: str, key: str | None = None) -> str:
     """The canned ACL a Get*Acl answer describes: ``public-read`` or ``private``."""
-    acl = json.loads(wh.get_bucket_setting(bucket, ACL_SETTING) or "{}")
+    acl = _stored_acl(wh, bucket)
     if acl.get("bucket") == "public-read":
         return "public-read"
     if key is not None and key in set(acl.get("public_keys", ())):

@@ -27,7 +27,6 @@ from datawarehouse.errors import (
     EntityTooLarge,
     InvalidInput,
     NoSuchBucket,
-    NoSuchTenant,
 )
 from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, UserId, qualify_bucket_name, split_bucket_name
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
@@ -246,7 +245,7 @@ class Warehouse:
         tenant, name = split_bucket_name(name)
         check_bucket_name(name, allow_snapshot=snapshot_view, allow_system=system)
         if domain_id is None:
-            domain_id = self.tenant_domain(tenant)
+            domain_id = self.iam.tenant_domain(tenant)
         sc = None
         if storage_class:
             sc = parse_storage_class(storage_class, len(self.engine.disks.active()))
@@ -296,13 +295,6 @@ class Warehouse:
             out: list[BucketRecord] = tx.list_buckets(tenant)
         return out if include_system else [b for b in out if not is_system_bucket(b.name)]
 
-    def tenant_domain(self, tenant: str) -> DomainId:
-        with self._read() as tx:
-            domain: DomainId | None = tx.tenant_domain(tenant)
-        if domain is None:
-            raise NoSuchTenant(f"tenant {tenant!r} does not exist")
-        return domain
-
     def qualified_name(self, rec: BucketRecord) -> str:
         """The name every by-name method takes for this bucket (``tenant:bucket``, or bare in the
         default tenant). Tenant names never change, so the id -> name map is cached."""
@@ -310,8 +302,7 @@ class Warehouse:
             return rec.name
         name = self._tenant_names.get(rec.tenant_id)
         if name is None:
-            with self._read() as tx:
-                self._tenant_names = dict(tx.tenant_names())
+            self._tenant_names = {t.tenant_id: t.name for t in self.iam.list_tenants()}
             name = self._tenant_names[rec.tenant_id]
         return qualify_bucket_name(name, rec.name)
 
