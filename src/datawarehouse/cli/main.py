@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from datawarehouse import __version__
+from datawarehouse.allocator import tune_malloc
 from datawarehouse.cli import admin, audit, bucket, disk, key, lifecycle, maintenance, objects, repair, serve, snapshot
 from datawarehouse.cli.common import DEFAULT_DATA_DIR, DataDirOpt, console, handle_errors, options
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
@@ -85,6 +86,7 @@ app.add_typer(admin.app, name="admin")
 
 
 def run() -> None:
+    tune_malloc()
     app()
 
 

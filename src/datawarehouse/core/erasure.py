@@ -27,6 +27,7 @@ Findings that shape this module (pyeclib 1.8.0 with its bundled liberasurecode a
 
 from __future__ import annotations
 
+import struct
 import threading
 from typing import Final
 
@@ -67,6 +68,47 @@ def _driver(k: int, m: int) -> tuple[ECDriver, threading.Lock]:
                 entry = (driver, threading.Lock())
                 _drivers[(k, m)] = entry
     return entry
+
+
+# liberasurecode's fragment header (``fragment_header_t``, native little-endian, 80 bytes):
+# index u32, payload size u32, backend metadata size u32, original data size u64 at offset 0, and
+# the magic at offset 59. Only what the data-shard fast path needs is read.
+_FRAGMENT_HEADER: Final = 80
+_FRAGMENT_FIELDS: Final = struct.Struct("<IIIQ")
+_FRAGMENT_MAGIC_AT: Final = 59
+_FRAGMENT_MAGIC: Final = 0xB0C5ECC
+
+
+def _join_data_fragments(fragments: list[bytes], sealed_size: int) -> bytes | None:
+    """The sealed frame from data fragments 0..k-1 in order, by concatenating their payloads, or
+    ``None`` when any header is not what this layout expects (then pyeclib decodes).
+
+    isa_l_rs_vand is systematic: data fragment i holds bytes [i*size, (i+1)*size) of the input.
+    Doing the concatenation here costs one copy without the GIL-holding pyeclib call, its driver
+    lock and its own allocation (measured: pyeclib's decode was 12 % of the GIL-holding samples of
+    an S3 GET of 1 MiB objects)."""
+    parts: list[memoryview] = []
+    remaining = sealed_size
+    for index, fragment in enumerate(fragments):
+        view = memoryview(fragment)
+        if len(view) < _FRAGMENT_HEADER:
+            return None
+        idx, size, backend_meta, orig = _FRAGMENT_FIELDS.unpack_from(view, 0)
+        magic = int.from_bytes(view[_FRAGMENT_MAGIC_AT : _FRAGMENT_MAGIC_AT + 4], "little")
+        if (
+            magic != _FRAGMENT_MAGIC
+            or idx != index
+            or backend_meta != 0
+            or orig != sealed_size
+            or _FRAGMENT_HEADER + size > len(view)
+        ):
+            return None
+        take = min(size, remaining)
+        parts.append(view[_FRAGMENT_HEADER : _FRAGMENT_HEADER + take])
+        remaining -= take
+    if remaining:
+        return None
+    return b"".join(parts)
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
@@ -137,6 +179,10 @@ class ErasureCoder:
                 if len(shards[i]) == sealed_size:
                     return _as_bytes(shards[i])
             raise CorruptFrame(f"no replica has the expected size {sealed_size}")
+        if all(i in shards for i in range(self.k)):
+            joined = _join_data_fragments([shards[i] for i in range(self.k)], sealed_size)
+            if joined is not None:
+                return joined
         chosen = [_as_bytes(shards[i]) for i in sorted(shards)[: self.k]]
         driver, lock = self._entry
         try:

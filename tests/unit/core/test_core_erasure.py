@@ -136,3 +136,35 @@ def test_concurrent_use_from_threads() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize(("k", "m"), [(2, 1), (4, 2), (8, 3)])
+@pytest.mark.parametrize("size", [1, 63, 4096, 262_145, 1 << 20])
+def test_data_shard_fast_path_matches_pyeclib(k: int, m: int, size: int) -> None:
+    """All data shards present: the payloads are concatenated here, no pyeclib call; the bytes are
+    exactly what pyeclib's own decode returns."""
+    coder = ErasureCoder(k, m)
+    data = os.urandom(size)
+    shards = coder.encode(data)
+    joined = erasure._join_data_fragments(shards[:k], size)
+    assert joined == data
+    driver, _lock = erasure._driver(k, m)
+    assert driver.decode(shards[:k]) == data
+    assert coder.decode(dict(enumerate(shards[:k])), size) == data
+
+
+def test_data_shard_fast_path_declines_foreign_headers() -> None:
+    """Fragments whose header is not the layout the fast path reads (wrong magic, index or size)
+    are left to pyeclib, which then decides: decodes or raises CorruptFrame."""
+    coder = ErasureCoder(4, 2)
+    data = os.urandom(10_000)
+    shards = coder.encode(data)
+    assert erasure._join_data_fragments(shards[:4], len(data) + 1) is None
+    assert erasure._join_data_fragments([shards[1], shards[0], shards[2], shards[3]], len(data)) is None
+    bad_magic = bytearray(shards[0])
+    bad_magic[59] ^= 0xFF
+    assert erasure._join_data_fragments([bytes(bad_magic), *shards[1:4]], len(data)) is None
+    with pytest.raises(CorruptFrame):
+        coder.decode({0: bytes(bad_magic), 1: shards[1], 2: shards[2], 3: shards[3]}, len(data))
+    # The parity shards still decode around it.
+    assert coder.decode({1: shards[1], 2: shards[2], 3: shards[3], 4: shards[4]}, len(data)) == data
