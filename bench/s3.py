@@ -63,7 +63,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 class Profiler:
-    """py-spy recording the server while a GET workload runs (``--profile DIR``)."""
+    """py-spy recording the server while a workload runs (``--profile DIR``)."""
 
     def __init__(self, out: Path | None, pid: int, label: str, gil: bool = False) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -175,6 +175,42 @@ async def drive(target: Target, method: str, keys: list[str], bodies: list[bytes
     }
 
 
+def measured(
+    target: Target,
+    method: str,
+    keys: list[str],
+    bodies: list[bytes],
+    concurrency: int,
+    label: str,
+    profile: Path | None,
+    gil: bool = False,
+) -> dict[str, Any]:
+    """One pass of ``method`` over every key, with the server's CPU per request (and py-spy on the
+    server meanwhile when ``profile`` is set)."""
+    spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
+    cpu = target.ps.cpu_times()
+    try:
+        res = asyncio.run(drive(target, method, keys, bodies, concurrency))
+    finally:
+        spy.stop()
+    after = target.ps.cpu_times()
+    # Server CPU per request (user + system, all threads): steadier than rates on a shared machine.
+    res["server_cpu_ms"] = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(keys)
+    print(
+        f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms, "
+        f"server CPU {res['server_cpu_ms']:.2f} ms/op",
+        flush=True,
+    )
+    return res
+
+
+def puts(
+    target: Target, keys: list[str], bodies: list[bytes], concurrency: int, profile: Path | None, gil: bool = False
+) -> dict[str, Any]:
+    label = f"{target.name}-put-{len(bodies[0])}-c{concurrency}"
+    return measured(target, "PUT", keys, bodies, concurrency, label, profile, gil)
+
+
 def gets(
     target: Target,
     keys: list[str],
@@ -189,20 +225,7 @@ def gets(
     size = len(bodies[0])
     for n in range(rounds):
         label = f"{target.name}-get-{size}-c{concurrency}-r{n}"
-        spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
-        cpu = target.ps.cpu_times()
-        try:
-            res = asyncio.run(drive(target, "GET", keys, bodies, concurrency))
-        finally:
-            spy.stop()
-        after = target.ps.cpu_times()
-        # Server CPU per request (user + system, all threads): steadier than rates on a shared machine.
-        res["server_cpu_ms"] = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(keys)
-        print(
-            f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms, "
-            f"server CPU {res['server_cpu_ms']:.2f} ms/op",
-            flush=True,
-        )
+        res = measured(target, "GET", keys, bodies, concurrency, label, profile, gil)
         if not best or res["ops_s"] > best["ops_s"]:
             best = res
     return best
@@ -315,7 +338,9 @@ def main() -> None:
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument("--rounds", type=int, default=1, help="run each GET workload this many times (best is kept)")
-    ap.add_argument("--profile", metavar="DIR", help="py-spy (raw folded stacks) of the server during each GET round")
+    ap.add_argument(
+        "--profile", metavar="DIR", help="py-spy (raw folded stacks) of the server during each PUT and GET workload"
+    )
     ap.add_argument("--profile-gil", action="store_true", help="with --profile: only samples that hold the GIL")
     ap.add_argument("--dwh-src", metavar="DIR", help="serve dwh from this source tree (PYTHONPATH), for A/B runs")
     ap.add_argument(
@@ -381,12 +406,12 @@ def main() -> None:
             for conc in (1, 8, 32):
                 keys = [f"big-{conc}-{i}" for i in range(n_big)]
                 if f"put_1MiB_c{conc}" in workloads or f"get_1MiB_c{conc}" in workloads:
-                    res[f"put_1MiB_c{conc}"] = asyncio.run(drive(target, "PUT", keys, big, conc))
+                    res[f"put_1MiB_c{conc}"] = puts(target, keys, big, conc, profile_dir, args.profile_gil)
                 if f"get_1MiB_c{conc}" in workloads:
                     res[f"get_1MiB_c{conc}"] = gets(target, keys, big, conc, args.rounds, profile_dir, args.profile_gil)
             keys = [f"small-{i}" for i in range(n_small)]
             if "put_4KiB_c16" in workloads or "get_4KiB_c16" in workloads:
-                res["put_4KiB_c16"] = asyncio.run(drive(target, "PUT", keys, small, 16))
+                res["put_4KiB_c16"] = puts(target, keys, small, 16, profile_dir, args.profile_gil)
             if "get_4KiB_c16" in workloads:
                 res["get_4KiB_c16"] = gets(target, keys, small, 16, args.rounds, profile_dir, args.profile_gil)
             if signed and "multipart" in workloads:

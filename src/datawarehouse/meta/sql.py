@@ -126,7 +126,19 @@ def _prefix_end(prefix: str) -> str | None:
 
 
 def _storage_class(k: int | None, m: int | None) -> StorageClass | None:
-    return None if k is None or m is None else StorageClass(k, m)
+    return None if k is None or m is None else _class_of(k, m)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_of(k: int, m: int) -> StorageClass:
+    """Frozen records shared between rows: every read of a version builds one, and validating
+    the same (k, m) and chunker bounds again each time cost more than the SQL of a small GET."""
+    return StorageClass(k, m)
+
+
+@functools.lru_cache(maxsize=256)
+def _chunker_of(min_size: int, avg_size: int, max_size: int) -> ChunkerParams:
+    return ChunkerParams(min_size, avg_size, max_size)
 
 
 def _bucket(row: sa.Row[Any]) -> BucketRecord:
@@ -165,8 +177,8 @@ def _version(row: sa.Row[Any], chunks: tuple[ChunkRef, ...]) -> ObjectVersion:
         size=row.size,
         etag=row.etag,
         created_at=row.created_at,
-        storage_class=StorageClass(row.ec_k, row.ec_m),
-        chunker=ChunkerParams(row.chunk_min, row.chunk_avg, row.chunk_max),
+        storage_class=_class_of(row.ec_k, row.ec_m),
+        chunker=_chunker_of(row.chunk_min, row.chunk_avg, row.chunk_max),
         content_type=row.content_type,
         user_meta=_load_meta(row.user_meta),
         inline_data=None if row.inline_data is None else bytes(row.inline_data),
