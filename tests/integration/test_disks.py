@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from datawarehouse.storage.packstore import PackedLocation
+from dwh_testkit import drop_shards, shard_locations_on
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine import diskops
@@ -47,17 +49,10 @@ def shard_counts(wh: Warehouse) -> dict[str, int]:
         return tx.shard_counts_by_disk()
 
 
-def files_on(path: str | Path) -> dict[str, tuple[int, int]]:
-    """Shard files under a disk directory: key -> (inode, mtime_ns)."""
-    root = Path(path)
-    out = {}
-    shards = root / "shards"
-    if shards.exists():
-        for p in shards.rglob("*"):
-            if p.is_file():
-                st = p.stat()
-                out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns)
-    return out
+def files_on(path: str | Path) -> dict[str, PackedLocation]:
+    """Shards stored under a disk directory: key -> where its bytes are (pack, offset, length).
+    A shard rewritten or moved is a new record: an unchanged location means untouched."""
+    return shard_locations_on(Path(path))
 
 
 def expected_files(wh: Warehouse) -> dict[str, set[str]]:
@@ -155,7 +150,7 @@ def test_add_disk_then_rebalance(tmp_path: Path) -> None:
                 if key in movers:
                     assert key not in after_files[disk_id]  # moved away
                 else:
-                    assert after_files[disk_id].get(key) == ident, key  # untouched, same file
+                    assert after_files[disk_id].get(key) == ident, key  # untouched, same record
         assert set(after_files[rec.disk_id]) - set(before_files[rec.disk_id]) == movers
         assert_placement_is_canonical(wh)
         assert_disks_match_index(wh)
@@ -307,7 +302,7 @@ def test_wiped_disk_is_healed_by_scrub(tmp_path: Path) -> None:
         assert second.shards_checked == report.shards_checked
     # The healed disk alone with four others is enough: lose two *other* disks, still readable.
     for p in (paths[0], paths[1]):
-        shutil.rmtree(p / "shards")
+        drop_shards(p)
     with Warehouse.open(tmp_path / "dwh", OPTS) as wh:
         assert_all_read(wh, objects)
 
