@@ -310,6 +310,27 @@ class PackStore:
             yield from legacy
 
     def open_append(self, key: str) -> AppendFile:
+        """Append-only blobs are always plain files. A packed blob at ``key`` is first moved to a
+        file (written durably, then its packed copy tombstoned and flushed), so appends continue
+        it as they would on a ``LocalDiskStore``."""
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+            if hit is not None:
+                pack, e = hit
+                try:
+                    data = self._pread(pack, e.offset, e.length, key)
+                finally:
+                    self._release(pack)
+                self._legacy.put(key, data)
+
+                def same_put() -> int | None:
+                    cur = self._keydir.get(key)
+                    return cur.oldest if cur is e else None
+
+                if self._write(fmt.KIND_TOMBSTONE, key, b"", time.time_ns(), publish_now=True, decide=same_put):
+                    self.flush()
         return self._legacy.open_append(key)
 
     def capacity(self) -> Capacity:
