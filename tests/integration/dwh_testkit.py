@@ -16,9 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datawarehouse.storage.packformat import RECORD_HEADER
-from datawarehouse.storage.packstore import PackedLocation, scan_locations
-
 from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.chunkstore import parse_shard_key, shard_key
@@ -27,6 +24,8 @@ from datawarehouse.ids import ChunkId, DomainId
 from datawarehouse.meta.repo import DomainSecretRecord
 from datawarehouse.records import BucketRecord, ChunkRecord, ObjectVersion
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packformat import RECORD_HEADER
+from datawarehouse.storage.packstore import PACK_DIR, PackedLocation, scan_locations
 
 # Small chunks so a few MiB of data make many chunks (and therefore many shards on every disk).
 SMALL_CHUNKS = EngineConfig(
@@ -283,9 +282,6 @@ def file_inventory(root: Path, sub: str) -> dict[str, str]:
 # warehouse has the disk open) and break it inside its byte range of the pack.
 
 
-PACKS_DIR = ".packs"
-
-
 def shard_key_of(rec: ChunkRecord, index: int) -> str:
     return shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
 
@@ -381,7 +377,7 @@ def zero_shard_record(root: Path, rec: ChunkRecord, index: int) -> PackedLocatio
     """Zero a shard's whole pack record (its header and key included): the shard is gone from
     the bytes, the pack around it intact."""
     loc = shard_location(root, rec, index)
-    assert loc.path.parent.name == PACKS_DIR, f"{loc.path} is not a pack"
+    assert loc.path.parent.name == PACK_DIR, f"{loc.path} is not a pack"
     start = loc.offset - RECORD_HEADER - len(shard_key_of(rec, index).encode())
     _overwrite(loc.path, start, bytes(loc.offset + loc.length - start))
     return loc
@@ -394,7 +390,7 @@ def truncate_pack_inside(root: Path, rec: ChunkRecord, index: int) -> tuple[Path
     and every record after it in the same pack."""
     disk = disk_of(root, rec, index)
     loc = shard_location(root, rec, index)
-    assert loc.path.parent.name == PACKS_DIR, f"{loc.path} is not a pack"
+    assert loc.path.parent.name == PACK_DIR, f"{loc.path} is not a pack"
     cut = loc.offset + loc.length // 2
     lost = {
         f"{disk.name}/{key}"
@@ -406,7 +402,7 @@ def truncate_pack_inside(root: Path, rec: ChunkRecord, index: int) -> tuple[Path
 
 
 def pack_files(disk: Path) -> list[Path]:
-    base = disk / PACKS_DIR
+    base = disk / PACK_DIR
     return sorted(p for p in base.iterdir() if p.suffix == ".pack") if base.is_dir() else []
 
 
@@ -423,7 +419,7 @@ def unsealed_packs(root: Path) -> list[Path]:
 def drop_shards(disk: Path) -> None:
     """Lose every shard of a disk and nothing else (its journal and identity stay)."""
     gone = False
-    for sub in (PACKS_DIR, "shards"):
+    for sub in (PACK_DIR, "shards"):
         if (disk / sub).is_dir():
             shutil.rmtree(disk / sub)
             gone = True

@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from datawarehouse.storage.packstore import PackedLocation
-from dwh_testkit import drop_shards, shard_locations_on
+from dwh_testkit import drop_shards, shard_locations_on, zero_shard_record
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine import diskops
@@ -21,6 +20,7 @@ from datawarehouse.engine.scrub import scrub
 from datawarehouse.errors import DiskAlreadyPresent, ForeignDisk, InvalidStorageClass, NoSuchDisk
 from datawarehouse.records import DiskState
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packstore import PackedLocation
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -254,11 +254,11 @@ def test_disk_status(tmp_path: Path) -> None:
             assert r.record.state == DiskState.ACTIVE
         assert sum(r.shard_count for r in status) == sum(c.k + c.m for c in rows)
 
-        # A missing shard shows up as an error on its disk after a read that had to read around it.
+        # A lost shard (its whole pack record zeroed in place, which the open store reads) shows
+        # up as an error on its disk after a read that had to read around it.
         c = next(c for c in rows if c.k == 4)
         victim = c.placement[0]
-        path = wh.engine.disks.store(victim).path_for(shard_key(c.domain_id, c.chunk_id, c.generation, 0))
-        path.unlink()
+        zero_shard_record(tmp_path / "dwh", c, 0)
         assert_all_read(wh, objects)
         status = {r.record.disk_id: r for r in diskops.disk_status(wh.engine)}
         assert status[victim].errors >= 1

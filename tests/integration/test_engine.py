@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from datawarehouse.storage.packstore import PackedLocation, PackStore, scan_locations
 
 import datawarehouse.engine.engine as engine_mod
 from datawarehouse.config import EngineConfig
@@ -35,6 +34,7 @@ from datawarehouse.errors import (
 )
 from datawarehouse.records import StorageClass
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packstore import PackedLocation, PackStore, scan_locations
 from datawarehouse.storage.wrappers import CountingStore
 
 KiB = 1024
@@ -696,10 +696,14 @@ def test_no_key_material_in_reprs_or_logs(tmp_path: Path, caplog: pytest.LogCapt
         assert wh.get_object_bytes("bkt", "k") == data
         # A corrupt shard makes the engine log (warning + heal queue) during a read.
         c = chunk_rows(wh)[0]
-        path = wh.engine.disks.store(c.placement[0]).path_for(shard_key(c.domain_id, c.chunk_id, c.generation, 0))
-        blob = bytearray(path.read_bytes())
-        blob[200] ^= 0xFF
-        path.write_bytes(bytes(blob))
+        store = wh.engine.disks.store(c.placement[0])
+        assert isinstance(store, PackStore)
+        loc = store.locate(shard_key(c.domain_id, c.chunk_id, c.generation, 0))
+        with loc.path.open("r+b") as f:  # in place in its pack: the open store's pread sees it
+            f.seek(loc.offset + 200)
+            byte = f.read(1)[0]
+            f.seek(loc.offset + 200)
+            f.write(bytes([byte ^ 0xFF]))
         assert wh.get_object_bytes("bkt", "k") == data
         texts = [
             repr(wh.engine),
