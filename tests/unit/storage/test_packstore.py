@@ -580,7 +580,9 @@ class PackStoreMachine(RuleBasedStateMachine):
         if self.staged:
             return  # staged records are already in the pack file, so a scan shows them
         packed = {k: v for k, v in self.model.items() if k.startswith("shards/")}
-        assert {k: loc.length for k, loc in scan_locations(self.dir).items()} == {k: len(v) for k, v in packed.items()}
+        assert {k: loc.length for k, loc in scan_locations(self.dir).items()} == {
+            k: len(v) for k, v in packed.items()
+        }
 
     def teardown(self) -> None:
         self.store.close()
