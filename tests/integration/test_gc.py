@@ -301,6 +301,8 @@ def test_gc_compacts_the_packs_of_collected_shards_and_gives_their_bytes_back(
         report = gc.collect(w.engine)
         assert report.chunks_removed == len(gone_ids)
         assert report.shards_removed == len(dead)
+        assert report.packs_compacted >= len(old_packs)
+        assert report.pack_bytes_reclaimed >= dead_bytes
         after = shard_locations(root)
         assert set(after) == set(before) - set(dead)
         # Every pack that held a removed shard is gone; the live shards it held were moved out
