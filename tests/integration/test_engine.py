@@ -34,7 +34,7 @@ from datawarehouse.errors import (
 )
 from datawarehouse.records import StorageClass
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
-from datawarehouse.storage.packstore import PackedLocation, PackStore, scan_locations
+from datawarehouse.storage.packstore import PACK_DIR, PackedLocation, PackStore, scan_locations
 from datawarehouse.storage.wrappers import CountingStore
 
 KiB = 1024
@@ -518,6 +518,7 @@ def test_bucket_storage_class(wh: Warehouse, text: str, expected: StorageClass) 
             store = wh.engine.disks.store(disk_id)
             assert isinstance(store, PackStore)
             loc = store.locate(key)
+            assert loc.path.parent.name == PACK_DIR, "a new shard goes to a pack, never to a file of its own"
             assert loc.path.is_file() and loc.offset + loc.length <= loc.path.stat().st_size
             assert store.get(key) == read_range(loc)
     assert wh.get_object_bytes("classy", "k") == data
