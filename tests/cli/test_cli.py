@@ -200,7 +200,9 @@ def test_disks_and_maintenance(dwh, data_dir: Path, tmp_path: Path) -> None:
     assert chunks > 4 and int(m.group(2)) == 6 * chunks
 
     r = dwh("gc")
-    assert r.rc == 0 and r.lines == ["gc: 0 chunks (0 shards) and 0 orphan shards removed, 0 B freed"]
+    assert r.rc == 0 and r.lines == [
+        "gc: 0 chunks (0 shards) and 0 orphan shards removed, 0 B freed; 0 packs compacted, 0 B reclaimed"
+    ]
 
     new_disk = tmp_path / "disk7"
     r = dwh("disk", "add", new_disk)
@@ -221,7 +223,11 @@ def test_disks_and_maintenance(dwh, data_dir: Path, tmp_path: Path) -> None:
         wh.delete_object("bkt", "o0")
     r = dwh("gc", "--grace-hours", "0")
     assert r.rc == 0, r.err
-    m = re.fullmatch(r"gc: (\d+) chunks \((\d+) shards\) and \d+ orphan shards removed, .+ freed", r.lines[0])
+    m = re.fullmatch(
+        r"gc: (\d+) chunks \((\d+) shards\) and \d+ orphan shards removed, .+ freed; "
+        r"\d+ packs compacted, .+ reclaimed",
+        r.lines[0],
+    )
     assert m and int(m.group(1)) > 0 and int(m.group(2)) == 6 * int(m.group(1)), r.text
     with open_wh(data_dir) as wh:
         assert len(wh.engine.disks.active()) == 6

@@ -14,6 +14,7 @@ from datawarehouse.errors import BlobNotFound, StorageError, UnsafePath
 from datawarehouse.storage.base import BlobStore
 from datawarehouse.storage.localdisk import LocalDiskStore
 from datawarehouse.storage.memory import MemoryStore
+from datawarehouse.storage.packstore import PackStore
 from datawarehouse.storage.wrappers import CountingStore, FaultyStore
 
 STORE_FACTORIES: dict[str, Callable[[Path], BlobStore]] = {
@@ -21,6 +22,11 @@ STORE_FACTORIES: dict[str, Callable[[Path], BlobStore]] = {
     "memory": lambda p: MemoryStore(),
     "faulty-memory": lambda p: FaultyStore(MemoryStore()),
     "counting-localdisk": lambda p: CountingStore(LocalDiskStore(p)),
+    # Default prefix: the ``shards/`` keys of the listing tests are packed, the rest are files.
+    "packstore": lambda p: PackStore(p),
+    # Every key written with put/stage is packed (open_append blobs stay files).
+    "packstore-all-packed": lambda p: PackStore(p, packed_prefix=""),
+    "counting-packstore-small-packs": lambda p: CountingStore(PackStore(p, packed_prefix="", pack_limit=4096)),
 }
 
 
@@ -28,7 +34,11 @@ STORE_FACTORIES: dict[str, Callable[[Path], BlobStore]] = {
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     root = tmp_path / "store"
     root.mkdir()
-    yield STORE_FACTORIES[request.param](root)
+    made = STORE_FACTORIES[request.param](root)
+    yield made
+    inner = made.inner if isinstance(made, CountingStore) else made
+    if isinstance(inner, PackStore):
+        inner.close()
 
 
 UNSAFE_KEYS = [

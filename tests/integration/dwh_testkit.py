@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 from collections import Counter
@@ -17,12 +18,14 @@ from pathlib import Path
 
 from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
-from datawarehouse.engine.chunkstore import parse_shard_key
+from datawarehouse.engine.chunkstore import parse_shard_key, shard_key
 from datawarehouse.engine.engine import Engine
 from datawarehouse.ids import ChunkId, DomainId
 from datawarehouse.meta.repo import DomainSecretRecord
 from datawarehouse.records import BucketRecord, ChunkRecord, ObjectVersion
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packformat import RECORD_HEADER
+from datawarehouse.storage.packstore import PACK_DIR, PackedLocation, scan_locations
 
 # Small chunks so a few MiB of data make many chunks (and therefore many shards on every disk).
 SMALL_CHUNKS = EngineConfig(
@@ -264,12 +267,9 @@ def iter_files(root: Path, sub: str) -> Iterator[Path]:
             yield from (p for p in sorted(base.rglob("*")) if p.is_file())
 
 
-def shard_files(root: Path) -> list[Path]:
-    return list(iter_files(root, "shards"))
-
-
 def file_inventory(root: Path, sub: str) -> dict[str, str]:
-    """``<disk name>/<relative path>`` -> sha256 of every file under ``sub`` on every disk."""
+    """``<disk name>/<relative path>`` -> sha256 of every file under ``sub`` on every disk (for
+    what is still one file per blob: journal segments)."""
     out = {}
     for path in iter_files(root, sub):
         disk = next(d for d in disk_dirs(root) if path.is_relative_to(d))
@@ -277,20 +277,161 @@ def file_inventory(root: Path, sub: str) -> dict[str, str]:
     return out
 
 
-def shard_path(root: Path, rec: ChunkRecord, index: int) -> Path:
-    """Where shard ``index`` of a chunk lives according to its placement."""
-    disk = {v: k for k, v in disk_ids(root).items()}[rec.placement[index]]
-    h = rec.chunk_id.hex()
-    return disk / "shards" / str(rec.domain_id) / h[:2] / f"{h}.{rec.generation:016x}.{index}"
+# Shards live in pack files (``<disk>/.packs``, storage/packstore.py), many to a file: the
+# helpers below find a shard by its key through ``scan_locations`` (read-only, safe while a
+# warehouse has the disk open) and break it inside its byte range of the pack.
+
+
+def shard_key_of(rec: ChunkRecord, index: int) -> str:
+    return shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
+
+
+def disk_of(root: Path, rec: ChunkRecord, index: int) -> Path:
+    """The disk directory that holds shard ``index`` of a chunk according to its placement."""
+    return {v: k for k, v in disk_ids(root).items()}[rec.placement[index]]
+
+
+def shard_locations_on(disk: Path) -> dict[str, PackedLocation]:
+    """Every shard key stored on one disk directory -> where its bytes are: the live packed
+    records, plus any legacy one-file shard the store still serves (a pack record of the same
+    key wins, as in the store). Anything else packed there is a stray and fails the test."""
+    if not disk.is_dir():
+        return {}
+    out: dict[str, PackedLocation] = {}
+    legacy = disk / "shards"
+    if legacy.is_dir():
+        for path in sorted(legacy.rglob("*")):
+            if path.is_file():
+                out[path.relative_to(disk).as_posix()] = PackedLocation(path, 0, path.stat().st_size)
+    for key, loc in scan_locations(disk).items():
+        assert parse_shard_key(key) is not None, f"stray key among the shards: {disk.name}/{key}"
+        out[key] = loc
+    return out
+
+
+def shard_keys_on(disk: Path) -> set[str]:
+    return set(shard_locations_on(disk))
+
+
+def shard_locations(root: Path) -> dict[str, PackedLocation]:
+    """``<disk name>/<shard key>`` -> location, over every disk. Two equal results mean no shard
+    was written, rewritten or removed in between (a rewrite appends a new record elsewhere)."""
+    return {f"{disk.name}/{key}": loc for disk in disk_dirs(root) for key, loc in shard_locations_on(disk).items()}
+
+
+def read_location(loc: PackedLocation) -> bytes:
+    with loc.path.open("rb") as f:
+        f.seek(loc.offset)
+        data = f.read(loc.length)
+    assert len(data) == loc.length, f"{loc.path.name}: the located range runs past the end of the file"
+    return data
+
+
+def shard_inventory(root: Path) -> dict[str, str]:
+    """``<disk name>/<shard key>`` -> sha256 of that shard's bytes, on every disk. Compared by
+    key, not by file: a repaired shard is the same key with the same bytes in another record."""
+    return {name: hashlib.sha256(read_location(loc)).hexdigest() for name, loc in shard_locations(root).items()}
+
+
+def shard_location(root: Path, rec: ChunkRecord, index: int) -> PackedLocation:
+    """Where shard ``index`` of a chunk is stored, on the disk its placement names."""
+    disk = disk_of(root, rec, index)
+    key = shard_key_of(rec, index)
+    found = shard_locations_on(disk)
+    assert key in found, f"shard {index} of {rec.chunk_id.hex()[:16]} is not on {disk.name}"
+    return found[key]
+
+
+def shard_bytes(root: Path, rec: ChunkRecord, index: int) -> bytes:
+    return read_location(shard_location(root, rec, index))
+
+
+def _overwrite(path: Path, offset: int, data: bytes) -> None:
+    """Change bytes in place: an open store's ``pread`` sees them at once."""
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def flip_shard_byte(root: Path, rec: ChunkRecord, index: int, offset: int) -> PackedLocation:
+    """XOR one byte of a stored shard (``offset`` inside the shard; negative counts from its end)."""
+    loc = shard_location(root, rec, index)
+    pos = loc.offset + (offset % loc.length)
+    with loc.path.open("rb") as f:
+        f.seek(pos)
+        old = f.read(1)
+    _overwrite(loc.path, pos, bytes([old[0] ^ 0x5A]))
+    return loc
+
+
+def zero_shard_bytes(root: Path, rec: ChunkRecord, index: int, start: int = 0) -> PackedLocation:
+    """Zero a stored shard from ``start`` to its end (a torn or lost tail; ``start=0``: all of it)."""
+    loc = shard_location(root, rec, index)
+    _overwrite(loc.path, loc.offset + start, bytes(loc.length - start))
+    return loc
+
+
+def zero_shard_record(root: Path, rec: ChunkRecord, index: int) -> PackedLocation:
+    """Zero a shard's whole pack record (its header and key included): the shard is gone from
+    the bytes, the pack around it intact."""
+    loc = shard_location(root, rec, index)
+    assert loc.path.parent.name == PACK_DIR, f"{loc.path} is not a pack"
+    start = loc.offset - RECORD_HEADER - len(shard_key_of(rec, index).encode())
+    _overwrite(loc.path, start, bytes(loc.offset + loc.length - start))
+    return loc
+
+
+def truncate_pack_inside(root: Path, rec: ChunkRecord, index: int) -> tuple[Path, int, set[str]]:
+    """Cut the pack holding a shard in the middle of that shard's bytes (a torn write or a lost
+    tail). Only with the warehouse closed: an open store keeps reading through its fd. Returns
+    the pack, the new length and ``<disk name>/<key>`` of every shard the cut loses: that one
+    and every record after it in the same pack."""
+    disk = disk_of(root, rec, index)
+    loc = shard_location(root, rec, index)
+    assert loc.path.parent.name == PACK_DIR, f"{loc.path} is not a pack"
+    cut = loc.offset + loc.length // 2
+    lost = {
+        f"{disk.name}/{key}"
+        for key, other in shard_locations_on(disk).items()
+        if other.path == loc.path and other.offset + other.length > cut
+    }
+    os.truncate(loc.path, cut)
+    return loc.path, cut, lost
+
+
+def pack_files(disk: Path) -> list[Path]:
+    base = disk / PACK_DIR
+    return sorted(p for p in base.iterdir() if p.suffix == ".pack") if base.is_dir() else []
+
+
+def unsealed_packs(root: Path) -> list[Path]:
+    """Packs without their index, other than each disk's newest (an open store's active pack):
+    an open scans, truncates and seals the active pack a crashed process left, so none is
+    ever left behind."""
+    out: list[Path] = []
+    for disk in disk_dirs(root):
+        out.extend(p for p in pack_files(disk)[:-1] if not p.with_suffix(".idx").is_file())
+    return out
+
+
+def drop_shards(disk: Path) -> None:
+    """Lose every shard of a disk and nothing else (its journal and identity stay)."""
+    gone = False
+    for sub in (PACK_DIR, "shards"):
+        if (disk / sub).is_dir():
+            shutil.rmtree(disk / sub)
+            gone = True
+    assert gone, f"{disk.name} held no shards"
 
 
 def shard_identities(root: Path) -> Counter[tuple[DomainId, ChunkId, int]]:
-    """(domain, chunk, generation) -> number of shard files on all disks."""
+    """(domain, chunk, generation) -> number of stored shards on all disks."""
     out: Counter[tuple[DomainId, ChunkId, int]] = Counter()
-    for path in shard_files(root):
-        disk = next(d for d in disk_dirs(root) if path.is_relative_to(d))
-        parsed = parse_shard_key(str(path.relative_to(disk)))
-        assert parsed is not None, f"stray file among the shards: {path}"
+    for name in shard_locations(root):
+        parsed = parse_shard_key(name.split("/", 1)[1])
+        assert parsed is not None, f"stray key among the shards: {name}"
         domain, chunk, generation, _ = parsed
         out[(domain, chunk, generation)] += 1
     return out

@@ -31,6 +31,7 @@ from dwh_testkit import (
     open_wh,
     shard_identities,
     temp_files,
+    unsealed_packs,
 )
 
 from datawarehouse.clock import ManualClock
@@ -174,9 +175,10 @@ def collect_and_check(root: Path, wh: Warehouse, clock: ManualClock) -> gc.GcRep
     report = gc.collect(wh.engine)
     rows = {(c.domain_id, c.chunk_id, c.generation) for c in all_chunks(wh.engine)}
     on_disk = shard_identities(root)
-    assert set(on_disk) == rows, "after GC every shard file belongs to a chunk row"
+    assert set(on_disk) == rows, "after GC every stored shard belongs to a chunk row"
     assert set(on_disk.values()) <= {K + M}
     assert temp_files(root) == []
+    assert unsealed_packs(root) == [], "the packs of killed writers were sealed at the next open"
     assert all(c.refcount > 0 for c in all_chunks(wh.engine)), "unreferenced chunks are collected"
     assert gc.collect(wh.engine).orphan_shards_removed == 0
     return report

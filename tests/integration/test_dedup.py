@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dwh_testkit import shard_keys_on
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
@@ -47,7 +48,8 @@ def disk_usage(wh: Warehouse) -> int:
 
 
 def shard_file_count(wh: Warehouse) -> int:
-    return sum(1 for rec in wh.engine.datadir.disks() for p in (Path(rec.path) / "shards").rglob("*") if p.is_file())
+    """Shards stored on all disks (packed records, read from the disk directories)."""
+    return sum(len(shard_keys_on(Path(rec.path))) for rec in wh.engine.datadir.disks())
 
 
 def chunk_count(wh: Warehouse) -> int:
@@ -130,7 +132,7 @@ def test_repeated_chunk_stored_once(wh: Warehouse) -> None:
     assert chunk_count(wh) == 1
     (cid,) = ids
     assert refcounts(wh)[cid] == repeats
-    # One chunk at EC(4,2): six shard files in all.
+    # One chunk at EC(4,2): six shards in all.
     assert shard_file_count(wh) == 6
     assert wh.get_object_bytes("bkt", "zeros") == bytes(repeats * chunk)
     # A second object with the same chunk adds references, not shards.

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from dwh_testkit import drop_shards, shard_locations_on, zero_shard_record
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine import diskops
@@ -19,6 +20,7 @@ from datawarehouse.engine.scrub import scrub
 from datawarehouse.errors import DiskAlreadyPresent, ForeignDisk, InvalidStorageClass, NoSuchDisk
 from datawarehouse.records import DiskState
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packstore import PackedLocation
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -47,17 +49,10 @@ def shard_counts(wh: Warehouse) -> dict[str, int]:
         return tx.shard_counts_by_disk()
 
 
-def files_on(path: str | Path) -> dict[str, tuple[int, int]]:
-    """Shard files under a disk directory: key -> (inode, mtime_ns)."""
-    root = Path(path)
-    out = {}
-    shards = root / "shards"
-    if shards.exists():
-        for p in shards.rglob("*"):
-            if p.is_file():
-                st = p.stat()
-                out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns)
-    return out
+def files_on(path: str | Path) -> dict[str, PackedLocation]:
+    """Shards stored under a disk directory: key -> where its bytes are (pack, offset, length).
+    A shard rewritten or moved is a new record: an unchanged location means untouched."""
+    return shard_locations_on(Path(path))
 
 
 def expected_files(wh: Warehouse) -> dict[str, set[str]]:
@@ -155,7 +150,7 @@ def test_add_disk_then_rebalance(tmp_path: Path) -> None:
                 if key in movers:
                     assert key not in after_files[disk_id]  # moved away
                 else:
-                    assert after_files[disk_id].get(key) == ident, key  # untouched, same file
+                    assert after_files[disk_id].get(key) == ident, key  # untouched, same record
         assert set(after_files[rec.disk_id]) - set(before_files[rec.disk_id]) == movers
         assert_placement_is_canonical(wh)
         assert_disks_match_index(wh)
@@ -259,11 +254,11 @@ def test_disk_status(tmp_path: Path) -> None:
             assert r.record.state == DiskState.ACTIVE
         assert sum(r.shard_count for r in status) == sum(c.k + c.m for c in rows)
 
-        # A missing shard shows up as an error on its disk after a read that had to read around it.
+        # A lost shard (its whole pack record zeroed in place, which the open store reads) shows
+        # up as an error on its disk after a read that had to read around it.
         c = next(c for c in rows if c.k == 4)
         victim = c.placement[0]
-        path = wh.engine.disks.store(victim).path_for(shard_key(c.domain_id, c.chunk_id, c.generation, 0))
-        path.unlink()
+        zero_shard_record(tmp_path / "dwh", c, 0)
         assert_all_read(wh, objects)
         status = {r.record.disk_id: r for r in diskops.disk_status(wh.engine)}
         assert status[victim].errors >= 1
@@ -307,7 +302,7 @@ def test_wiped_disk_is_healed_by_scrub(tmp_path: Path) -> None:
         assert second.shards_checked == report.shards_checked
     # The healed disk alone with four others is enough: lose two *other* disks, still readable.
     for p in (paths[0], paths[1]):
-        shutil.rmtree(p / "shards")
+        drop_shards(p)
     with Warehouse.open(tmp_path / "dwh", OPTS) as wh:
         assert_all_read(wh, objects)
 

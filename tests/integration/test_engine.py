@@ -34,7 +34,7 @@ from datawarehouse.errors import (
 )
 from datawarehouse.records import StorageClass
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
-from datawarehouse.storage.localdisk import LocalDiskStore
+from datawarehouse.storage.packstore import PACK_DIR, PackedLocation, PackStore, scan_locations
 from datawarehouse.storage.wrappers import CountingStore
 
 KiB = 1024
@@ -54,13 +54,23 @@ def rand(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def shard_files(wh: Warehouse) -> dict[str, list[Path]]:
-    """Shard files per disk id, found by walking the disk directories."""
+def shard_files(wh: Warehouse) -> dict[str, list[str]]:
+    """Shard keys stored per disk id (packed records, and any one-file shard), from the disk
+    directories themselves rather than from the open stores."""
     out = {}
     for rec in wh.engine.datadir.disks():
-        root = Path(rec.path) / "shards"
-        out[rec.disk_id] = sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+        root = Path(rec.path)
+        packed = scan_locations(root) if root.exists() else {}
+        legacy = root / "shards"
+        files = [p.relative_to(root).as_posix() for p in legacy.rglob("*") if p.is_file()] if legacy.exists() else []
+        out[rec.disk_id] = sorted(set(packed) | set(files))
     return out
+
+
+def read_range(loc: PackedLocation) -> bytes:
+    with loc.path.open("rb") as f:
+        f.seek(loc.offset)
+        return f.read(loc.length)
 
 
 def chunk_rows(wh: Warehouse) -> list:
@@ -92,7 +102,7 @@ def test_round_trip_sizes(wh: Warehouse, size: int) -> None:
     head = wh.head_object("bkt", "obj")
     assert (head.size, head.etag, head.content_type, head.user_meta) == (size, v.etag, "text/x-test", {"a": "b"})
     if size <= INLINE:
-        # Small objects live in their journal record: no chunk rows, no shard files.
+        # Small objects live in their journal record: no chunk rows, no shards.
         assert head.inline_data is not None
         assert chunk_rows(wh) == []
         assert not any(shard_files(wh).values())
@@ -117,7 +127,7 @@ def test_inline_boundary_exact(wh: Warehouse) -> None:
     assert len(over.chunks) == 1
     assert wh.get_object_bytes("bkt", "at") == rand(INLINE, 1)
     assert wh.get_object_bytes("bkt", "over") == rand(INLINE + 1, 2)
-    # One chunk at EC(4,2): six shard files, one per disk.
+    # One chunk at EC(4,2): six shards, one per disk.
     files = shard_files(wh)
     assert sorted(len(v) for v in files.values()) == [1] * 6
 
@@ -253,7 +263,8 @@ def test_bad_range_raises_before_any_byte(wh: Warehouse) -> None:
 
 
 def test_range_read_touches_only_needed_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_mod, "_open_store", lambda rec: CountingStore(LocalDiskStore(rec.path)))
+    real_open_store = engine_mod._open_store
+    monkeypatch.setattr(engine_mod, "_open_store", lambda rec: CountingStore(real_open_store(rec)))
     with Warehouse.init(tmp_path / "dwh", options=OpenOptions(config=SMALL)) as wh:
         wh.create_bucket("bkt")
         data = rand(2 * MiB, 21)
@@ -502,8 +513,14 @@ def test_bucket_storage_class(wh: Warehouse, text: str, expected: StorageClass) 
     assert sum(len(v) for v in files.values()) == len(rows) * expected.n
     for c in rows:
         for index, disk_id in enumerate(c.placement):
+            key = shard_key(c.domain_id, c.chunk_id, c.generation, index)
+            assert key in files[disk_id]
             store = wh.engine.disks.store(disk_id)
-            assert store.path_for(shard_key(c.domain_id, c.chunk_id, c.generation, index)).is_file()
+            assert isinstance(store, PackStore)
+            loc = store.locate(key)
+            assert loc.path.parent.name == PACK_DIR, "a new shard goes to a pack, never to a file of its own"
+            assert loc.path.is_file() and loc.offset + loc.length <= loc.path.stat().st_size
+            assert store.get(key) == read_range(loc)
     assert wh.get_object_bytes("classy", "k") == data
     # The class is stored with the bucket and with each version.
     assert wh.get_bucket("classy").storage_class == expected
@@ -680,10 +697,14 @@ def test_no_key_material_in_reprs_or_logs(tmp_path: Path, caplog: pytest.LogCapt
         assert wh.get_object_bytes("bkt", "k") == data
         # A corrupt shard makes the engine log (warning + heal queue) during a read.
         c = chunk_rows(wh)[0]
-        path = wh.engine.disks.store(c.placement[0]).path_for(shard_key(c.domain_id, c.chunk_id, c.generation, 0))
-        blob = bytearray(path.read_bytes())
-        blob[200] ^= 0xFF
-        path.write_bytes(bytes(blob))
+        store = wh.engine.disks.store(c.placement[0])
+        assert isinstance(store, PackStore)
+        loc = store.locate(shard_key(c.domain_id, c.chunk_id, c.generation, 0))
+        with loc.path.open("r+b") as f:  # in place in its pack: the open store's pread sees it
+            f.seek(loc.offset + 200)
+            byte = f.read(1)[0]
+            f.seek(loc.offset + 200)
+            f.write(bytes([byte ^ 0xFF]))
         assert wh.get_object_bytes("bkt", "k") == data
         texts = [
             repr(wh.engine),

@@ -20,14 +20,18 @@ from dwh_testkit import (
     all_chunks,
     chunk_ids_of,
     init_wh,
-    shard_files,
+    open_wh,
+    pack_files,
     shard_identities,
+    shard_inventory,
+    shard_locations,
     temp_files,
     text_bytes,
 )
 
 from datawarehouse.clock import ManualClock
 from datawarehouse.engine import gc
+from datawarehouse.engine.chunkstore import parse_shard_key
 from datawarehouse.errors import ConcurrentModification, NoSuchKey
 from datawarehouse.ids import DEFAULT_DOMAIN
 from datawarehouse.service.warehouse import Warehouse
@@ -42,7 +46,7 @@ def _rows(wh: Warehouse) -> set[tuple[int, bytes, int]]:
 
 
 def _assert_disks_match_index(root: Path, wh: Warehouse) -> None:
-    """Every chunk row has its k+m shard files, and there is no other shard file."""
+    """Every chunk row has its k+m shards, and there is no other shard."""
     on_disk = shard_identities(root)
     assert set(on_disk) == _rows(wh)
     assert set(on_disk.values()) <= {K + M}
@@ -112,7 +116,7 @@ def test_nothing_is_collected_before_the_grace_period_everything_after(wh: Wareh
     wh.put_object(BUCKET, "y", text_bytes(rng, 500_000))
     wh.put_object(BUCKET, "inline", b"tiny")
     chunks = all_chunks(wh.engine)
-    files = sorted(shard_files(_root(wh)))
+    files = shard_locations(_root(wh))
     assert len(chunks) >= 6 and len(files) == len(chunks) * (K + M)
     for key in ("x", "y", "inline"):
         assert wh.delete_object(BUCKET, key)
@@ -120,7 +124,7 @@ def test_nothing_is_collected_before_the_grace_period_everything_after(wh: Wareh
     assert _nothing(gc.collect(wh.engine))
     clock.advance(_grace(wh) - timedelta(minutes=1))
     assert _nothing(gc.collect(wh.engine))
-    assert sorted(shard_files(_root(wh))) == files
+    assert shard_locations(_root(wh)) == files
     assert len(all_chunks(wh.engine)) == len(chunks)
 
     clock.advance(timedelta(minutes=2))
@@ -129,7 +133,7 @@ def test_nothing_is_collected_before_the_grace_period_everything_after(wh: Wareh
     assert report.shards_removed == len(files)
     assert report.bytes_freed == sum(c.sealed_size for c in chunks)
     assert all_chunks(wh.engine) == []
-    assert shard_files(_root(wh)) == []
+    assert shard_locations(_root(wh)) == {}
     assert _nothing(gc.collect(wh.engine))
     with pytest.raises(NoSuchKey):
         wh.get_object_bytes(BUCKET, "x")
@@ -147,12 +151,12 @@ def test_orphan_shards_are_kept_until_older_than_the_grace_period(wh: Warehouse,
     assert len(written.new_chunks) >= 3
     orphans = {(c.domain_id, c.chunk_id, c.generation) for c in written.new_chunks}
     assert set(shard_identities(_root(wh))) == committed | orphans
-    before = sorted(shard_files(_root(wh)))
+    before = shard_locations(_root(wh))
 
     assert _nothing(gc.collect(wh.engine))
     clock.advance(_grace(wh) - timedelta(minutes=1))
     assert _nothing(gc.collect(wh.engine))
-    assert sorted(shard_files(_root(wh))) == before
+    assert shard_locations(_root(wh)) == before
 
     clock.advance(timedelta(minutes=2))
     report = gc.collect(wh.engine)
@@ -182,13 +186,13 @@ def test_chunk_reused_after_its_refcount_dropped_to_zero_survives_gc(wh: Warehou
     data = random.Random(25).randbytes(600_000)
     wh.put_object(BUCKET, "a", data)
     rows = _rows(wh)
-    files = sorted(shard_files(_root(wh)))
+    files = shard_locations(_root(wh))
     assert wh.delete_object(BUCKET, "a")
     assert all(c.refcount == 0 for c in all_chunks(wh.engine))
     clock.advance(_grace(wh) / 2)
     wh.put_object(BUCKET, "b", data)  # dedup: the unreferenced chunks are referenced again
     assert _rows(wh) == rows
-    assert sorted(shard_files(_root(wh))) == files, "the reuse wrote no new shards"
+    assert shard_locations(_root(wh)) == files, "the reuse wrote no new shards"
     clock.advance(_grace(wh) * 2)
     assert _nothing(gc.collect(wh.engine))
     assert wh.get_object_bytes(BUCKET, "b") == data
@@ -221,12 +225,12 @@ def test_gc_between_dedup_lookup_and_commit_keeps_the_reused_chunks(wh: Warehous
         collectable = {c.chunk_id for c in tx.collectable_chunks(clock.now() - _grace(wh))}
     assert collectable == ids, "without the reuse, GC would remove them all now"
 
-    files = sorted(shard_files(_root(wh)))
+    files = shard_locations(_root(wh))
     reports: list[gc.GcReport] = []
     # The lookups of the new put restart the grace period of the chunks it reuses.
     _put_with_hook_before_commit(wh, "b", data, lambda: reports.append(gc.collect(wh.engine)))
     assert len(reports) == 1 and _nothing(reports[0])
-    assert sorted(shard_files(_root(wh))) == files, "the put reused every chunk, GC removed none"
+    assert shard_locations(_root(wh)) == files, "the put reused every chunk, GC removed none"
     assert wh.get_object_bytes(BUCKET, "b") == data
     assert {c.chunk_id: c.refcount for c in all_chunks(wh.engine)} == dict.fromkeys(ids, 1)
     _assert_disks_match_index(_root(wh), wh)
@@ -255,3 +259,64 @@ def test_commit_refuses_a_chunk_gc_removed_during_the_write(wh: Warehouse, clock
     with wh.engine.repo.transaction() as tx:
         assert list(tx.iter_all_versions()) == []
     assert all_chunks(wh.engine) == []
+
+
+def _pack_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for disk in (root / "disks").iterdir() for p in pack_files(disk))
+
+
+def _chunk_of(name: str) -> bytes:
+    parsed = parse_shard_key(name.split("/", 1)[1])
+    assert parsed is not None, name
+    return parsed[1]
+
+
+def test_gc_compacts_the_packs_of_collected_shards_and_gives_their_bytes_back(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Removing a packed shard only appends a tombstone; the space comes back when GC compacts
+    the packs it left mostly dead: their live shards are copied out (same bytes) and the packs
+    removed. Written in one session (its packs sealed at close), collected in the next."""
+    root = tmp_path / "dwh-data"
+    rng = random.Random(28)
+    kept = rng.randbytes(200_000)
+    with init_wh(root, clock) as w:
+        w.create_bucket(BUCKET)
+        w.put_object(BUCKET, "gone", rng.randbytes(1_500_000))
+        w.put_object(BUCKET, "kept", kept)
+        kept_ids = chunk_ids_of(w, ["kept"])
+        gone_ids = chunk_ids_of(w, ["gone"])
+    assert kept_ids and len(gone_ids) >= 5 and not kept_ids & gone_ids
+    before = shard_locations(root)
+    inventory_before = shard_inventory(root)
+    dead = {name: loc for name, loc in before.items() if _chunk_of(name) in gone_ids}
+    assert len(dead) == len(gone_ids) * (K + M)
+    old_packs = {loc.path for loc in before.values()}
+    bytes_before = _pack_bytes(root)
+    dead_bytes = sum(loc.length for loc in dead.values())
+
+    with open_wh(root, clock) as w:
+        assert w.delete_object(BUCKET, "gone")
+        clock.advance(_grace(w) + timedelta(minutes=1))
+        report = gc.collect(w.engine)
+        assert report.chunks_removed == len(gone_ids)
+        assert report.shards_removed == len(dead)
+        assert report.packs_compacted >= len(old_packs)
+        assert report.pack_bytes_reclaimed >= dead_bytes
+        after = shard_locations(root)
+        assert set(after) == set(before) - set(dead)
+        # Every pack that held a removed shard is gone; the live shards it held were moved out
+        # with their bytes unchanged.
+        assert old_packs and not any(p.exists() for p in old_packs)
+        assert not any(loc.path in old_packs for loc in after.values())
+        assert shard_inventory(root) == {n: h for n, h in inventory_before.items() if n not in dead}
+        # The dead shards' bytes are given back (what remains of them: a tombstone per shard).
+        assert _pack_bytes(root) <= bytes_before - dead_bytes + len(dead) * 512
+        assert w.get_object_bytes(BUCKET, "kept") == kept
+        _assert_disks_match_index(root, w)
+        assert _nothing(gc.collect(w.engine))
+    # Reopened: the removed shards stay removed, the moved ones are found where they went.
+    assert set(shard_locations(root)) == set(after)
+    with open_wh(root, clock) as w:
+        assert w.get_object_bytes(BUCKET, "kept") == kept
+        _assert_disks_match_index(root, w)

@@ -10,6 +10,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from datawarehouse.storage.packstore import PackedLocation
+from dwh_testkit import read_location, shard_locations
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.rotate import rotate_master_key
@@ -46,12 +48,12 @@ def assert_readable(wh: Warehouse) -> None:
         assert wh.get_object_bytes("bkt", key) == data, key
 
 
-def shard_snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    """Every shard file: (mtime_ns, sha256)."""
+def shard_snapshot(root: Path) -> dict[str, tuple[PackedLocation, int, str]]:
+    """Every stored shard: (where its record is, its pack's modification time, sha256 of its
+    bytes). A shard rewritten would be a new record elsewhere; a pack written to, a new mtime."""
     out = {}
-    for p in sorted((root / "disks").rglob("*")):
-        if p.is_file() and "shards" in p.parts:
-            out[str(p)] = (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    for name, loc in shard_locations(root).items():
+        out[name] = (loc, loc.path.stat().st_mtime_ns, hashlib.sha256(read_location(loc)).hexdigest())
     assert out
     return out
 
@@ -79,7 +81,7 @@ def test_key_file_rotation(tmp_path: Path) -> None:
     assert not (root / "keys" / "master.key.new").exists()
     assert stat.S_IMODE((root / "keys" / "master.key").stat().st_mode) == 0o600
     assert sorted(p.name for p in (root / "keys").iterdir()) == ["master.key"]
-    # No chunk was touched: same files, same bytes, same modification times.
+    # No chunk was touched: same records, same bytes, no pack written to.
     assert shard_snapshot(root) == before
     with Warehouse.open(root, opts()) as wh:
         assert wh.engine.keyring.master_ids() == [new]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dwh_testkit import all_chunks, init_wh, open_wh, shard_files
+from dwh_testkit import all_chunks, init_wh, open_wh, shard_locations
 
 from datawarehouse.clock import ManualClock
 from datawarehouse.engine import gc
@@ -41,11 +41,11 @@ def test_snapshot_keeps_the_old_bytes_and_costs_metadata_only(root: Path, clock:
     with init_wh(root, clock) as wh:
         _fill(wh)
         chunks_before = len(all_chunks(wh.engine))
-        shards_before = sorted(shard_files(root))
+        shards_before = shard_locations(root)
         info = snapshots.create(wh, B, "s1")
         assert info.view == "photos--snap--s1" and info.objects == 3
         assert len(all_chunks(wh.engine)) == chunks_before
-        assert sorted(shard_files(root)) == shards_before
+        assert shard_locations(root) == shards_before
         wh.put_object(B, "a/one", b"one-v2")
         wh.delete_object(B, "a/big")
         wh.delete_object(B, "b/two")

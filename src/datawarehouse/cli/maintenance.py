@@ -91,7 +91,8 @@ def gc(
         report = gc_mod.collect(wh.engine, timedelta(hours=grace) if grace is not None else None)
     console.print(
         f"gc: {report.chunks_removed} chunks ({report.shards_removed} shards) and "
-        f"{report.orphan_shards_removed} orphan shards removed, {human_size(report.bytes_freed)} freed",
+        f"{report.orphan_shards_removed} orphan shards removed, {human_size(report.bytes_freed)} freed; "
+        f"{report.packs_compacted} packs compacted, {human_size(report.pack_bytes_reclaimed)} reclaimed",
         highlight=False,
     )
 

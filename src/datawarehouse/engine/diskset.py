@@ -27,9 +27,17 @@ class DiskSet:
             for disk_id, rec in self._records.items():
                 if disk_id not in self._stores:
                     self._stores[disk_id] = self._open_store(rec)
-            for disk_id in list(self._stores):
-                if disk_id not in self._records:
-                    del self._stores[disk_id]
+            gone = [self._stores.pop(d) for d in list(self._stores) if d not in self._records]
+        for store in gone:
+            _close_store(store)
+
+    def close(self) -> None:
+        """Close every store that holds resources (a pack store seals its active pack)."""
+        with self._lock:
+            stores = list(self._stores.values())
+            self._stores.clear()
+        for store in stores:
+            _close_store(store)
 
     def records(self) -> list[DiskRecord]:
         with self._lock:
@@ -61,3 +69,9 @@ class DiskSet:
     def record_error(self, disk_id: DiskId) -> None:
         with self._lock:
             self.errors[disk_id] += 1
+
+
+def _close_store(store: BlobStore) -> None:
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()

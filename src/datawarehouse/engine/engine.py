@@ -9,6 +9,7 @@ the engine stays ignorant of buckets and objects.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -43,7 +44,7 @@ from datawarehouse.records import (
     parse_storage_class,
 )
 from datawarehouse.storage.base import BlobStore
-from datawarehouse.storage.localdisk import LocalDiskStore
+from datawarehouse.storage.packstore import PackStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ Replay = Callable[[MetaTx, dict[str, Any]], None]
 
 
 def _open_store(rec: DiskRecord) -> BlobStore:
-    return LocalDiskStore(rec.path)
+    """Every disk is a pack store (format version 2): shards go to packs, journal segments and
+    v1 shard files stay plain files it reads through."""
+    return PackStore(rec.path)
 
 
 class Engine:
@@ -76,23 +79,30 @@ class Engine:
         self.master_rotation_hooks: list[Callable[[], None]] = []
         self.keyring = KeyRing(datadir.keys.load(passphrase), config.aead)
         self.disks = DiskSet(datadir.disks(), _open_store)
-        self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
-        self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="dwh-chunk")
-        meta_exists = datadir.meta_path.exists()
-        if not meta_exists and not rebuilding and jr.segment_names(self.disks.stores()):
-            raise MetadataError(
-                f"the metadata database {datadir.meta_path} is missing but the disks hold a journal: "
-                "run `dwh repair rebuild-meta` to rebuild it"
-            )
-        self.repo = SqlMetaRepo.for_sqlite(datadir.meta_path)
-        self.journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
-        self._load_domain_secrets()
-        self.replayed = self.catch_up()
-        self.committer = Committer(self.repo, self.journal)
-        self._ensure_domain(DEFAULT_DOMAIN)
-        with self.repo.transaction() as tx:
-            for rec in self.disks.records():
-                tx.upsert_disk(rec)
+        try:
+            self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
+            self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="dwh-chunk")
+            meta_exists = datadir.meta_path.exists()
+            if not meta_exists and not rebuilding and jr.segment_names(self.disks.stores()):
+                raise MetadataError(
+                    f"the metadata database {datadir.meta_path} is missing but the disks hold a journal: "
+                    "run `dwh repair rebuild-meta` to rebuild it"
+                )
+            self.repo = SqlMetaRepo.for_sqlite(datadir.meta_path)
+            self.journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
+            self._load_domain_secrets()
+            self.replayed = self.catch_up()
+            self.committer = Committer(self.repo, self.journal)
+            self._ensure_domain(DEFAULT_DOMAIN)
+            with self.repo.transaction() as tx:
+                for rec in self.disks.records():
+                    tx.upsert_disk(rec)
+        except BaseException:
+            # A store left open would keep its active pack unsealed (scanned at the next open);
+            # a failure to close is secondary to the error being raised.
+            with contextlib.suppress(DwhError):
+                self.disks.close()
+            raise
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -142,6 +152,7 @@ class Engine:
         self.pool.shutdown(wait=True)
         self.chunks.close()
         self.journal.close()
+        self.disks.close()
         self.repo.close()
         self.datadir.close()
 

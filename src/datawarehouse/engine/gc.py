@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 from datawarehouse.engine.chunkstore import iter_shard_files
 from datawarehouse.engine.engine import Engine
 from datawarehouse.errors import DwhError
+from datawarehouse.storage.base import BlobStore
 from datawarehouse.storage.localdisk import LocalDiskStore
+from datawarehouse.storage.packstore import PackStore
 
 
 @dataclass
@@ -28,6 +30,8 @@ class GcReport:
     orphan_shards_removed: int = 0
     bytes_freed: int = 0
     temp_files_removed: int = 0
+    packs_compacted: int = 0
+    pack_bytes_reclaimed: int = 0
 
 
 def collect(engine: Engine, grace: timedelta | None = None) -> GcReport:
@@ -55,10 +59,31 @@ def collect(engine: Engine, grace: timedelta | None = None) -> GcReport:
     # Temp files (puts that died before their rename) age like orphan shards: by the injected
     # clock, so "older than the grace period" means the same for both.
     temp_age = max(0.0, time.time() - before.timestamp())
-    for store in engine.disks.stores().values():
-        if isinstance(store, LocalDiskStore):
+    for disk_id, wrapped in engine.disks.stores().items():
+        store = _unwrap(wrapped)
+        if isinstance(store, (LocalDiskStore, PackStore)):
             report.temp_files_removed += store.cleanup_temp(temp_age)
+        if not isinstance(store, PackStore):
+            continue
+        try:
+            # Removed shards only left dead records in packs: compaction gives the space back.
+            compacted = store.compact()
+        except DwhError:
+            engine.disks.record_error(disk_id)
+            continue
+        report.packs_compacted += compacted.packs_compacted
+        report.pack_bytes_reclaimed += compacted.bytes_reclaimed
     return report
+
+
+def _unwrap(store: BlobStore) -> BlobStore:
+    """The store under test wrappers (``FaultyStore``/``CountingStore`` expose ``inner``)."""
+    while not isinstance(store, (LocalDiskStore, PackStore)):
+        inner = getattr(store, "inner", None)
+        if inner is None:
+            break
+        store = inner
+    return store
 
 
 def _collect_orphans(engine: Engine, before: datetime, report: GcReport) -> None:

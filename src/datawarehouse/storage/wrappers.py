@@ -159,6 +159,12 @@ class FaultyStore:
     def describe(self) -> str:
         return f"faulty({self._inner.describe()})"
 
+    def close(self) -> None:
+        """Close the wrapped store if it holds resources (a pack store seals its active pack)."""
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
+
     def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
         self._inner.put(key, self._written("put", key, data), defer_dir_sync=defer_dir_sync)
 
@@ -359,6 +365,12 @@ class CountingStore:
 
     def describe(self) -> str:
         return f"counting({self._inner.describe()})"
+
+    def close(self) -> None:
+        """Close the wrapped store if it holds resources (a pack store seals its active pack)."""
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
 
     def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
         self._count("put", key, memoryview(data).nbytes)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
+from dwh_testkit import disk_dirs, pack_files, shard_locations
 from s3http import assert_s3_error, code, signed
 from s3server import DwhServer, unique_bucket
 
@@ -225,10 +226,10 @@ def test_a_copy_writes_no_data(dwh_server_factory: Callable[..., DwhServer]) -> 
     s3.put_object(Bucket="copy-refs", Key="src", Body=os.urandom(6 * MiB))
 
     def stored() -> tuple[int, int]:
-        files = [
-            p for p in server.data_dir.rglob("*") if p.is_file() and "disks" in p.parts and "journal" not in str(p)
-        ]
-        return len(files), sum(p.stat().st_size for p in files)
+        """Shards stored, and the bytes of every pack they live in (a copy appends to none)."""
+        shards = shard_locations(server.data_dir)
+        packs = {p for disk in disk_dirs(server.data_dir) for p in pack_files(disk)}
+        return len(shards), sum(p.stat().st_size for p in packs)
 
     count, size = stored()
     assert count >= 6  # the source's shards

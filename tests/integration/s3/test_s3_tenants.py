@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dwh_testkit import shard_keys_on
 from iamkit import anonymous, client, denied, error_code, offline, policy
 from s3http import assert_s3_error, send, sign
 from s3server import DwhServer
 
+from datawarehouse.engine.chunkstore import parse_shard_key
 from datawarehouse.records import ObjectVersion
 
 SIZE = 3 * 1024 * 1024
@@ -181,14 +183,15 @@ def test_dedup_stays_within_a_tenant(env: Env) -> None:
         by_domain = {(c.domain_id, c.chunk_id): c for c in chunks}
         assert all(by_domain[(ta.domain_id, cid)].refcount == 2 for cid in ids_a)
         assert all(by_domain[(tb.domain_id, cid)].refcount == 1 for cid in ids_b)
-        shard_names = [
-            p.name
-            for rec in wh.engine.datadir.disks()
-            for p in (env.server.data_dir.parent / rec.path).rglob("*")
-            if p.is_file() and "shards" in p.parts
-        ]
-        for cid in ids_a + ids_b:  # each tenant's chunks have shard files of their own
-            assert any(cid.hex() in name for name in shard_names), cid.hex()
+        stored = set()
+        for rec in wh.engine.datadir.disks():
+            for key in shard_keys_on(env.server.data_dir.parent / rec.path):
+                parsed = parse_shard_key(key)
+                assert parsed is not None, key
+                stored.add((parsed[0], parsed[1]))
+        # Each tenant's chunks have shards of their own, stored under the tenant's domain.
+        for domain_id, cid in [(ta.domain_id, c) for c in ids_a] + [(tb.domain_id, c) for c in ids_b]:
+            assert (domain_id, cid) in stored, cid.hex()
         usage_a = wh.bucket_usage("ta:ddup")
         usage_b = wh.bucket_usage("tb:ddup")
         # B's stored bytes are the full (sealed) size, the same as A's: nothing deduplicated across

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from datawarehouse.storage.packstore import PackedLocation, scan_locations
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.errors import (
@@ -57,8 +58,12 @@ def refcounts(wh: Warehouse) -> dict[bytes, int]:
         return {c.chunk_id: c.refcount for c in tx.list_chunks(limit=1_000_000)}
 
 
-def shard_files(wh: Warehouse) -> set[str]:
-    return {str(p) for p in wh.engine.datadir.root.rglob("*") if p.is_file() and "shards" in p.parts}
+def shard_files(wh: Warehouse) -> dict[tuple[str, str], PackedLocation]:
+    """Every stored shard (disk, key) -> where its record is: equal results mean no shard was
+    written (a rewrite of the same key is a new record elsewhere)."""
+    return {
+        (rec.disk_id, key): loc for rec in wh.engine.datadir.disks() for key, loc in scan_locations(rec.path).items()
+    }
 
 
 def state(wh: Warehouse) -> dict[str, Any]:

@@ -1,0 +1,229 @@
+"""Byte format of pack files and pack indexes (on-disk format version 2).
+
+Kept apart from ``packstore`` so the format has one definition that the store, the read-only
+``scan_locations`` and the golden-vector test all share. Everything is little-endian; checksums
+are xxh3-64 (``xxhash.xxh3_64_intdigest``). See ``docs/format.md`` for the field tables.
+
+Pack file: a 16-byte file header, then records back to back:
+
+    record = header (48 bytes) | key (UTF-8, key_len bytes) | payload (payload_len bytes)
+
+The header checksum covers the header's first 40 bytes and the key, so a torn or rotted header or
+key is never trusted; the payload checksum covers the payload. A tombstone has no payload and
+names, in ``target``, the oldest pack that may still hold a put of its key (see ``packstore``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import xxhash
+
+__all__ = [
+    "FILE_HEADER",
+    "INDEX_SUFFIX",
+    "KIND_PUT",
+    "KIND_TOMBSTONE",
+    "PACK_SUFFIX",
+    "RECORD_HEADER",
+    "Record",
+    "decode_index",
+    "encode_file_header",
+    "encode_index",
+    "encode_record_header",
+    "read_file_header",
+    "scan_records",
+]
+
+FORMAT_VERSION = 2
+PACK_MAGIC = b"DWPK"
+RECORD_MAGIC = b"DWPR"
+INDEX_MAGIC = b"DWPI"
+PACK_SUFFIX = ".pack"
+INDEX_SUFFIX = ".idx"
+
+KIND_PUT = 1
+KIND_TOMBSTONE = 2
+
+_FILE_HEADER = struct.Struct("<4sHHQ")  # magic, version, reserved, pack id
+FILE_HEADER = _FILE_HEADER.size  # 16
+
+# magic, kind, flags, key_len, payload_len, timestamp_ns, payload_xxh3, target | header_xxh3
+_RECORD_FIELDS = struct.Struct("<4sBBHQqQQ")
+_CHECKSUM = struct.Struct("<Q")
+RECORD_HEADER = _RECORD_FIELDS.size + _CHECKSUM.size  # 48
+
+# magic, version, reserved, pack id, pack size covered, entry count, reserved
+_INDEX_HEADER = struct.Struct("<4sHHQQII")  # 32 bytes
+# kind, reserved, key_len, reserved, payload offset, payload length, timestamp_ns, target
+_INDEX_ENTRY = struct.Struct("<BBHIQQqQ")  # 40 bytes
+
+_MAX_KEY_BYTES = 1024
+_EMPTY_XXH3 = xxhash.xxh3_64_intdigest(b"")
+_SCAN_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of a pack as its index (or a scan) describes it."""
+
+    kind: int
+    key: str
+    offset: int  # where the payload starts in the pack file
+    length: int  # payload length (0 for a tombstone)
+    timestamp_ns: int
+    target: int  # tombstone: oldest pack that may hold a put of the key; put: 0
+
+    @property
+    def record_offset(self) -> int:
+        return self.offset - RECORD_HEADER - len(self.key.encode())
+
+    @property
+    def record_size(self) -> int:
+        return RECORD_HEADER + len(self.key.encode()) + self.length
+
+
+def payload_checksum(payload: bytes | memoryview) -> int:
+    return _EMPTY_XXH3 if not len(payload) else xxhash.xxh3_64_intdigest(payload)
+
+
+def encode_file_header(pack_id: int) -> bytes:
+    return _FILE_HEADER.pack(PACK_MAGIC, FORMAT_VERSION, 0, pack_id)
+
+
+def read_file_header(data: bytes) -> int | None:
+    """The pack id of a valid file header, else ``None``."""
+    if len(data) < FILE_HEADER:
+        return None
+    magic, version, _reserved, pack_id = _FILE_HEADER.unpack_from(data)
+    if magic != PACK_MAGIC or version != FORMAT_VERSION:
+        return None
+    return int(pack_id)
+
+
+def encode_record_header(
+    kind: int, key_bytes: bytes, payload_len: int, timestamp_ns: int, payload_xxh3: int, target: int
+) -> bytes:
+    """Header and key of one record, ready to be written in front of its payload."""
+    fields = _RECORD_FIELDS.pack(RECORD_MAGIC, kind, 0, len(key_bytes), payload_len, timestamp_ns, payload_xxh3, target)
+    check = xxhash.xxh3_64_intdigest(fields + key_bytes)
+    return fields + _CHECKSUM.pack(check) + key_bytes
+
+
+def scan_records(fd: int, size: int) -> tuple[list[Record], int]:
+    """Parse the records of a pack file (``size`` bytes, read through ``fd`` with ``pread``).
+
+    Returns the records that verify and the offset where the first one that does not starts
+    (``size`` if all are whole). Stops at that first bad record: a record past a torn one cannot
+    be found reliably, and in an unsealed pack everything flushed lies before any torn write.
+    """
+    records: list[Record] = []
+    pos = FILE_HEADER
+    while pos + RECORD_HEADER <= size:
+        head = os.pread(fd, RECORD_HEADER + _MAX_KEY_BYTES, pos)
+        if len(head) < RECORD_HEADER:
+            break
+        magic, kind, flags, key_len, payload_len, ts, payload_xxh3, target = _RECORD_FIELDS.unpack_from(head)
+        if magic != RECORD_MAGIC or kind not in (KIND_PUT, KIND_TOMBSTONE) or flags != 0 or key_len > _MAX_KEY_BYTES:
+            break
+        key_end = RECORD_HEADER + key_len
+        if len(head) < key_end:
+            break
+        key_bytes = head[RECORD_HEADER:key_end]
+        (check,) = _CHECKSUM.unpack_from(head, _RECORD_FIELDS.size)
+        if xxhash.xxh3_64_intdigest(head[: _RECORD_FIELDS.size] + key_bytes) != check:
+            break
+        start = pos + key_end
+        end = start + payload_len
+        if end > size or (kind == KIND_TOMBSTONE and payload_len != 0):
+            break
+        if _checksum_range(fd, start, payload_len) != payload_xxh3:
+            break
+        try:
+            key = key_bytes.decode()
+        except UnicodeDecodeError:
+            break
+        records.append(Record(kind, key, start, payload_len, ts, target))
+        pos = end
+    return records, pos
+
+
+def _checksum_range(fd: int, offset: int, length: int) -> int:
+    if length == 0:
+        return _EMPTY_XXH3
+    if length <= _SCAN_BLOCK:
+        data = os.pread(fd, length, offset)
+        return xxhash.xxh3_64_intdigest(data) if len(data) == length else -1
+    hasher = xxhash.xxh3_64()
+    done = 0
+    while done < length:
+        data = os.pread(fd, min(_SCAN_BLOCK, length - done), offset + done)
+        if not data:
+            return -1
+        hasher.update(data)
+        done += len(data)
+    return hasher.intdigest()
+
+
+def encode_index(pack_id: int, pack_size: int, records: list[Record]) -> bytes:
+    """The index of a sealed pack: every record in file order, then a checksum of it all."""
+    parts = [_INDEX_HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, 0, pack_id, pack_size, len(records), 0)]
+    for rec in records:
+        kb = rec.key.encode()
+        parts.append(_INDEX_ENTRY.pack(rec.kind, 0, len(kb), 0, rec.offset, rec.length, rec.timestamp_ns, rec.target))
+        parts.append(kb)
+    body = b"".join(parts)
+    return body + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(body))
+
+
+def decode_index(data: bytes, pack_id: int) -> tuple[int, list[Record]] | None:
+    """``(pack size covered, records)`` of a valid index of pack ``pack_id``; ``None`` if the
+    index is damaged, of another pack or another format version (the caller then scans)."""
+    if len(data) < _INDEX_HEADER.size + _CHECKSUM.size:
+        return None
+    body = data[: -_CHECKSUM.size]
+    (check,) = _CHECKSUM.unpack_from(data, len(body))
+    if xxhash.xxh3_64_intdigest(body) != check:
+        return None
+    magic, version, _r, idx_pack, pack_size, count, _r2 = _INDEX_HEADER.unpack_from(body)
+    if magic != INDEX_MAGIC or version != FORMAT_VERSION or idx_pack != pack_id:
+        return None
+    records: list[Record] = []
+    pos = _INDEX_HEADER.size
+    try:
+        for _ in range(count):
+            kind, _a, key_len, _b, offset, length, ts, target = _INDEX_ENTRY.unpack_from(body, pos)
+            pos += _INDEX_ENTRY.size
+            key = body[pos : pos + key_len].decode()
+            if len(key) != key_len or kind not in (KIND_PUT, KIND_TOMBSTONE):
+                return None
+            pos += key_len
+            records.append(Record(kind, key, offset, length, ts, target))
+    except (struct.error, UnicodeDecodeError):
+        return None
+    if pos != len(body):
+        return None
+    return int(pack_size), records
+
+
+def iter_pack_ids(names: list[str]) -> Iterator[int]:
+    """Pack ids of the ``<id:016x>.pack`` names among ``names``, in ascending order."""
+    ids = []
+    for name in names:
+        if name.endswith(PACK_SUFFIX) and len(name) == 16 + len(PACK_SUFFIX):
+            try:
+                ids.append(int(name[:16], 16))
+            except ValueError:
+                continue
+    yield from sorted(ids)
+
+
+def pack_name(pack_id: int) -> str:
+    return f"{pack_id:016x}{PACK_SUFFIX}"
+
+
+def index_name(pack_id: int) -> str:
+    return f"{pack_id:016x}{INDEX_SUFFIX}"

@@ -1,0 +1,878 @@
+"""``PackStore``: shards appended to a few pack files per disk (on-disk format version 2).
+
+Why: one file per shard (v1) made every 1 MiB chunk cost six file creations, six renames and
+the inode work behind them. Here a shard is one record appended to the disk's active pack (one
+``pwritev`` of header+key and payload), found again through an in-memory key directory, and read
+with ``pread`` on a cached descriptor. Keys outside ``packed_prefix`` (journal segments, disk
+identity files) and shard files left by format version 1 stay plain files of an inner
+``LocalDiskStore`` that every operation falls back to.
+
+Durability: ``stage`` reserves a byte range of the active pack under the lock and writes it
+outside the lock; ``flush`` waits until every range reserved before it is written, fdatasyncs
+the packs written since the last sync (one sync serves every flush that was waiting when it
+started: group commit), seals full packs (writes their index) and only then publishes the staged
+records. So everything ever published lies before any torn write of its pack, and ``open`` can
+truncate an unsealed pack at its first bad record without losing an acknowledged blob.
+
+Ordering: every record gets a sequence number when its range is reserved; that order is the
+pack/offset order a reopen replays, and the key directory never lets an older record replace a
+newer one, so memory and a replay after a crash always agree. Tombstones record the oldest pack
+that may hold a put of their key and are carried forward by compaction while any pack in that
+range is left (see ``docs/invariants.md``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from datawarehouse.errors import DwhError, InvalidInput, StorageError
+from datawarehouse.storage import packformat as fmt
+from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
+from datawarehouse.storage.localdisk import LocalDiskStore
+
+if TYPE_CHECKING:
+    from datawarehouse.storage.base import BlobStore
+
+__all__ = ["PACK_DIR", "CompactionReport", "PackStore", "PackedLocation", "scan_locations"]
+
+log = logging.getLogger(__name__)
+
+PACK_DIR = ".packs"
+"""Directory (relative to the root) of pack files and indexes; a dot segment is never a key."""
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NEW_PACK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
+_READ_FLAGS = os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW
+_RW_FLAGS = os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+_ACTIVE, _ROTATING, _SEALED = "active", "rotating", "sealed"
+
+
+@dataclass(frozen=True)
+class PackedLocation:
+    """Where a blob's bytes are: ``length`` bytes at ``offset`` of ``path`` (a pack file, or for
+    a blob still kept as a plain file, that file at offset 0)."""
+
+    path: Path
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    packs_compacted: int = 0
+    bytes_reclaimed: int = 0
+    records_copied: int = 0
+    tombstones_dropped: int = 0
+
+
+class _Put(NamedTuple):
+    pack: int
+    offset: int  # payload offset in the pack
+    length: int
+    timestamp_ns: int
+    seq: int
+    oldest: int  # oldest pack that may still hold a put record of this key
+    size: int  # whole record size (live-byte accounting)
+
+
+class _Tomb(NamedTuple):
+    pack: int
+    offset: int
+    seq: int
+    target: int  # oldest pack that may still hold a put record of this key
+    size: int
+    timestamp_ns: int
+
+
+class _Pack:
+    __slots__ = ("fd", "id", "last_seq", "live", "path", "readers", "records", "removed", "size", "state")
+
+    def __init__(self, pack_id: int, path: str, size: int, state: str, fd: int | None = None) -> None:
+        self.id = pack_id
+        self.path = path
+        self.size = size
+        self.state = state
+        self.fd = fd
+        self.live = 0  # bytes of records the key directory still needs
+        self.readers = 0
+        self.removed = False
+        self.last_seq = -1
+        self.records: list[fmt.Record] = []  # records written, kept until the index is written
+
+
+class PackStore:
+    """A ``BlobStore`` over one disk directory whose shard keys live in append-only packs.
+
+    Thread-safe. ``root`` must exist unless ``create``; a missing root (unmounted disk) does not
+    fail the constructor — every operation then fails with ``StorageError`` until it appears.
+    ``packed_prefix=""`` packs every key written with ``put``/``stage``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        packed_prefix: str = "shards/",
+        pack_limit: int = 256 * 1024 * 1024,
+    ) -> None:
+        if pack_limit < fmt.FILE_HEADER + fmt.RECORD_HEADER:
+            raise InvalidInput(f"pack_limit {pack_limit}: too small")
+        self._legacy = LocalDiskStore(root, create=create)
+        self._label = os.fspath(root)
+        self._prefix = packed_prefix
+        self._pack_limit = pack_limit
+        self._dir = os.path.join(str(self._legacy.root), PACK_DIR)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._load_lock = threading.Lock()
+        self._compact_lock = threading.Lock()
+        self._keydir: dict[str, _Put] = {}
+        self._deleted: dict[str, _Tomb] = {}
+        self._packs: dict[int, _Pack] = {}
+        self._active: _Pack | None = None
+        self._next_id = 1
+        self._next_seq = 0
+        self._inflight: set[int] = set()
+        self._unpublished: dict[str, int] = {}  # key -> records reserved but not yet published
+        self._pending: list[tuple[int, _Pack, fmt.Record]] = []
+        self._dirty: set[_Pack] = set()
+        self._dir_dirty = False
+        self._syncing = False
+        self._synced_upto = 0  # every record with a smaller sequence number is durable
+        self._loaded = False
+        self._closed = False
+        with contextlib.suppress(StorageError):
+            self._ensure_loaded()
+
+    # --- introspection ---------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self._legacy.root
+
+    @property
+    def legacy(self) -> LocalDiskStore:
+        """The plain-file store for unpacked keys and v1 shard files."""
+        return self._legacy
+
+    @property
+    def pack_dir(self) -> Path:
+        return Path(self._dir)
+
+    def describe(self) -> str:
+        return self._label
+
+    def __repr__(self) -> str:
+        return f"PackStore({self._label!r})"
+
+    def locate(self, key: str) -> PackedLocation:
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            with self._lock:
+                e = self._keydir.get(key)
+                if e is not None:
+                    return PackedLocation(Path(self._packs[e.pack].path), e.offset, e.length)
+        st = self._legacy.stat(key)
+        return PackedLocation(self._legacy.path_for(key), 0, st.size)
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
+        validate_key(key)
+        if not self._packed(key):
+            self._legacy.put(key, data, defer_dir_sync=defer_dir_sync)
+            return
+        self._write(fmt.KIND_PUT, key, data, time.time_ns(), publish_now=defer_dir_sync)
+        if not defer_dir_sync:
+            self._flush_packs()
+
+    def stage(self, key: str, data: bytes | memoryview) -> None:
+        validate_key(key)
+        if not self._packed(key):
+            self._legacy.stage(key, data)
+            return
+        self._write(fmt.KIND_PUT, key, data, time.time_ns(), publish_now=False)
+
+    def delete(self, key: str) -> bool:
+        validate_key(key)
+        if not self._packed(key):
+            return self._legacy.delete(key)
+        self._ensure_loaded()
+
+        def decide() -> int | None:
+            e = self._keydir.get(key)
+            return None if e is None else e.oldest
+
+        packed = self._write(fmt.KIND_TOMBSTONE, key, b"", time.time_ns(), publish_now=True, decide=decide)
+        legacy = self._legacy.delete(key)
+        return packed or legacy
+
+    def flush(self) -> None:
+        self._flush_packs()
+        self._legacy.flush()
+
+    def _flush_packs(self) -> None:
+        self._ensure_loaded()
+        with self._cond:
+            ticket = self._next_seq
+            while True:
+                if self._synced_upto >= ticket and not self._sealable(ticket):
+                    break
+                if not self._syncing and self._min_inflight() >= ticket:
+                    self._sync_locked_and_publish()
+                    break
+                self._cond.wait()
+
+    def close(self) -> None:
+        """Flush, seal the active pack (write its index) and close every descriptor."""
+        with self._cond:
+            if self._closed or not self._loaded:
+                self._closed = True
+                return
+            while self._inflight:
+                self._cond.wait()
+            if self._active is not None:
+                self._rotate(self._active)
+        self.flush()
+        with self._cond:
+            self._closed = True
+            for pack in self._packs.values():
+                if pack.fd is not None and pack.readers == 0:
+                    os.close(pack.fd)
+                    pack.fd = None
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+            if hit is not None:
+                pack, e = hit
+                try:
+                    return self._pread(pack, e.offset, e.length, key)
+                finally:
+                    self._release(pack)
+        return self._legacy.get(key)
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError(f"get_range {key!r}: negative offset or length ({offset}, {length})")
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+            if hit is not None:
+                pack, e = hit
+                try:
+                    n = max(0, min(length, e.length - offset))
+                    return self._pread(pack, e.offset + offset, n, key) if n else b""
+                finally:
+                    self._release(pack)
+        return self._legacy.get_range(key, offset, length)
+
+    def stat(self, key: str) -> BlobStat:
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            e = self._keydir.get(key)
+            if e is not None:
+                return BlobStat(size=e.length, modified_at=datetime.fromtimestamp(e.timestamp_ns / 1e9, UTC))
+        return self._legacy.stat(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        legacy = self._legacy.list(prefix)
+        if self._prefix.startswith(prefix) or prefix.startswith(self._prefix):
+            self._ensure_loaded()
+            with self._lock:
+                packed = [k for k in self._keydir if k.startswith(prefix)]
+            seen = set(packed)
+            yield from packed
+            for key in legacy:
+                if key not in seen:
+                    yield key
+        else:
+            yield from legacy
+
+    def open_append(self, key: str) -> AppendFile:
+        """Append-only blobs are always plain files. A packed blob at ``key`` is first moved to a
+        file (written durably, then its packed copy tombstoned and flushed), so appends continue
+        it as they would on a ``LocalDiskStore``."""
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+            if hit is not None:
+                pack, e = hit
+                try:
+                    data = self._pread(pack, e.offset, e.length, key)
+                finally:
+                    self._release(pack)
+                self._legacy.put(key, data)
+
+                def same_put() -> int | None:
+                    cur = self._keydir.get(key)
+                    return cur.oldest if cur is e else None
+
+                if self._write(fmt.KIND_TOMBSTONE, key, b"", time.time_ns(), publish_now=True, decide=same_put):
+                    self.flush()
+        return self._legacy.open_append(key)
+
+    def capacity(self) -> Capacity:
+        return self._legacy.capacity()
+
+    def cleanup_temp(self, older_than_seconds: float) -> int:
+        """Temp files of unfinished plain-file puts (see ``LocalDiskStore.cleanup_temp``)."""
+        return self._legacy.cleanup_temp(older_than_seconds)
+
+    # --- compaction ------------------------------------------------------------------------------
+
+    def compact(self, *, min_dead_fraction: float = 0.5) -> CompactionReport:
+        """Rewrite the live records of sealed packs at least ``min_dead_fraction`` dead into the
+        active pack, flush, then remove those packs. A crash between the copy and the removal
+        leaves both copies; the later one wins at the next open."""
+        if not 0.0 <= min_dead_fraction <= 1.0:
+            raise InvalidInput(f"min_dead_fraction {min_dead_fraction}: must be between 0 and 1")
+        self._ensure_loaded()
+        with self._compact_lock:
+            with self._lock:
+                candidates = [
+                    p
+                    for p in self._packs.values()
+                    if p.state == _SEALED and (p.size <= 0 or 1.0 - p.live / p.size >= min_dead_fraction)
+                ]
+            removable: builtins.list[tuple[_Pack, builtins.list[tuple[str, _Tomb]]]] = []
+            copied = copied_bytes = 0
+            for pack in sorted(candidates, key=lambda p: p.id):
+                outcome = self._copy_live(pack)
+                if outcome is None:
+                    continue  # a write of one of its keys is in flight: try again next time
+                n, nbytes, dropped = outcome
+                copied += n
+                copied_bytes += nbytes
+                removable.append((pack, dropped))
+            if not removable:
+                return CompactionReport()
+            self.flush()
+            reclaimed = dropped_tombs = 0
+            for pack, _dropped in removable:
+                self._unlink_quietly(os.path.join(self._dir, fmt.pack_name(pack.id)))
+                self._unlink_quietly(os.path.join(self._dir, fmt.index_name(pack.id)))
+                reclaimed += pack.size
+            try:
+                self._fsync_dir(self._dir)
+            except OSError as exc:
+                raise self._error(exc, "compact (directory sync)", PACK_DIR) from exc
+            with self._lock:
+                for pack, dropped in removable:
+                    for key, tomb in dropped:
+                        if self._deleted.get(key) is tomb:
+                            del self._deleted[key]
+                            dropped_tombs += 1
+                    pack.removed = True
+                    self._packs.pop(pack.id, None)
+                    self._dirty.discard(pack)
+                    if pack.readers == 0 and pack.fd is not None:
+                        os.close(pack.fd)
+                        pack.fd = None
+            return CompactionReport(len(removable), max(0, reclaimed - copied_bytes), copied, dropped_tombs)
+
+    def _copy_live(self, pack: _Pack) -> tuple[int, int, builtins.list[tuple[str, _Tomb]]] | None:
+        """Copy ``pack``'s live puts and still-needed tombstones to the active pack. Returns
+        (records copied, bytes copied, tombstones to forget) or ``None`` if a key of the pack has
+        a write in flight (its order against the copy would be unclear)."""
+        with self._lock:
+            puts = [(k, e) for k, e in self._keydir.items() if e.pack == pack.id]
+            tombs = [(k, t) for k, t in self._deleted.items() if t.pack == pack.id]
+            if any(k in self._unpublished for k, _ in puts) or any(k in self._unpublished for k, _ in tombs):
+                return None
+        copied = nbytes = 0
+        busy: builtins.list[str] = []
+        for key, e in puts:
+            data = self._pread(pack, e.offset, e.length, key)
+
+            def same_put(key: str = key, e: _Put = e) -> int | None:
+                if key in self._unpublished:
+                    busy.append(key)  # a newer write is on its way: its order against a copy is unclear
+                    return None
+                return 0 if self._keydir.get(key) is e else None
+
+            if self._write(fmt.KIND_PUT, key, data, e.timestamp_ns, publish_now=True, decide=same_put, keep=e.oldest):
+                copied += 1
+                nbytes += e.size
+        dropped: builtins.list[tuple[str, _Tomb]] = []
+        for key, t in tombs:
+            with self._lock:
+                needed = any(t.target <= q < pack.id for q in self._packs if q != pack.id)
+            if not needed:
+                dropped.append((key, t))
+                continue
+
+            def same_tomb(key: str = key, t: _Tomb = t) -> int | None:
+                if key in self._unpublished:
+                    busy.append(key)
+                    return None
+                return t.target if self._deleted.get(key) is t else None
+
+            if self._write(fmt.KIND_TOMBSTONE, key, b"", t.timestamp_ns, publish_now=True, decide=same_tomb):
+                copied += 1
+                nbytes += t.size
+        if busy:
+            return None  # the copies made are harmless duplicates; the pack stays for now
+        return copied, nbytes, dropped
+
+    # --- internals: writing ----------------------------------------------------------------------
+
+    def _packed(self, key: str) -> bool:
+        return key.startswith(self._prefix)
+
+    def _write(
+        self,
+        kind: int,
+        key: str,
+        payload: bytes | memoryview,
+        timestamp_ns: int,
+        *,
+        publish_now: bool,
+        decide: Callable[[], int | None] | None = None,
+        keep: int | None = None,
+    ) -> bool:
+        """Append one record. ``decide`` (run under the lock) returns the tombstone target, or
+        ``None`` to write nothing (then ``False`` is returned). ``publish_now`` makes the record
+        visible as soon as it is written (deferred puts, deletes, compaction copies) instead of
+        at the next flush. ``keep`` carries a copied put's ``oldest`` over."""
+        self._ensure_loaded()
+        view = payload if isinstance(payload, bytes) else memoryview(payload).cast("B")
+        kb = key.encode()
+        n = len(view)
+        check = fmt.payload_checksum(view)
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"write {key!r} on {self._label}: store is closed")
+            target = 0
+            if decide is not None:
+                decided = decide()
+                if decided is None:
+                    return False
+                target = decided
+            pack = self._active if self._active is not None else self._new_pack(key)
+            head = fmt.encode_record_header(kind, kb, n, timestamp_ns, check, target)
+            rec_off = pack.size
+            pack.size += len(head) + n
+            seq = self._next_seq
+            self._next_seq += 1
+            pack.last_seq = seq
+            self._inflight.add(seq)
+            self._unpublished[key] = self._unpublished.get(key, 0) + 1
+            if pack.size >= self._pack_limit:
+                self._rotate(pack)
+            fd = pack.fd
+        assert fd is not None
+        rec = fmt.Record(kind, key, rec_off + len(head), n, timestamp_ns, target)
+        try:
+            _pwrite_all(fd, head, view, rec_off)
+        except OSError as exc:
+            with self._cond:
+                self._inflight.discard(seq)
+                self._forget_unpublished(key)
+                # The range is torn: nothing may be appended behind it in this pack, and its
+                # index (written at the next flush) will not mention it.
+                if pack is self._active:
+                    self._rotate(pack)
+                self._cond.notify_all()
+            raise self._error(exc, "put", key) from exc
+        with self._cond:
+            self._inflight.discard(seq)
+            pack.records.append(rec)
+            self._dirty.add(pack)
+            if publish_now:
+                self._forget_unpublished(key)
+                self._publish(seq, pack, rec, keep)
+            else:
+                self._pending.append((seq, pack, rec))
+            self._cond.notify_all()
+        return True
+
+    def _new_pack(self, key: str) -> _Pack:
+        """Create the next active pack (under the lock; once per ``pack_limit`` bytes)."""
+        pack_id = self._next_id
+        path = os.path.join(self._dir, fmt.pack_name(pack_id))
+        try:
+            try:
+                fd = os.open(path, _NEW_PACK_FLAGS, 0o600)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self._dir, 0o700)
+                fd = os.open(path, _NEW_PACK_FLAGS, 0o600)
+            try:
+                _pwrite_all(fd, fmt.encode_file_header(pack_id), b"", 0)
+            except OSError:
+                os.close(fd)
+                self._unlink_quietly(path)
+                raise
+        except OSError as exc:
+            raise self._error(exc, "put (new pack)", key) from exc
+        self._next_id += 1
+        pack = _Pack(pack_id, path, fmt.FILE_HEADER, _ACTIVE, fd)
+        self._packs[pack_id] = pack
+        self._active = pack
+        self._dirty.add(pack)
+        self._dir_dirty = True
+        return pack
+
+    def _rotate(self, pack: _Pack) -> None:
+        pack.state = _ROTATING
+        if self._active is pack:
+            self._active = None
+
+    def _forget_unpublished(self, key: str) -> None:
+        left = self._unpublished[key] - 1
+        if left:
+            self._unpublished[key] = left
+        else:
+            del self._unpublished[key]
+
+    def _min_inflight(self) -> int:
+        return min(self._inflight) if self._inflight else self._next_seq
+
+    def _sealable(self, upto: int) -> bool:
+        return any(p.state == _ROTATING and p.last_seq < upto for p in self._packs.values())
+
+    def _sync_locked_and_publish(self) -> None:
+        """One group commit (called with the lock held; releases it around the I/O)."""
+        self._syncing = True
+        covers = self._min_inflight()
+        dirty = self._dirty
+        self._dirty = set()
+        dir_dirty = self._dir_dirty
+        self._dir_dirty = False
+        to_seal = [p for p in self._packs.values() if p.state == _ROTATING and p.last_seq < covers]
+        failed: _Pack | None = None
+        error: DwhError | None = None
+        self._lock.release()
+        try:
+            try:
+                for pack in dirty:
+                    failed = pack
+                    if pack.fd is not None:
+                        os.fdatasync(pack.fd)
+                failed = None
+                for pack in to_seal:
+                    self._write_index(pack)
+                if dir_dirty or to_seal:
+                    self._fsync_dir(self._dir)
+                    if dir_dirty:
+                        self._fsync_dir(str(self.root))
+            except OSError as exc:
+                error = self._error(exc, "flush", PACK_DIR)
+        finally:
+            self._lock.acquire()
+            self._syncing = False
+            self._cond.notify_all()
+        if error is not None:
+            self._dirty |= dirty
+            self._dir_dirty |= dir_dirty
+            if failed is not None:
+                # Data of this pack may be lost from the page cache: never publish its pending
+                # records, and append nothing more to it.
+                self._rotate(failed)
+                self._dirty.discard(failed)
+                dropped = {id(r) for s, p, r in self._pending if p is failed and s < covers}
+                failed.records = [r for r in failed.records if id(r) not in dropped]
+                keep: builtins.list[tuple[int, _Pack, fmt.Record]] = []
+                for item in self._pending:
+                    if item[1] is failed and item[0] < covers:
+                        self._forget_unpublished(item[2].key)
+                    else:
+                        keep.append(item)
+                self._pending = keep
+            raise error
+        for pack in to_seal:
+            pack.state = _SEALED
+            pack.records = []
+        ready = [item for item in self._pending if item[0] < covers]
+        if ready:
+            self._pending = [item for item in self._pending if item[0] >= covers]
+            ready.sort(key=lambda item: item[0])
+            for seq, pack, rec in ready:
+                self._forget_unpublished(rec.key)
+                self._publish(seq, pack, rec, None)
+        self._synced_upto = max(self._synced_upto, covers)
+
+    def _write_index(self, pack: _Pack) -> None:
+        records = sorted(pack.records, key=lambda r: r.offset)
+        _write_file_durably(
+            os.path.join(self._dir, fmt.index_name(pack.id)), fmt.encode_index(pack.id, pack.size, records)
+        )
+
+    def _publish(self, seq: int, pack: _Pack, rec: fmt.Record, keep: int | None) -> None:
+        """Apply one record to the key directory (lock held) unless a newer record of its key is
+        already there: the directory always reflects the record order a replay sees."""
+        key = rec.key
+        cur_put = self._keydir.get(key)
+        cur_tomb = self._deleted.get(key) if cur_put is None else None
+        oldest = pack.id if keep is None else keep
+        if cur_put is not None:
+            if cur_put.seq > seq:
+                return
+            oldest = min(oldest, cur_put.oldest)
+            self._unaccount(cur_put.pack, cur_put.size)
+        elif cur_tomb is not None:
+            if cur_tomb.seq > seq:
+                return
+            oldest = min(oldest, cur_tomb.target)
+            self._unaccount(cur_tomb.pack, cur_tomb.size)
+        size = rec.record_size
+        if rec.kind == fmt.KIND_PUT:
+            self._keydir[key] = _Put(pack.id, rec.offset, rec.length, rec.timestamp_ns, seq, oldest, size)
+            if cur_tomb is not None:
+                del self._deleted[key]
+        else:
+            if cur_put is not None:
+                del self._keydir[key]
+            target = min(rec.target, oldest) if rec.target else oldest
+            self._deleted[key] = _Tomb(pack.id, rec.offset, seq, target, size, rec.timestamp_ns)
+        pack.live += size
+
+    def _unaccount(self, pack_id: int, size: int) -> None:
+        pack = self._packs.get(pack_id)
+        if pack is not None:
+            pack.live -= size
+
+    # --- internals: reading ----------------------------------------------------------------------
+
+    def _acquire(self, key: str) -> tuple[_Pack, _Put] | None:
+        with self._lock:
+            e = self._keydir.get(key)
+            if e is None:
+                return None
+            pack = self._packs[e.pack]
+            pack.readers += 1
+            return pack, e
+
+    def _release(self, pack: _Pack) -> None:
+        with self._lock:
+            pack.readers -= 1
+            if pack.readers == 0 and (pack.removed or self._closed) and pack.fd is not None:
+                os.close(pack.fd)
+                pack.fd = None
+
+    def _pread(self, pack: _Pack, offset: int, length: int, key: str) -> bytes:
+        fd = pack.fd
+        try:
+            if fd is None:
+                fd = os.open(pack.path, _READ_FLAGS)
+                with self._lock:
+                    if pack.fd is None:
+                        pack.fd = fd
+                    else:
+                        os.close(fd)
+                        fd = pack.fd
+            data = os.pread(fd, length, offset)
+            if len(data) == length:
+                return data
+            parts = [data]
+            got = len(data)
+            while got < length:
+                more = os.pread(fd, length - got, offset + got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+        except OSError as exc:
+            raise self._error(exc, "get", key) from exc
+        if got < length:
+            raise StorageError(f"get {key!r} on {self._label}: pack {pack.id:016x} is shorter than its index says")
+        return b"".join(parts)
+
+    # --- internals: opening ----------------------------------------------------------------------
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._load_lock:
+            if self._loaded:
+                return
+            if not os.path.isdir(self.root):
+                raise StorageError(f"open {self._label}: store root is missing (disk not mounted?)")
+            try:
+                self._load()
+            except OSError as exc:
+                raise self._error(exc, "open", PACK_DIR) from exc
+            self._loaded = True
+
+    def _load(self) -> None:
+        """Rebuild the key directory from every pack, in pack and record order."""
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.endswith(".tmp"):
+                self._unlink_quietly(os.path.join(self._dir, name))
+        ids = list(fmt.iter_pack_ids(names))
+        have = set(ids)
+        for name in names:
+            if name.endswith(fmt.INDEX_SUFFIX) and len(name) == 16 + len(fmt.INDEX_SUFFIX):
+                with contextlib.suppress(ValueError):
+                    if int(name[:16], 16) not in have:  # its pack was removed by a compaction
+                        self._unlink_quietly(os.path.join(self._dir, name))
+        if ids:
+            self._next_id = ids[-1] + 1
+        seq = 0
+        for pack_id in ids:
+            loaded = _load_pack(self._dir, pack_id, repair=True)
+            if loaded is None:
+                continue
+            size, records = loaded
+            pack = _Pack(pack_id, os.path.join(self._dir, fmt.pack_name(pack_id)), size, _SEALED)
+            self._packs[pack_id] = pack
+            with self._lock:
+                for rec in records:
+                    self._publish(seq, pack, rec, None)
+                    seq += 1
+        self._next_seq = self._synced_upto = seq
+
+    # --- internals: misc -------------------------------------------------------------------------
+
+    @staticmethod
+    def _fsync_dir(path: str) -> None:
+        fd = os.open(path, _DIR_FLAGS)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _unlink_quietly(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def _error(self, exc: OSError, op: str, key: str) -> DwhError:
+        code = exc.errno
+        name = errno.errorcode.get(code, str(code)) if code is not None else "E?"
+        where = f"{key!r} on {self._label}"
+        if code in _DISK_FULL_ERRNOS:
+            return StorageError(f"{op} {where}: disk full ({name})")
+        if not os.path.isdir(self.root):
+            return StorageError(f"{op} {where}: store root is missing (disk not mounted?)")
+        return StorageError(f"{op} {where}: {name} ({exc.strerror})")
+
+
+def _pwrite_all(fd: int, head: bytes, payload: bytes | memoryview, offset: int) -> None:
+    """Write ``head`` then ``payload`` at ``offset`` with one ``pwritev`` (looping only on a
+    short write), without joining them into a copy."""
+    total = len(head) + len(payload)
+    done = os.pwritev(fd, [head, payload], offset) if len(payload) else os.pwrite(fd, head, offset)
+    while done < total:
+        if done < len(head):
+            done += os.pwritev(fd, [memoryview(head)[done:], payload], offset + done)
+        else:
+            done += os.pwrite(fd, memoryview(payload)[done - len(head) :], offset + done)
+
+
+def _write_file_durably(path: str, data: bytes) -> None:
+    """Temp file, write, fsync, rename over ``path`` (the caller fsyncs the directory)."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+    try:
+        _pwrite_all(fd, data, b"", 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, builtins.list[fmt.Record]] | None:
+    """``(size, records)`` of one pack, from its index or by scanning it. With ``repair``, a pack
+    without an index (the active pack of a crashed process) is truncated at its first bad record
+    and sealed; a pack with a damaged index is only scanned (it was sealed: a bad record there is
+    damage, not a torn write, and what follows it is left for an operator). ``None`` for a file
+    that is not a pack of this format."""
+    path = os.path.join(pack_dir, fmt.pack_name(pack_id))
+    idx_path = os.path.join(pack_dir, fmt.index_name(pack_id))
+    try:
+        fd = os.open(path, _RW_FLAGS if repair else _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            with open(idx_path, "rb") as f:
+                idx_data: bytes | None = f.read()
+        except FileNotFoundError:
+            idx_data = None
+        if fmt.read_file_header(os.pread(fd, fmt.FILE_HEADER, 0)) != pack_id:
+            if repair and size < fmt.FILE_HEADER and idx_data is None:
+                os.unlink(path)  # crashed while being created: holds nothing
+            else:
+                log.warning("%s: not a version 2 pack file, ignored", path)
+            return None
+        if idx_data is not None:
+            decoded = fmt.decode_index(idx_data, pack_id)
+            if decoded is not None:
+                _covered, records = decoded
+                return size, [r for r in records if r.offset + r.length <= size]
+            log.warning("%s: index is damaged, scanning the pack", idx_path)
+        records, good_end = fmt.scan_records(fd, size)
+        if repair and idx_data is None:
+            if good_end < size:
+                log.warning("%s: dropping %d bytes of unacknowledged tail", path, size - good_end)
+                os.ftruncate(fd, good_end)
+                os.fsync(fd)
+                size = good_end
+            _write_file_durably(idx_path, fmt.encode_index(pack_id, size, records))
+            PackStore._fsync_dir(pack_dir)
+        return size, records
+    finally:
+        os.close(fd)
+
+
+def scan_locations(root: str | os.PathLike[str]) -> dict[str, PackedLocation]:
+    """Read-only: every live packed key of a disk directory -> its location (from pack indexes,
+    scanning packs that have none). Never modifies, truncates or creates anything; safe while a
+    PackStore has the directory open."""
+    pack_dir = os.path.join(os.path.realpath(os.fspath(root)), PACK_DIR)
+    try:
+        names = os.listdir(pack_dir)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StorageError(f"scan {pack_dir}: {exc.strerror}") from exc
+    live: dict[str, PackedLocation] = {}
+    for pack_id in fmt.iter_pack_ids(names):
+        try:
+            loaded = _load_pack(pack_dir, pack_id, repair=False)
+        except OSError as exc:
+            raise StorageError(f"scan {pack_dir}: {exc.strerror}") from exc
+        if loaded is None:
+            continue
+        path = Path(pack_dir, fmt.pack_name(pack_id))
+        for rec in loaded[1]:
+            if rec.kind == fmt.KIND_PUT:
+                live[rec.key] = PackedLocation(path, rec.offset, rec.length)
+            else:
+                live.pop(rec.key, None)
+    return live
+
+
+if TYPE_CHECKING:
+    _store_check: BlobStore = PackStore(".")

@@ -1,0 +1,595 @@
+"""PackStore specifics: recovery after crashes and damage, tombstones, compaction, v1 files, the
+byte format (golden vector), concurrency, and a stateful model test including reopen."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from datawarehouse.errors import BlobNotFound, InvalidInput, StorageError
+from datawarehouse.storage import packformat as fmt
+from datawarehouse.storage.localdisk import LocalDiskStore
+from datawarehouse.storage.packstore import PACK_DIR, PackedLocation, PackStore, scan_locations
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vectors"))
+import make_pack_vectors
+
+VECTOR_DIR = Path(__file__).resolve().parents[2] / "vectors" / "pack_v2"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "disk"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def opened(root: Path) -> Iterator[list[PackStore]]:
+    """Stores a test opens, closed at teardown whatever happened."""
+    stores: list[PackStore] = []
+    yield stores
+    for s in stores:
+        s.close()
+
+
+def _open(root: Path, opened: list[PackStore], **kw: object) -> PackStore:
+    store = PackStore(root, **kw)  # type: ignore[arg-type]
+    opened.append(store)
+    return store
+
+
+def _packs(root: Path) -> list[Path]:
+    return sorted((root / PACK_DIR).glob("*.pack"))
+
+
+def _crash_copy(root: Path, dest: Path) -> Path:
+    """What a crash leaves: the files as they are now (the active pack without an index)."""
+    shutil.copytree(root, dest)
+    return dest
+
+
+def _blob(i: int, n: int = 300) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest() * (n // 32) + bytes([i % 256]) * (n % 32)
+
+
+# --- reopen and crashes ----------------------------------------------------------------------------
+
+
+def test_reopen_keeps_everything_flushed(root: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened, pack_limit=2000)
+    for i in range(20):
+        s.stage(f"shards/k{i}", _blob(i))
+    s.flush()
+    s.put("shards/direct", b"d")
+    s.close()
+    assert len(_packs(root)) > 2  # small limit: several sealed packs
+    assert all(p.with_suffix(".idx").exists() for p in _packs(root))
+    s2 = _open(root, opened)
+    for i in range(20):
+        assert s2.get(f"shards/k{i}") == _blob(i)
+    assert s2.get("shards/direct") == b"d"
+    assert sorted(s2.list("shards/")) == sorted([f"shards/k{i}" for i in range(20)] + ["shards/direct"])
+
+
+def test_staged_but_unflushed_blob_is_invisible(root: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened)
+    s.stage("shards/a", b"x")
+    with pytest.raises(BlobNotFound):
+        s.get("shards/a")
+    assert list(s.list()) == []
+    s.flush()
+    assert s.get("shards/a") == b"x"
+
+
+def test_crash_at_every_byte_of_the_last_record(root: Path, tmp_path: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened)
+    s.put("shards/first", b"one" * 10)
+    s.put("shards/second", b"two" * 10)
+    s.put("shards/last", b"three" * 10)
+    crashed = _crash_copy(root, tmp_path / "crashed")
+    (pack,) = _packs(crashed)
+    assert not pack.with_suffix(".idx").exists()
+    full = pack.read_bytes()
+    last = s.locate("shards/last")
+    start = last.offset - fmt.RECORD_HEADER - len("shards/last")
+    for cut in range(start, len(full)):
+        trial = tmp_path / f"trial{cut}"
+        shutil.copytree(crashed, trial)
+        (trial / PACK_DIR / pack.name).write_bytes(full[:cut])
+        t = PackStore(trial)
+        try:
+            assert t.get("shards/first") == b"one" * 10
+            assert t.get("shards/second") == b"two" * 10
+            with pytest.raises(BlobNotFound):
+                t.get("shards/last")
+            assert (trial / PACK_DIR / pack.name).stat().st_size == start  # torn record cut off
+            t.put("shards/after", b"new")  # writes go to a new pack, never behind the tear
+            assert t.get("shards/after") == b"new"
+        finally:
+            t.close()
+        shutil.rmtree(trial)
+
+
+def test_garbage_tail_is_dropped(root: Path, tmp_path: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened)
+    s.put("shards/a", b"aaa")
+    crashed = _crash_copy(root, tmp_path / "crashed")
+    (pack,) = _packs(crashed)
+    with pack.open("ab") as f:
+        f.write(b"DWPR" + os.urandom(200))
+    t = _open(crashed, opened)
+    assert t.get("shards/a") == b"aaa"
+    assert sorted(t.list()) == ["shards/a"]
+    assert pack.with_suffix(".idx").exists()  # the scanned pack is sealed
+
+
+def test_flipped_payload_byte_in_unsealed_pack_drops_that_record_and_later(
+    root: Path, tmp_path: Path, opened: list[PackStore]
+) -> None:
+    s = _open(root, opened)
+    s.put("shards/a", b"aaa")
+    s.put("shards/b", b"bbb")
+    loc = s.locate("shards/b")
+    crashed = _crash_copy(root, tmp_path / "crashed")
+    data = bytearray(loc.path.read_bytes())
+    data[loc.offset] ^= 0xFF
+    (crashed / PACK_DIR / loc.path.name).write_bytes(bytes(data))
+    t = _open(crashed, opened)
+    assert t.get("shards/a") == b"aaa"
+    with pytest.raises(BlobNotFound):
+        t.get("shards/b")
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
+def test_bad_index_falls_back_to_scanning(root: Path, opened: list[PackStore], damage: str) -> None:
+    s = PackStore(root)
+    for i in range(5):
+        s.put(f"shards/k{i}", _blob(i))
+    s.delete("shards/k3")
+    s.close()
+    (pack,) = _packs(root)
+    idx = pack.with_suffix(".idx")
+    if damage == "missing":
+        idx.unlink()
+    elif damage == "corrupt":
+        data = bytearray(idx.read_bytes())
+        data[40] ^= 1
+        idx.write_bytes(bytes(data))
+    else:
+        idx.write_bytes(idx.read_bytes()[:30])
+    t = _open(root, opened)
+    assert sorted(t.list()) == [f"shards/k{i}" for i in (0, 1, 2, 4)]
+    assert t.get("shards/k4") == _blob(4)
+    assert scan_locations(root) == {k: t.locate(k) for k in t.list()}
+
+
+def test_index_entries_past_end_of_pack_are_dropped(root: Path, opened: list[PackStore]) -> None:
+    s = PackStore(root)
+    s.put("shards/a", b"a" * 100)
+    s.put("shards/b", b"b" * 100)
+    s.close()
+    (pack,) = _packs(root)
+    with pack.open("r+b") as f:
+        f.truncate(pack.stat().st_size - 10)
+    t = _open(root, opened)
+    assert t.get("shards/a") == b"a" * 100
+    with pytest.raises(BlobNotFound):
+        t.get("shards/b")
+
+
+def test_foreign_file_in_pack_dir_is_ignored(root: Path, opened: list[PackStore]) -> None:
+    s = PackStore(root)
+    s.put("shards/a", b"a")
+    s.close()
+    (root / PACK_DIR / "00000000000000ff.pack").write_bytes(b"not a pack at all, just text here")
+    t = _open(root, opened)
+    assert t.get("shards/a") == b"a"
+    t.put("shards/b", b"b")  # new pack ids stay above every file present
+    assert t.locate("shards/b").path.name > "00000000000000ff.pack"
+
+
+# --- tombstones and compaction ---------------------------------------------------------------------
+
+
+def test_tombstone_survives_reopen(root: Path, opened: list[PackStore]) -> None:
+    s = PackStore(root)
+    s.put("shards/a", b"a")
+    assert s.delete("shards/a") is True
+    s.flush()
+    s.close()
+    t = _open(root, opened)
+    with pytest.raises(BlobNotFound):
+        t.get("shards/a")
+    assert t.delete("shards/a") is False
+
+
+def test_unflushed_delete_may_be_lost_but_flushed_one_is_not(
+    root: Path, tmp_path: Path, opened: list[PackStore]
+) -> None:
+    s = _open(root, opened)
+    s.put("shards/a", b"a")
+    s.delete("shards/a")
+    s.flush()
+    crashed = _crash_copy(root, tmp_path / "c")
+    t = _open(crashed, opened)
+    with pytest.raises(BlobNotFound):
+        t.get("shards/a")
+
+
+def test_compacting_tombstone_pack_before_put_pack_does_not_resurrect(root: Path, opened: list[PackStore]) -> None:
+    s = PackStore(root)
+    s.put("shards/victim", b"old")
+    s.put("shards/keep", b"k" * 5000)  # keeps the put's pack mostly live
+    s.close()
+    s = PackStore(root)
+    s.delete("shards/victim")
+    s.put("shards/junk", b"j" * 5000)
+    s.delete("shards/junk")
+    s.close()  # pack 2: the victim's tombstone (still needed) and a lot of dead bytes
+    s = PackStore(root)
+    report = s.compact(min_dead_fraction=0.9)
+    assert report.packs_compacted == 1  # pack 2 only: pack 1 is mostly live
+    s.close()
+    s = PackStore(root)
+    with pytest.raises(BlobNotFound):
+        s.get("shards/victim")
+    s.compact(min_dead_fraction=0.0)  # now pack 1 too
+    s.close()
+    t = _open(root, opened)
+    with pytest.raises(BlobNotFound):
+        t.get("shards/victim")
+    assert t.get("shards/keep") == b"k" * 5000
+
+
+def test_tombstone_covers_every_older_put_of_its_key(root: Path, opened: list[PackStore]) -> None:
+    """put in pack 1, overwrite in pack 2, delete in pack 3: compacting 3 then 2 then the rest
+    must never bring back pack 1's version."""
+    for step in ("put-1", "put-2", "delete"):
+        s = PackStore(root)
+        s.put("shards/k", step.encode()) if step != "delete" else s.delete("shards/k")
+        s.put(f"shards/filler-{step}", b"f" * 4000)
+        s.close()
+    for threshold in (0.5, 0.0, 0.0):
+        s = PackStore(root)
+        s.compact(min_dead_fraction=threshold)
+        s.close()
+        t = PackStore(root)
+        with pytest.raises(BlobNotFound):
+            t.get("shards/k")
+        t.close()
+
+
+def test_compaction_reclaims_space_and_keeps_data(root: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened, pack_limit=20_000)
+    for i in range(40):
+        s.put(f"shards/k{i}", _blob(i, 1000))
+    for i in range(40):
+        if i % 4:
+            s.delete(f"shards/k{i}")
+    s.flush()
+    before = sum(p.stat().st_size for p in _packs(root))
+    report = s.compact()
+    after = sum(p.stat().st_size for p in _packs(root))
+    assert report.packs_compacted >= 1 and report.bytes_reclaimed > 0
+    assert after < before / 2
+    for i in range(0, 40, 4):
+        assert s.get(f"shards/k{i}") == _blob(i, 1000)
+    assert scan_locations(root) == {k: s.locate(k) for k in s.list()}
+    s.close()
+    t = _open(root, opened)
+    assert sorted(t.list()) == sorted(f"shards/k{i}" for i in range(0, 40, 4))
+
+
+def test_crash_between_compaction_copy_and_removal(root: Path, tmp_path: Path, opened: list[PackStore]) -> None:
+    s = PackStore(root)
+    s.put("shards/live", b"v1")
+    s.put("shards/dead", b"x" * 1000)
+    s.delete("shards/dead")
+    s.close()
+    saved = tmp_path / "saved"
+    shutil.copytree(root / PACK_DIR, saved)
+    s = PackStore(root)
+    assert s.compact().packs_compacted == 1
+    s.put("shards/live", b"v2")  # newer than the copy
+    s.close()
+    for f in saved.iterdir():  # the old pack "was never removed"
+        shutil.copy(f, root / PACK_DIR / f.name)
+    t = _open(root, opened)
+    assert t.get("shards/live") == b"v2"
+    with pytest.raises(BlobNotFound):
+        t.get("shards/dead")
+
+
+def test_compaction_threshold_validated(root: Path, opened: list[PackStore]) -> None:
+    with pytest.raises(InvalidInput):
+        _open(root, opened).compact(min_dead_fraction=1.5)
+
+
+# --- legacy v1 files, locate, stat -----------------------------------------------------------------
+
+
+def test_v1_shard_files_readable_listable_deletable(root: Path, opened: list[PackStore]) -> None:
+    v1 = LocalDiskStore(root)
+    v1.put("shards/1/ab/cd/old.0000000000000001.0", b"v1 shard")
+    v1.put("journal/seg-1", b"journal")
+    s = _open(root, opened)
+    assert s.get("shards/1/ab/cd/old.0000000000000001.0") == b"v1 shard"
+    assert s.get_range("shards/1/ab/cd/old.0000000000000001.0", 3, 3) == b"sha"
+    s.put("shards/1/ab/cd/new.0000000000000001.0", b"v2 shard")
+    assert sorted(s.list("shards/")) == [
+        "shards/1/ab/cd/new.0000000000000001.0",
+        "shards/1/ab/cd/old.0000000000000001.0",
+    ]
+    loc = s.locate("shards/1/ab/cd/old.0000000000000001.0")
+    assert loc == PackedLocation(root.resolve() / "shards/1/ab/cd/old.0000000000000001.0", 0, 8)
+    assert s.delete("shards/1/ab/cd/old.0000000000000001.0") is True
+    assert not (root / "shards/1/ab/cd/old.0000000000000001.0").exists()
+    assert s.get("journal/seg-1") == b"journal"
+    assert not (root / "shards/1/ab/cd/new.0000000000000001.0").exists()  # new shards are packed
+
+
+def test_scan_locations_agrees_with_locate(root: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened, pack_limit=3000)
+    for i in range(30):
+        s.stage(f"shards/k{i % 12}", _blob(i))
+    s.flush()
+    s.delete("shards/k5")
+    s.flush()
+    locs = scan_locations(root)
+    assert locs == {k: s.locate(k) for k in s.list()}
+    for key, loc in locs.items():
+        with loc.path.open("rb") as f:
+            f.seek(loc.offset)
+            assert f.read(loc.length) == s.get(key)
+    names = sorted(p.name for p in (root / PACK_DIR).iterdir())
+    scan_locations(root)
+    assert sorted(p.name for p in (root / PACK_DIR).iterdir()) == names  # read-only
+
+
+def test_scan_locations_of_empty_or_missing_dir(tmp_path: Path) -> None:
+    assert scan_locations(tmp_path) == {}
+    assert scan_locations(tmp_path / "nope") == {}
+
+
+def test_locate_missing(root: Path, opened: list[PackStore]) -> None:
+    with pytest.raises(BlobNotFound):
+        _open(root, opened).locate("shards/none")
+
+
+def test_stat_modified_at_is_write_time(root: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened)
+    before = datetime.now(UTC)
+    s.put("shards/a", b"abc")
+    after = datetime.now(UTC)
+    st = s.stat("shards/a")
+    assert st.size == 3
+    assert before - timedelta(seconds=1) <= st.modified_at <= after + timedelta(seconds=1)
+    s.close()
+    assert _open(root, opened).stat("shards/a") == st  # survives reopen (and compaction copies)
+
+
+def test_missing_root_degrades_then_recovers(tmp_path: Path, opened: list[PackStore]) -> None:
+    root = tmp_path / "unmounted"
+    s = _open(root, opened)
+    with pytest.raises(StorageError, match="missing"):
+        s.get("shards/a")
+    root.mkdir()
+    s.put("shards/a", b"a")
+    assert s.get("shards/a") == b"a"
+
+
+def test_closed_store_refuses_writes(root: Path) -> None:
+    s = PackStore(root)
+    s.close()
+    with pytest.raises(StorageError, match="closed"):
+        s.put("shards/a", b"a")
+
+
+# --- golden vector ---------------------------------------------------------------------------------
+
+
+def test_golden_vector_parses_and_rebuilds() -> None:
+    pack = (VECTOR_DIR / fmt.pack_name(1)).read_bytes()
+    index = (VECTOR_DIR / fmt.index_name(1)).read_bytes()
+    assert make_pack_vectors.build() == (pack, index)
+    decoded = fmt.decode_index(index, 1)
+    assert decoded is not None
+    size, records = decoded
+    assert size == len(pack)
+    fd = os.open(VECTOR_DIR / fmt.pack_name(1), os.O_RDONLY)
+    try:
+        scanned, end = fmt.scan_records(fd, len(pack))
+    finally:
+        os.close(fd)
+    assert scanned == records and end == len(pack)
+    assert [(r.kind, r.key, r.length, r.target) for r in records] == [
+        (fmt.KIND_PUT, "shards/1/ab/cd/abcd01.0000000000000001.0", 10, 0),
+        (fmt.KIND_PUT, "shards/x", 16, 0),
+        (fmt.KIND_TOMBSTONE, "shards/x", 0, 1),
+    ]
+    assert pack[records[0].offset : records[0].offset + 10] == b"hello pack"
+    # Field positions, spelled out: file header, then the first record header.
+    assert pack[:4] == b"DWPK" and pack[4:6] == (2).to_bytes(2, "little")
+    assert pack[16:20] == b"DWPR" and pack[20] == fmt.KIND_PUT
+    assert int.from_bytes(pack[22:24], "little") == len("shards/1/ab/cd/abcd01.0000000000000001.0")
+    assert int.from_bytes(pack[24:32], "little") == 10
+    assert int.from_bytes(pack[32:40], "little") == make_pack_vectors.TIMESTAMP_NS
+
+
+def test_golden_vector_opens_as_a_store(tmp_path: Path, opened: list[PackStore]) -> None:
+    root = tmp_path / "disk"
+    shutil.copytree(VECTOR_DIR, root / PACK_DIR)
+    s = _open(root, opened)
+    assert s.get("shards/1/ab/cd/abcd01.0000000000000001.0") == b"hello pack"
+    with pytest.raises(BlobNotFound):
+        s.get("shards/x")
+    assert s.stat("shards/1/ab/cd/abcd01.0000000000000001.0").modified_at == datetime.fromtimestamp(
+        make_pack_vectors.TIMESTAMP_NS / 1e9, UTC
+    )
+
+
+# --- concurrency -----------------------------------------------------------------------------------
+
+
+def test_concurrent_stage_get_delete_compact(root: Path, opened: list[PackStore]) -> None:
+    s = _open(root, opened, pack_limit=64 * 1024)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    final: dict[str, bytes | None] = {}
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(150):
+                key = f"shards/w{w}/k{i % 20}"
+                data = _blob(w * 1000 + i, 700)
+                s.stage(key, data)
+                if i % 5 == 4:
+                    s.flush()
+                if i % 7 == 0:
+                    s.flush()
+                    s.delete(key)
+                    with lock:
+                        final[key] = None
+                else:
+                    with lock:
+                        final[key] = data
+            s.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for key in list(s.list("shards/")):
+                    try:
+                        data = s.get(key)
+                    except BlobNotFound:
+                        continue
+                    assert len(data) == 700
+        except BaseException as exc:
+            errors.append(exc)
+
+    def compactor() -> None:
+        try:
+            while not stop.is_set():
+                s.compact(min_dead_fraction=0.3)
+                time.sleep(0.005)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    others = [threading.Thread(target=reader), threading.Thread(target=compactor)]
+    for t in writers + others:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in others:
+        t.join()
+    assert not errors, errors
+    s.compact(min_dead_fraction=0.0)
+
+    def check(store: PackStore) -> None:
+        for key, data in final.items():
+            if data is None:
+                with pytest.raises(BlobNotFound):
+                    store.get(key)
+            else:
+                assert store.get(key) == data
+
+    check(s)
+    s.close()
+    check(_open(root, opened))
+
+
+# --- stateful model --------------------------------------------------------------------------------
+
+PACKED_ST = st.sampled_from([f"shards/{c}" for c in "abcde"])
+KEYS_ST = st.one_of(PACKED_ST, st.just("journal/j"))
+
+
+class PackStoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"pk-model-{os.getpid()}-{id(self)}"
+        self.dir.mkdir(parents=True)
+        self.store = PackStore(self.dir, packed_prefix="shards/", pack_limit=400)
+        self.model: dict[str, bytes] = {}
+        self.staged: dict[str, bytes] = {}
+
+    @rule(key=KEYS_ST, data=st.binary(max_size=120))
+    def put(self, key: str, data: bytes) -> None:
+        self.store.put(key, data)
+        if key.startswith("shards/"):
+            # A packed put flushes its packs, which publishes whatever was staged before it.
+            self.model.update(self.staged)
+            self.staged.clear()
+        self.model[key] = data
+
+    @rule(key=PACKED_ST, data=st.binary(max_size=120))
+    def stage(self, key: str, data: bytes) -> None:
+        self.store.stage(key, data)
+        self.staged[key] = data
+
+    @rule()
+    def flush(self) -> None:
+        self.store.flush()
+        self.model.update(self.staged)
+        self.staged.clear()
+
+    @rule(key=KEYS_ST)
+    def delete(self, key: str) -> None:
+        self.store.flush()  # keep the model simple: deletes see every staged blob
+        self.model.update(self.staged)
+        self.staged.clear()
+        assert self.store.delete(key) == (key in self.model)
+        self.model.pop(key, None)
+
+    @rule(threshold=st.sampled_from([0.0, 0.3, 0.9]))
+    def compact(self, threshold: float) -> None:
+        self.store.compact(min_dead_fraction=threshold)
+        self.flush()  # compaction flushes (publishing staged blobs) whenever it removes a pack
+
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()  # close flushes the staged blobs
+        self.model.update(self.staged)
+        self.staged.clear()
+        self.store = PackStore(self.dir, packed_prefix="shards/", pack_limit=400)
+
+    @invariant()
+    def matches_model(self) -> None:
+        assert sorted(self.store.list()) == sorted(self.model)
+        for key, data in self.model.items():
+            assert self.store.get(key) == data
+            assert self.store.stat(key).size == len(data)
+        if self.staged:
+            return  # staged records are already in the pack file, so a scan shows them
+        packed = {k: v for k, v in self.model.items() if k.startswith("shards/")}
+        assert {k: loc.length for k, loc in scan_locations(self.dir).items()} == {
+            k: len(v) for k, v in packed.items()
+        }
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PackStoreMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_pack_store_model = PackStoreMachine.TestCase
