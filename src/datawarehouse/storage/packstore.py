@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from datawarehouse.errors import DwhError, InvalidInput, StorageError
 from datawarehouse.storage import packformat as fmt
+from datawarehouse.storage import prealloc
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
 from datawarehouse.storage.localdisk import LocalDiskStore
 
@@ -49,6 +50,9 @@ __all__ = ["PACK_DIR", "CompactionReport", "PackStore", "PackedLocation", "scan_
 log = logging.getLogger(__name__)
 
 PACK_DIR = ".packs"
+
+PREALLOC_STEP = 32 * 1024 * 1024
+"""Bytes reserved ahead of the active pack's end at a time (``storage/prealloc.py``)."""
 """Directory (relative to the root) of pack files and indexes; a dot segment is never a key."""
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -100,7 +104,19 @@ class _Tomb(NamedTuple):
 
 
 class _Pack:
-    __slots__ = ("fd", "id", "last_seq", "live", "path", "readers", "records", "removed", "size", "state")
+    __slots__ = (
+        "fd",
+        "id",
+        "last_seq",
+        "live",
+        "path",
+        "readers",
+        "records",
+        "removed",
+        "reserved",
+        "size",
+        "state",
+    )
 
     def __init__(self, pack_id: int, path: str, size: int, state: str, fd: int | None = None) -> None:
         self.id = pack_id
@@ -113,6 +129,7 @@ class _Pack:
         self.removed = False
         self.last_seq = -1
         self.records: list[fmt.Record] = []  # records written, kept until the index is written
+        self.reserved = 0  # blocks reserved up to this offset (``prealloc``), past ``size``
 
 
 class PackStore:
@@ -157,6 +174,7 @@ class PackStore:
         self._synced_upto = 0  # every record with a smaller sequence number is durable
         self._loaded = False
         self._closed = False
+        self._prealloc = True  # until the filesystem refuses a reservation
         with contextlib.suppress(StorageError):
             self._ensure_loaded()
 
@@ -480,6 +498,8 @@ class PackStore:
             seq = self._next_seq
             self._next_seq += 1
             pack.last_seq = seq
+            if self._prealloc and pack.size > pack.reserved:
+                self._reserve(pack)
             self._inflight.add(seq)
             self._unpublished[key] = self._unpublished.get(key, 0) + 1
             if pack.size >= self._pack_limit:
@@ -538,6 +558,23 @@ class PackStore:
         self._dir_dirty = True
         return pack
 
+    def _reserve(self, pack: _Pack) -> None:
+        """Reserve the next ``PREALLOC_STEP`` bytes of the active pack (lock held; once per step)."""
+        assert pack.fd is not None
+        start = pack.reserved
+        end = max(min(pack.size + PREALLOC_STEP, self._pack_limit), pack.size)
+        if prealloc.reserve(pack.fd, start, end - start):
+            pack.reserved = end
+        else:
+            self._prealloc = False
+
+    @staticmethod
+    def _release_reserved(pack: _Pack) -> None:
+        """Hand back blocks reserved past a sealed pack's end."""
+        if pack.reserved > pack.size and pack.fd is not None:
+            prealloc.release(pack.fd, pack.size)
+        pack.reserved = 0
+
     def _rotate(self, pack: _Pack) -> None:
         pack.state = _ROTATING
         if self._active is pack:
@@ -577,6 +614,7 @@ class PackStore:
                 failed = None
                 for pack in to_seal:
                     self._write_index(pack)
+                    self._release_reserved(pack)
                 if dir_dirty or to_seal:
                     self._fsync_dir(self._dir)
                     if dir_dirty:
@@ -839,6 +877,9 @@ def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, built
                 os.ftruncate(fd, good_end)
                 os.fsync(fd)
                 size = good_end
+            else:
+                # Blocks the crashed process reserved past the end (``prealloc``) are handed back.
+                prealloc.release(fd, size)
             _write_file_durably(idx_path, fmt.encode_index(pack_id, size, records))
             PackStore._fsync_dir(pack_dir)
         return size, records
