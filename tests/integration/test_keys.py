@@ -10,13 +10,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from datawarehouse.storage.packstore import PackedLocation
 from dwh_testkit import read_location, shard_locations
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.engine.rotate import rotate_master_key
 from datawarehouse.errors import KeyError_, WrongKey
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packstore import PackedLocation
 
 KiB = 1024
 SMALL = EngineConfig(

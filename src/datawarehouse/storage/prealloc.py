@@ -44,7 +44,7 @@ def reserve(fd: int, offset: int, length: int) -> bool:
     nothing reserved) where the system cannot."""
     if _FALLOCATE is None or length <= 0:
         return False
-    return _FALLOCATE(fd, FALLOC_FL_KEEP_SIZE, offset, length) == 0
+    return bool(_FALLOCATE(fd, FALLOC_FL_KEEP_SIZE, offset, length) == 0)
 
 
 def release(fd: int, size: int) -> None:

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from datawarehouse.storage.packstore import PackedLocation
 from dwh_testkit import shard_locations
 from s3server import DwhServer
 
 from datawarehouse.service.warehouse import Warehouse
+from datawarehouse.storage.packstore import PackedLocation
 
 
 @pytest.mark.s3op("PutObject", "GetObject", note="boto3's default aws-chunked upload survives a restart")

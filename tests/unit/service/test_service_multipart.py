@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from datawarehouse.storage.packstore import PackedLocation, scan_locations
 
 from datawarehouse.config import EngineConfig
 from datawarehouse.errors import (
@@ -28,6 +27,7 @@ from datawarehouse.records import ChunkerParams, ChunkRef, ObjectVersion, PartRe
 from datawarehouse.service import multipart as mp
 from datawarehouse.service.multipart import CompletedPart, Multipart, whole_chunks
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
+from datawarehouse.storage.packstore import PackedLocation, scan_locations
 
 SMALL = EngineConfig(
     chunk_min_size=16 * 1024, chunk_avg_size=32 * 1024, chunk_max_size=64 * 1024, inline_max_size=4 * 1024
