@@ -35,7 +35,7 @@ from datawarehouse.storage.base import BlobStat, Capacity, validate_key
 if TYPE_CHECKING:
     from datawarehouse.storage.base import AppendFile, BlobStore
 
-__all__ = ["TEMP_DIR", "LocalAppendFile", "LocalDiskStore"]
+__all__ = ["TEMP_DIR", "LocalAppendFile", "LocalDiskStore", "pread_full"]
 
 TEMP_DIR = ".tmp"
 """Directory (relative to the root) holding temp files of in-flight puts; never a valid key."""
@@ -450,20 +450,7 @@ class LocalDiskStore:
             raise StorageError(f"get_range {key!r}: negative offset or length ({offset}, {length})")
         fd = self._open_read(key)
         try:
-            if length == 0:
-                return b""
-            data = os.pread(fd, length, offset)
-            if len(data) == length or not data:
-                return data
-            parts = [data]
-            got = len(data)
-            while got < length:
-                more = os.pread(fd, length - got, offset + got)
-                if not more:
-                    break
-                parts.append(more)
-                got += len(more)
-            return b"".join(parts)
+            return pread_full(fd, length, offset) if length else b""
         except OSError as exc:
             raise self._error(exc, "get_range", key) from exc
         finally:
@@ -690,6 +677,23 @@ class LocalDiskStore:
         if code == errno.ELOOP:
             return UnsafePath(f"blob {where}: is a symlink, refused")
         return StorageError(f"{op} {where}: {name} ({exc.strerror})")
+
+
+def pread_full(fd: int, length: int, offset: int) -> bytes:
+    """Up to ``length`` bytes at ``offset``: ``pread`` again after a short read, stopping (short)
+    only at the end of the file."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 class LocalAppendFile:

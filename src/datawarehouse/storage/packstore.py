@@ -40,7 +40,7 @@ from datawarehouse.errors import DwhError, InvalidInput, StorageError
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage import prealloc
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
-from datawarehouse.storage.localdisk import LocalDiskStore
+from datawarehouse.storage.localdisk import LocalDiskStore, pread_full
 
 if TYPE_CHECKING:
     from datawarehouse.storage.base import BlobStore
@@ -280,32 +280,31 @@ class PackStore:
 
     def get(self, key: str) -> bytes:
         validate_key(key)
-        if self._packed(key):
-            self._ensure_loaded()
-            hit = self._acquire(key)
-            if hit is not None:
-                pack, e = hit
-                try:
-                    return self._pread(pack, e.offset, e.length, key)
-                finally:
-                    self._release(pack)
-        return self._legacy.get(key)
+        data = self._read_packed(key, 0, None)
+        return self._legacy.get(key) if data is None else data
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
             raise StorageError(f"get_range {key!r}: negative offset or length ({offset}, {length})")
         validate_key(key)
-        if self._packed(key):
-            self._ensure_loaded()
-            hit = self._acquire(key)
-            if hit is not None:
-                pack, e = hit
-                try:
-                    n = max(0, min(length, e.length - offset))
-                    return self._pread(pack, e.offset + offset, n, key) if n else b""
-                finally:
-                    self._release(pack)
-        return self._legacy.get_range(key, offset, length)
+        data = self._read_packed(key, offset, length)
+        return self._legacy.get_range(key, offset, length) if data is None else data
+
+    def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
+        """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at its
+        end; ``None`` when the key is not in a pack (the caller falls back to a plain file)."""
+        if not self._packed(key):
+            return None
+        self._ensure_loaded()
+        hit = self._acquire(key)
+        if hit is None:
+            return None
+        pack, e = hit
+        try:
+            n = max(0, e.length - offset if length is None else min(length, e.length - offset))
+            return self._pread(pack, e.offset + offset, n, key) if n else b""
+        finally:
+            self._release(pack)
 
     def stat(self, key: str) -> BlobStat:
         validate_key(key)
@@ -724,22 +723,12 @@ class PackStore:
                     else:
                         os.close(fd)
                         fd = pack.fd
-            data = os.pread(fd, length, offset)
-            if len(data) == length:
-                return data
-            parts = [data]
-            got = len(data)
-            while got < length:
-                more = os.pread(fd, length - got, offset + got)
-                if not more:
-                    break
-                parts.append(more)
-                got += len(more)
+            data = pread_full(fd, length, offset)
         except OSError as exc:
             raise self._error(exc, "get", key) from exc
-        if got < length:
+        if len(data) < length:
             raise StorageError(f"get {key!r} on {self._label}: pack {pack.id:016x} is shorter than its index says")
-        return b"".join(parts)
+        return data
 
     # --- internals: opening ----------------------------------------------------------------------
 
