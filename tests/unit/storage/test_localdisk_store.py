@@ -20,13 +20,6 @@ from datawarehouse.storage.localdisk import TEMP_DIR, LocalDiskStore
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "disk"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
 def store(root: Path) -> LocalDiskStore:
     return LocalDiskStore(root)
 

@@ -30,13 +30,6 @@ VECTOR_DIR = Path(__file__).resolve().parents[2] / "vectors" / "pack_v2"
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "disk"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
 def opened(root: Path) -> Iterator[list[PackStore]]:
     """Stores a test opens, closed at teardown whatever happened."""
     stores: list[PackStore] = []
