@@ -26,6 +26,8 @@ STORE_FACTORIES: dict[str, Callable[[Path], BlobStore]] = {
     "packstore": lambda p: PackStore(p),
     # Every key written with put/stage is packed (open_append blobs stay files).
     "packstore-all-packed": lambda p: PackStore(p, packed_prefix=""),
+    # The same bytes written through the page cache (where O_DIRECT is refused).
+    "packstore-buffered": lambda p: PackStore(p, direct_io=False),
     "counting-packstore-small-packs": lambda p: CountingStore(PackStore(p, packed_prefix="", pack_limit=4096)),
 }
 

@@ -156,3 +156,21 @@ def test_read_object_bucket_ids_are_records(repo: SqlMetaRepo) -> None:
     got = repo.read_object("ids", "k")
     assert got.bucket.bucket_id == BucketId(bid) and got.version.bucket_id == bid
     assert got.bucket.name == "ids" and got.bucket.storage_class is None
+
+
+def test_chunk_refcount_is_the_dedup_probe(repo: SqlMetaRepo) -> None:
+    """``chunk_refcount`` (one raw read on SQLite) agrees with ``get_chunk`` as the count moves,
+    per domain, including 0 (kept for its grace period) and a chunk never stored."""
+    add_domain(repo, 2)
+    put(repo, chunks=(chunk(1, refcount=0), chunk(2, refcount=3), chunk(1, refcount=5, domain=DomainId(2))))
+    assert repo.chunk_refcount(D1, cid(1)) == 0
+    assert repo.chunk_refcount(D1, cid(2)) == 3
+    assert repo.chunk_refcount(DomainId(2), cid(1)) == 5
+    assert repo.chunk_refcount(D1, cid(3)) is None
+    assert repo.chunk_refcount(DomainId(2), cid(2)) is None
+    with repo.transaction() as tx:
+        tx.incref(D1, cid(1), 2)
+    assert repo.chunk_refcount(D1, cid(1)) == 2
+    with repo.read() as tx:
+        got = tx.get_chunk(D1, cid(1))
+    assert got is not None and got.refcount == 2

@@ -5,7 +5,7 @@ version, delete marker and null flag from the journal."""
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,11 +166,14 @@ def test_an_old_version_costs_only_its_changed_chunks(tmp_path: Path) -> None:
     with init_wh(tmp_path / "dwh") as wh:
         wh.create_bucket(B)
         versioning.set_versioning(wh, B, "Enabled")
-        data = bytearray(os.urandom(6 * 1024 * 1024))
+        # Seeded: with random bytes a change can now and then move a cut point far enough to
+        # touch a fourth chunk, which would make this test flaky.
+        rng = random.Random(6)
+        data = bytearray(rng.randbytes(6 * 1024 * 1024))
         v1 = wh.put_object(B, "big", bytes(data))
         chunks_before = len(all_chunks(wh.engine))
         assert len(v1.chunks) >= 20
-        data[3_000_000:3_004_096] = os.urandom(4096)
+        data[3_000_000:3_004_096] = rng.randbytes(4096)
         v2 = wh.put_object(B, "big", bytes(data))
         new_chunks = len(all_chunks(wh.engine)) - chunks_before
         assert 1 <= new_chunks <= 3, new_chunks

@@ -1,8 +1,10 @@
-"""Golden vector for on-disk format version 2 (pack file and pack index, docs/format.md).
+"""Golden vector for on-disk format version 3 (pack file and pack index, docs/format.md).
 
 Built from fixed inputs (keys, payloads, timestamps), so the output is deterministic.
-``pack_v2/0000000000000001.pack`` and ``.idx`` are the frozen result; ``tests/unit/storage/
+``pack_v3/0000000000000001.pack`` and ``.idx`` are the frozen result; ``tests/unit/storage/
 test_packstore.py`` parses them and rebuilds them with the current code, demanding byte equality.
+``pack_v2/`` holds the same records as version 2 wrote them (back to back, no alignment), frozen
+when version 3 replaced it; it is only read, to prove old packs stay readable.
 Regenerate only for a deliberate format change (which bumps the format version):
 ``PYTHONPATH=src python tests/vectors/make_pack_vectors.py``.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from datawarehouse.storage import packformat as fmt
 
-OUT = Path(__file__).with_name("pack_v2")
+OUT = Path(__file__).with_name(f"pack_v{fmt.FORMAT_VERSION}")
 PACK_ID = 1
 TIMESTAMP_NS = 1_700_000_000_123_456_789
 # (kind, key, payload, tombstone target)
@@ -28,13 +30,14 @@ def build() -> tuple[bytes, bytes]:
     """``(pack bytes, index bytes)`` of the vector."""
     parts = [fmt.encode_file_header(PACK_ID)]
     records = []
-    pos = fmt.FILE_HEADER
+    pos = fmt.first_record(fmt.FORMAT_VERSION)
     for i, (kind, key, payload, target) in enumerate(RECORDS):
         ts = TIMESTAMP_NS + i
         head = fmt.encode_record_header(kind, key.encode(), len(payload), ts, fmt.payload_checksum(payload), target)
-        parts += [head, payload]
+        span = fmt.record_span(fmt.FORMAT_VERSION, len(key.encode()), len(payload))
+        parts += [head, payload, bytes(span - len(head) - len(payload))]
         records.append(fmt.Record(kind, key, pos + len(head), len(payload), ts, target))
-        pos += len(head) + len(payload)
+        pos += span
     return b"".join(parts), fmt.encode_index(PACK_ID, pos, records)
 
 

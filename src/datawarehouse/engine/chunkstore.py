@@ -123,7 +123,8 @@ class ChunkStore:
                 payloads[index],
             )
             key = shard_key(domain_id, chunk_id, generation, index)
-            self.disks.store(targets[index]).stage(key, blob)
+            # Reads take the data shards; parity is read only to repair, so it skips the page cache.
+            self.disks.store(targets[index]).stage(key, blob, cache=index < storage_class.k)
 
         # Staged on this (chunk pool) thread: with no fsync per shard, a hand-off of each shard
         # to another pool cost more in thread wake-ups and GIL transfers than it overlapped

@@ -53,7 +53,7 @@ Replay = Callable[[MetaTx, dict[str, Any]], None]
 
 
 def _open_store(rec: DiskRecord) -> BlobStore:
-    """Every disk is a pack store (format version 2): shards go to packs, journal segments and
+    """Every disk is a pack store (format version 3): shards go to packs, journal segments and
     v1 shard files stay plain files it reads through."""
     return PackStore(rec.path)
 
@@ -247,17 +247,20 @@ class Engine:
 
     # --- data path -----------------------------------------------------------------------------
 
-    def lookup_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
-        """The existing chunk (for dedup); an unreferenced one gets its grace period restarted so
-        GC cannot remove it while the write that reuses it is still running."""
-        with self.repo.read() as tx:
-            rec = tx.get_chunk(domain_id, chunk_id)
-        if rec is not None and rec.refcount == 0:
+    def chunk_known(self, domain_id: DomainId, chunk_id: ChunkId) -> bool:
+        """Whether the chunk is stored already (dedup). An unreferenced one gets its grace period
+        restarted so GC cannot remove it while the write that reuses it is still running."""
+        refcount = self.repo.chunk_refcount(domain_id, chunk_id)
+        if refcount is None:
+            return False
+        if refcount == 0:
             with self.repo.transaction() as tx:
                 rec = tx.get_chunk(domain_id, chunk_id)
-                if rec is not None and rec.refcount == 0:
+                if rec is None:
+                    return False  # collected meanwhile: store it again
+                if rec.refcount == 0:
                     tx.touch_unreferenced(domain_id, chunk_id, self.now())
-        return rec
+        return True
 
     def get_chunk(self, domain_id: DomainId, chunk_id: ChunkId) -> ChunkRecord | None:
         with self.repo.read() as tx:
@@ -296,7 +299,7 @@ class Engine:
         return ObjectWriter(
             self.chunks,
             self.pool,
-            self.lookup_chunk,
+            self.chunk_known,
             domain_id,
             storage_class,
             chunker or self.config.chunker,

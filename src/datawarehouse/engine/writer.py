@@ -29,9 +29,9 @@ from datawarehouse.errors import InvalidInput
 from datawarehouse.ids import ChunkId, DiskId, DomainId
 from datawarehouse.records import ChunkerParams, ChunkRecord, ChunkRef, StorageClass
 
-# (domain, chunk id) -> the existing chunk record, or None. Implemented by the caller over meta;
+# (domain, chunk id) -> whether the chunk is stored already. Implemented by the caller over meta;
 # it also restarts the grace period of an unreferenced chunk it is about to reuse.
-ChunkLookup = Callable[[DomainId, ChunkId], ChunkRecord | None]
+ChunkKnown = Callable[[DomainId, ChunkId], bool]
 
 
 @dataclass
@@ -93,7 +93,7 @@ class ObjectWriter:
         self,
         chunks: ChunkStore,
         pool: ThreadPoolExecutor,
-        lookup: ChunkLookup,
+        known: ChunkKnown,
         domain_id: DomainId,
         storage_class: StorageClass,
         chunker: ChunkerParams,
@@ -107,7 +107,7 @@ class ObjectWriter:
         storage_class.check_fits(len(chunks.disks.active()))
         self._chunks = chunks
         self._pool = pool
-        self._lookup = lookup
+        self._known = known
         self._domain = domain_id
         self._class = storage_class
         self._cdc = FastCDC(chunker)
@@ -164,7 +164,7 @@ class ObjectWriter:
             if chunk_id in self._seen:
                 return chunk_id, None, set()
             self._seen.add(chunk_id)
-        if self._lookup(self._domain, chunk_id) is not None:
+        if self._known(self._domain, chunk_id):
             return chunk_id, None, set()
         rec, dirty = self._chunks.write(self._domain, chunk_id, plain, self._class, self._now, self._level)
         return chunk_id, rec, dirty

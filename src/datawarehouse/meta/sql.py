@@ -356,6 +356,7 @@ def _list_objects_stmt(inclusive_lower: bool, has_end: bool) -> sa.Select[Any]:
 
 
 _GET_CHUNK = sa.select(_CH).where(_PK_CHUNK)
+_CHUNK_REFCOUNT = sa.select(_CH.c.refcount).where(_PK_CHUNK)
 _GET_CHUNKS = sa.select(_CH).where(
     _CH.c.domain_id == _P("p_domain"), _CH.c.chunk_id.in_(_P("p_chunks", expanding=True))
 )
@@ -1172,6 +1173,7 @@ class SqlMetaRepo:
             event.listen(self._engine, "begin", _sqlite_on_begin)
             self._raw: RawSqliteReader | None = RawSqliteReader(db, busy_timeout)
             self._raw_read_object = RawStatement(_READ_OBJECT, self._engine.dialect)
+            self._raw_chunk_refcount = RawStatement(_CHUNK_REFCOUNT, self._engine.dialect)
         else:
             self._engine = sa.create_engine(u, pool_size=8, max_overflow=8, pool_pre_ping=True)
             self._raw = None
@@ -1279,6 +1281,18 @@ class SqlMetaRepo:
             with self.read() as tx:
                 rows = [tuple(r) for r in tx._rows(_READ_OBJECT, values)]
         return _object_read(rows, bucket, key)
+
+    def chunk_refcount(self, domain_id: DomainId, chunk_id: ChunkId) -> int | None:
+        """See ``MetaRepo.chunk_refcount``: the dedup probe of every chunk a PUT cuts, so on
+        SQLite it is one raw SELECT (a pooled ``read()`` cost ~0.7 ms per chunk here, ten times
+        the query)."""
+        values = {"p_domain": domain_id, "p_chunk": chunk_id}
+        if self._raw is not None:
+            rows = self._raw.rows(self._raw_chunk_refcount, values)
+        else:
+            with self.read() as tx:
+                rows = [tuple(r) for r in tx._rows(_CHUNK_REFCOUNT, values)]
+        return int(rows[0][0]) if rows else None
 
     def _migrate(self, create: bool) -> None:
         """Upgrade to head inside one write transaction (a concurrent opener waits, then finds

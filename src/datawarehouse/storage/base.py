@@ -11,7 +11,10 @@ from typing import Protocol
 
 from datawarehouse.errors import UnsafePath
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}"
+# One pattern for the whole key (1 to 16 segments): every shard write checks its key, so one
+# regex call instead of a split and a call per segment.
+_KEY = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT}){{0,15}}")
 
 
 def validate_key(key: str) -> str:
@@ -22,8 +25,7 @@ def validate_key(key: str) -> str:
     """
     if not key or len(key) > 1024:
         raise UnsafePath("blob key: must be 1..1024 characters")
-    parts = key.split("/")
-    if len(parts) > 16 or not all(_SEGMENT.fullmatch(p) for p in parts):
+    if _KEY.fullmatch(key) is None:
         raise UnsafePath("blob key: invalid segment (allowed: letters, digits, '.', '_', '-')")
     return key
 
@@ -61,8 +63,11 @@ class BlobStore(Protocol):
         """
         ...
 
-    def stage(self, key: str, data: bytes | memoryview) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
         """Write a blob that becomes visible, atomically and durably, at the next ``flush``.
+
+        ``cache=False`` hints that the blob is unlikely to be read soon (a parity shard is read
+        only to repair): a store may then write it around the page cache. Stores may ignore it.
 
         For the bulk writes of a chunk's shards: the data goes to a temp file now without an
         fsync of its own; ``flush`` then makes every staged file durable together (one

@@ -252,7 +252,7 @@ class LocalDiskStore:
             except OSError as exc:
                 raise self._error(exc, "put (directory sync)", key, not_found=False) from exc
 
-    def stage(self, key: str, data: bytes | memoryview) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
         validate_key(key)
         rel_dir, _ = _split(key)
         self._check_dir(rel_dir, key)

@@ -69,7 +69,7 @@ class MemoryStore:
             self._reserve(len(blob) - old_size, "put", key)
             self._blobs[key] = _Blob(blob, now)
 
-    def stage(self, key: str, data: bytes | memoryview) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
         """Memory has nothing to make durable: visible at once (a stronger promise than staging)."""
         self.put(key, data)
 

@@ -1,4 +1,4 @@
-"""``PackStore``: shards appended to a few pack files per disk (on-disk format version 2).
+"""``PackStore``: shards appended to a few pack files per disk (on-disk format version 3).
 
 Why: one file per shard (v1) made every 1 MiB chunk cost six file creations, six renames and
 the inode work behind them. Here a shard is one record appended to the disk's active pack (one
@@ -6,6 +6,19 @@ the inode work behind them. Here a shard is one record appended to the disk's ac
 with ``pread`` on a cached descriptor. Keys outside ``packed_prefix`` (journal segments, disk
 identity files) and shard files left by format version 1 stay plain files of an inner
 ``LocalDiskStore`` that every operation falls back to.
+
+Blobs staged with ``cache=False`` (parity shards: read only to repair) bypass the page cache
+(``O_DIRECT``) where the filesystem allows it: the record is copied once into a page-aligned
+buffer and sent to the device, instead of into page-cache pages that would hold bytes nobody
+reads while pushing out ones that are read. Measured on this project's VM, buffered appends cost
+0.5-0.9 ms of kernel CPU per MiB when the page cache reused warm pages and up to 5 ms when it
+took fresh ones; direct ones a steady ~0.35 ms. Everything else is written through the page
+cache, so a read soon after a write (most reads of new data) is served from memory: written
+direct, a 1 GiB object read back at half the speed, from the device. Version 3 aligns every
+record to ``ALIGN`` so either kind of write can go anywhere. Reads are buffered, with readahead:
+a page readahead caches from a range still being written is dropped by the kernel when that
+direct write completes, and a record is read only after its flush anyway. Where ``O_DIRECT`` is
+refused (some FUSE and older tmpfs) every record goes through the page cache.
 
 Durability: ``stage`` reserves a byte range of the active pack under the lock and writes it
 outside the lock; ``flush`` waits until every range reserved before it is written, fdatasyncs
@@ -27,6 +40,7 @@ import builtins
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import threading
 import time
@@ -50,16 +64,22 @@ __all__ = ["PACK_DIR", "CompactionReport", "PackStore", "PackedLocation", "scan_
 log = logging.getLogger(__name__)
 
 PACK_DIR = ".packs"
+"""Directory (relative to the root) of pack files and indexes; a dot segment is never a key."""
 
 PREALLOC_STEP = 32 * 1024 * 1024
 """Bytes reserved ahead of the active pack's end at a time (``storage/prealloc.py``)."""
-"""Directory (relative to the root) of pack files and indexes; a dot segment is never a key."""
+
+DIRECT_WINDOW = 4 * 1024 * 1024
+"""Largest single ``O_DIRECT`` write; a longer record is written in windows of this size (the
+page-aligned buffer each writing thread keeps grows to at most this)."""
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NEW_PACK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
 _READ_FLAGS = os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW
 _RW_FLAGS = os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_DIRECT_FLAGS = os.O_WRONLY | _O_DIRECT | _O_CLOEXEC | _O_NOFOLLOW
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
@@ -105,6 +125,7 @@ class _Tomb(NamedTuple):
 
 class _Pack:
     __slots__ = (
+        "dfd",
         "fd",
         "id",
         "last_seq",
@@ -116,14 +137,17 @@ class _Pack:
         "reserved",
         "size",
         "state",
+        "version",
     )
 
-    def __init__(self, pack_id: int, path: str, size: int, state: str, fd: int | None = None) -> None:
+    def __init__(self, pack_id: int, path: str, size: int, state: str, version: int, fd: int | None = None) -> None:
         self.id = pack_id
         self.path = path
         self.size = size
         self.state = state
+        self.version = version
         self.fd = fd
+        self.dfd: int | None = None  # the active pack's O_DIRECT write descriptor, if any
         self.live = 0  # bytes of records the key directory still needs
         self.readers = 0
         self.removed = False
@@ -137,7 +161,8 @@ class PackStore:
 
     Thread-safe. ``root`` must exist unless ``create``; a missing root (unmounted disk) does not
     fail the constructor — every operation then fails with ``StorageError`` until it appears.
-    ``packed_prefix=""`` packs every key written with ``put``/``stage``.
+    ``packed_prefix=""`` packs every key written with ``put``/``stage``. ``direct_io=False``
+    writes ``cache=False`` blobs through the page cache too (the layout is the same).
     """
 
     def __init__(
@@ -147,6 +172,7 @@ class PackStore:
         create: bool = False,
         packed_prefix: str = "shards/",
         pack_limit: int = 256 * 1024 * 1024,
+        direct_io: bool = True,
     ) -> None:
         if pack_limit < fmt.FILE_HEADER + fmt.RECORD_HEADER:
             raise InvalidInput(f"pack_limit {pack_limit}: too small")
@@ -175,6 +201,7 @@ class PackStore:
         self._loaded = False
         self._closed = False
         self._prealloc = True  # until the filesystem refuses a reservation
+        self._direct = direct_io and bool(_O_DIRECT)  # until the filesystem refuses O_DIRECT
         with contextlib.suppress(StorageError):
             self._ensure_loaded()
 
@@ -221,12 +248,12 @@ class PackStore:
         if not defer_dir_sync:
             self._flush_packs()
 
-    def stage(self, key: str, data: bytes | memoryview) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
         validate_key(key)
         if not self._packed(key):
             self._legacy.stage(key, data)
             return
-        self._write(fmt.KIND_PUT, key, data, time.time_ns(), publish_now=False)
+        self._write(fmt.KIND_PUT, key, data, time.time_ns(), publish_now=False, direct=not cache)
 
     def delete(self, key: str) -> bool:
         validate_key(key)
@@ -272,9 +299,15 @@ class PackStore:
         with self._cond:
             self._closed = True
             for pack in self._packs.values():
+                self._close_direct(pack)
                 if pack.fd is not None and pack.readers == 0:
                     os.close(pack.fd)
                     pack.fd = None
+
+    @property
+    def direct_io(self) -> bool:
+        """Whether blobs staged with ``cache=False`` currently bypass the page cache."""
+        return self._direct
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -471,11 +504,13 @@ class PackStore:
         publish_now: bool,
         decide: Callable[[], int | None] | None = None,
         keep: int | None = None,
+        direct: bool = False,
     ) -> bool:
         """Append one record. ``decide`` (run under the lock) returns the tombstone target, or
         ``None`` to write nothing (then ``False`` is returned). ``publish_now`` makes the record
         visible as soon as it is written (deferred puts, deletes, compaction copies) instead of
-        at the next flush. ``keep`` carries a copied put's ``oldest`` over."""
+        at the next flush. ``keep`` carries a copied put's ``oldest`` over. ``direct`` writes the
+        record around the page cache where the filesystem allows."""
         self._ensure_loaded()
         view = payload if isinstance(payload, bytes) else memoryview(payload).cast("B")
         kb = key.encode()
@@ -493,7 +528,8 @@ class PackStore:
             pack = self._active if self._active is not None else self._new_pack(key)
             head = fmt.encode_record_header(kind, kb, n, timestamp_ns, check, target)
             rec_off = pack.size
-            pack.size += len(head) + n
+            span = fmt.record_span(pack.version, len(kb), n)
+            pack.size += span
             seq = self._next_seq
             self._next_seq += 1
             pack.last_seq = seq
@@ -503,11 +539,9 @@ class PackStore:
             self._unpublished[key] = self._unpublished.get(key, 0) + 1
             if pack.size >= self._pack_limit:
                 self._rotate(pack)
-            fd = pack.fd
-        assert fd is not None
         rec = fmt.Record(kind, key, rec_off + len(head), n, timestamp_ns, target)
         try:
-            _pwrite_all(fd, head, view, rec_off)
+            self._write_record(pack, head, view, rec_off, span, direct)
         except OSError as exc:
             with self._cond:
                 self._inflight.discard(seq)
@@ -530,6 +564,46 @@ class PackStore:
             self._cond.notify_all()
         return True
 
+    def _write_record(
+        self, pack: _Pack, head: bytes, payload: bytes | memoryview, offset: int, span: int, direct: bool
+    ) -> None:
+        """Write one reserved record range: header, key, payload and zeros up to ``span``.
+        Descriptors are stable here: the active pack's are closed only once no write of it is in
+        flight (at seal or close)."""
+        gap = span - len(head) - len(payload)
+        dfd = pack.dfd if direct and self._direct else None
+        if dfd is not None:
+            try:
+                _write_direct(dfd, head, payload, offset, span)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # The filesystem took O_DIRECT at open but not these writes (a larger block
+                # size, a FUSE filesystem): write through the page cache from now on.
+                self._direct = False
+                log.warning("%s: direct writes refused (%s); writing through the page cache", self._label, exc)
+        assert pack.fd is not None
+        _pwritev_all(pack.fd, [head, payload, bytes(gap)] if gap else [head, payload], offset)
+
+    def _open_direct(self, pack: _Pack) -> None:
+        """Give the new active pack an ``O_DIRECT`` write descriptor when the filesystem allows."""
+        if not self._direct:
+            return
+        try:
+            pack.dfd = os.open(pack.path, _DIRECT_FLAGS)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False
+            log.info("%s: the filesystem refuses O_DIRECT; writing through the page cache", self._label)
+
+    @staticmethod
+    def _close_direct(pack: _Pack) -> None:
+        if pack.dfd is not None:
+            os.close(pack.dfd)
+            pack.dfd = None
+
     def _new_pack(self, key: str) -> _Pack:
         """Create the next active pack (under the lock; once per ``pack_limit`` bytes)."""
         pack_id = self._next_id
@@ -541,16 +615,18 @@ class PackStore:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(self._dir, 0o700)
                 fd = os.open(path, _NEW_PACK_FLAGS, 0o600)
+            pack = _Pack(pack_id, path, fmt.first_record(fmt.FORMAT_VERSION), _ACTIVE, fmt.FORMAT_VERSION, fd)
             try:
-                _pwrite_all(fd, fmt.encode_file_header(pack_id), b"", 0)
+                _pwritev_all(fd, [fmt.encode_file_header(pack_id)], 0)
+                self._open_direct(pack)
             except OSError:
+                self._close_direct(pack)
                 os.close(fd)
                 self._unlink_quietly(path)
                 raise
         except OSError as exc:
             raise self._error(exc, "put (new pack)", key) from exc
         self._next_id += 1
-        pack = _Pack(pack_id, path, fmt.FILE_HEADER, _ACTIVE, fd)
         self._packs[pack_id] = pack
         self._active = pack
         self._dirty.add(pack)
@@ -614,6 +690,7 @@ class PackStore:
                 for pack in to_seal:
                     self._write_index(pack)
                     self._release_reserved(pack)
+                    self._close_direct(pack)
                 if dir_dirty or to_seal:
                     self._fsync_dir(self._dir)
                     if dir_dirty:
@@ -657,7 +734,8 @@ class PackStore:
     def _write_index(self, pack: _Pack) -> None:
         records = sorted(pack.records, key=lambda r: r.offset)
         _write_file_durably(
-            os.path.join(self._dir, fmt.index_name(pack.id)), fmt.encode_index(pack.id, pack.size, records)
+            os.path.join(self._dir, fmt.index_name(pack.id)),
+            fmt.encode_index(pack.id, pack.size, records, pack.version),
         )
 
     def _publish(self, seq: int, pack: _Pack, rec: fmt.Record, keep: int | None) -> None:
@@ -677,7 +755,7 @@ class PackStore:
                 return
             oldest = min(oldest, cur_tomb.target)
             self._unaccount(cur_tomb.pack, cur_tomb.size)
-        size = rec.record_size
+        size = rec.span(pack.version)
         if rec.kind == fmt.KIND_PUT:
             self._keydir[key] = _Put(pack.id, rec.offset, rec.length, rec.timestamp_ns, seq, oldest, size)
             if cur_tomb is not None:
@@ -769,8 +847,8 @@ class PackStore:
             loaded = _load_pack(self._dir, pack_id, repair=True)
             if loaded is None:
                 continue
-            size, records = loaded
-            pack = _Pack(pack_id, os.path.join(self._dir, fmt.pack_name(pack_id)), size, _SEALED)
+            size, version, records = loaded
+            pack = _Pack(pack_id, os.path.join(self._dir, fmt.pack_name(pack_id)), size, _SEALED, version)
             self._packs[pack_id] = pack
             with self._lock:
                 for rec in records:
@@ -804,16 +882,61 @@ class PackStore:
         return StorageError(f"{op} {where}: {name} ({exc.strerror})")
 
 
-def _pwrite_all(fd: int, head: bytes, payload: bytes | memoryview, offset: int) -> None:
-    """Write ``head`` then ``payload`` at ``offset`` with one ``pwritev`` (looping only on a
-    short write), without joining them into a copy."""
-    total = len(head) + len(payload)
-    done = os.pwritev(fd, [head, payload], offset) if len(payload) else os.pwrite(fd, head, offset)
-    while done < total:
-        if done < len(head):
-            done += os.pwritev(fd, [memoryview(head)[done:], payload], offset + done)
-        else:
-            done += os.pwrite(fd, memoryview(payload)[done - len(head) :], offset + done)
+def _pwritev_all(fd: int, parts: builtins.list[bytes | memoryview], offset: int) -> None:
+    """Write ``parts`` back to back at ``offset`` with ``pwritev`` (looping only on a short
+    write), without joining them into a copy."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    while views:
+        done = os.pwritev(fd, views, offset)
+        offset += done
+        while views and done >= views[0].nbytes:
+            done -= views.pop(0).nbytes
+        if done:
+            views[0] = views[0][done:]
+
+
+_buffers = threading.local()
+
+
+def _aligned_buffer(size: int) -> mmap.mmap:
+    """This thread's page-aligned staging buffer for direct writes, at least ``size`` bytes (it
+    is reused, so its pages stay resident instead of being faulted in per write)."""
+    buf: mmap.mmap | None = getattr(_buffers, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        buf = _buffers.buf = mmap.mmap(-1, max(size, 1 << 20))
+    return buf
+
+
+def _write_direct(dfd: int, head: bytes, payload: bytes | memoryview, offset: int, span: int) -> None:
+    """Write ``head | payload | zeros`` (``span`` bytes, ``offset`` and ``span`` multiples of
+    ``fmt.ALIGN``) through the ``O_DIRECT`` descriptor ``dfd``, copied window by window into this
+    thread's aligned buffer."""
+    hl, n = len(head), len(payload)
+    window = min(span, DIRECT_WINDOW)
+    buf = _aligned_buffer(window)
+    with memoryview(buf) as mv, memoryview(payload) as pv:
+        done = 0
+        while done < span:
+            w = min(span - done, window)
+            fill = 0
+            if done < hl:
+                part = head[done : done + w]
+                mv[: len(part)] = part
+                fill = len(part)
+            start = done + fill - hl
+            take = max(0, min(w - fill, n - start))
+            if take:
+                mv[fill : fill + take] = pv[start : start + take]
+                fill += take
+            if fill < w:
+                mv[fill:w] = bytes(w - fill)
+            with mv[:w] as out:
+                written = 0
+                while written < w:
+                    written += os.pwrite(dfd, out[written:], offset + done + written)
+            done += w
 
 
 def _write_file_durably(path: str, data: bytes) -> None:
@@ -821,19 +944,19 @@ def _write_file_durably(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
     try:
-        _pwrite_all(fd, data, b"", 0)
+        _pwritev_all(fd, [data], 0)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
 
 
-def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, builtins.list[fmt.Record]] | None:
-    """``(size, records)`` of one pack, from its index or by scanning it. With ``repair``, a pack
+def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, int, builtins.list[fmt.Record]] | None:
+    """``(size, format version, records)`` of one pack, from its index or by scanning it. With ``repair``, a pack
     without an index (the active pack of a crashed process) is truncated at its first bad record
     and sealed; a pack with a damaged index is only scanned (it was sealed: a bad record there is
     damage, not a torn write, and what follows it is left for an operator). ``None`` for a file
-    that is not a pack of this format."""
+    that is not a pack of a readable format version."""
     path = os.path.join(pack_dir, fmt.pack_name(pack_id))
     idx_path = os.path.join(pack_dir, fmt.index_name(pack_id))
     try:
@@ -847,19 +970,21 @@ def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, built
                 idx_data: bytes | None = f.read()
         except FileNotFoundError:
             idx_data = None
-        if fmt.read_file_header(os.pread(fd, fmt.FILE_HEADER, 0)) != pack_id:
+        header = fmt.read_file_header(os.pread(fd, fmt.FILE_HEADER, 0))
+        if header is None or header[0] != pack_id:
             if repair and size < fmt.FILE_HEADER and idx_data is None:
                 os.unlink(path)  # crashed while being created: holds nothing
             else:
-                log.warning("%s: not a version 2 pack file, ignored", path)
+                log.warning("%s: not a pack file of a readable format version, ignored", path)
             return None
+        version = header[1]
         if idx_data is not None:
-            decoded = fmt.decode_index(idx_data, pack_id)
+            decoded = fmt.decode_index(idx_data, pack_id, version)
             if decoded is not None:
                 _covered, records = decoded
-                return size, [r for r in records if r.offset + r.length <= size]
+                return size, version, [r for r in records if r.offset + r.length <= size]
             log.warning("%s: index is damaged, scanning the pack", idx_path)
-        records, good_end = fmt.scan_records(fd, size)
+        records, good_end = fmt.scan_records(fd, size, version)
         if repair and idx_data is None:
             if good_end < size:
                 log.warning("%s: dropping %d bytes of unacknowledged tail", path, size - good_end)
@@ -869,9 +994,9 @@ def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, built
             else:
                 # Blocks the crashed process reserved past the end (``prealloc``) are handed back.
                 prealloc.release(fd, size)
-            _write_file_durably(idx_path, fmt.encode_index(pack_id, size, records))
+            _write_file_durably(idx_path, fmt.encode_index(pack_id, size, records, version))
             PackStore._fsync_dir(pack_dir)
-        return size, records
+        return size, version, records
     finally:
         os.close(fd)
 
@@ -896,7 +1021,7 @@ def scan_locations(root: str | os.PathLike[str]) -> dict[str, PackedLocation]:
         if loaded is None:
             continue
         path = Path(pack_dir, fmt.pack_name(pack_id))
-        for rec in loaded[1]:
+        for rec in loaded[2]:
             if rec.kind == fmt.KIND_PUT:
                 live[rec.key] = PackedLocation(path, rec.offset, rec.length)
             else:

@@ -101,7 +101,7 @@ def test_chunks_become_final_once_max_size_plus_batch_is_buffered() -> None:
     assert batched.feed(os.urandom(SMALL.max_size))
 
 
-def test_chunks_are_their_own_bytes_and_input_buffers_may_be_reused() -> None:
+def test_chunks_are_read_only_views_and_input_buffers_may_be_reused() -> None:
     chunker = FastCDC(SMALL, batch=0)
     buf = bytearray(os.urandom(SMALL.max_size * 3))
     original = bytes(buf)
@@ -109,7 +109,7 @@ def test_chunks_are_their_own_bytes_and_input_buffers_may_be_reused() -> None:
     buf[:] = bytes(len(buf))  # the caller reuses its buffer: what was fed must not change
     out += chunker.finish()
     assert b"".join(out) == original
-    assert all(isinstance(c, bytes) for c in out)
+    assert all(isinstance(c, memoryview) and c.readonly for c in out)
 
 
 def test_streaming_buffers_stay_small() -> None:
