@@ -632,6 +632,33 @@ def test_incref_decref_zero_since(repo: SqlMetaRepo) -> None:
         tx.touch_unreferenced(D1, cid(3), t2)  # unknown chunk: nothing happens
 
 
+def test_batched_insert_and_incref_match_the_single_ones(repo: SqlMetaRepo) -> None:
+    """``insert_chunks``/``incref_many`` (one object's commit) behave as the loop of single calls:
+    existing ids and repeats are left alone, placements are written, missing ids are reported and
+    get nothing, a count of 0 only checks existence, and a batch larger than one IN list works."""
+    add_domain(repo, 2)
+    t1 = T0 + timedelta(hours=1)
+    many = [chunk(n, refcount=0) for n in range(10, 10 + 1200)]
+    with repo.transaction() as tx:
+        assert tx.insert_chunk(chunk(1, refcount=4))
+        assert tx.insert_chunks([chunk(1, refcount=9), chunk(2, width=5), chunk(2), chunk(3, domain=DomainId(2))]) == 2
+        assert tx.get_chunk(D1, cid(1)) == chunk(1, refcount=4)  # an existing row is kept as it was
+        assert tx.get_chunk(D1, cid(2)) == chunk(2, width=5)  # the first of two repeats wins
+        assert tx.get_chunk(DomainId(2), cid(3)) == chunk(3, domain=DomainId(2))
+        assert tx.insert_chunks(many) == 1200
+        assert tx.insert_chunks([]) == 0
+        tx.decref(D1, cid(2), 1, t1)
+        missing = tx.incref_many(D1, {cid(1): 2, cid(2): 3, cid(3): 1, cid(5000): 1, cid(10): 0})
+        assert missing == [cid(3), cid(5000)]  # cid(3) lives in domain 2 only
+        got = {n: tx.get_chunk(D1, cid(n)) for n in (1, 2, 10)}
+        assert got[1] is not None and got[1].refcount == 6
+        assert got[2] is not None and got[2].refcount == 3 and got[2].zero_since is None
+        assert got[10] is not None and got[10].refcount == 0  # count 0: untouched
+        assert tx.incref_many(D1, {c.chunk_id: 1 for c in many}) == []
+        assert all(c.refcount == 1 for c in tx.get_chunks(D1, [c.chunk_id for c in many]).values())
+        assert tx.get_chunk(DomainId(2), cid(3)) == chunk(3, domain=DomainId(2))
+
+
 def test_decref_inconsistencies_are_errors(repo: SqlMetaRepo) -> None:
     with repo.transaction() as tx:
         tx.insert_chunk(chunk(1, refcount=1))

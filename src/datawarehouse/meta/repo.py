@@ -247,6 +247,16 @@ class MetaTx(Protocol):
         """Add references (clears ``zero_since``); ``False`` if the chunk row does not exist."""
         ...
 
+    def insert_chunks(self, recs: Sequence[ChunkRecord]) -> int:
+        """``insert_chunk`` for many (a large object's new chunks) in a few statements: rows whose
+        id exists are left as they are. Returns how many were inserted."""
+        ...
+
+    def incref_many(self, domain_id: DomainId, counts: Mapping[ChunkId, int]) -> list[ChunkId]:
+        """``incref`` for many in a few statements. Returns the ids that have no row (nothing is
+        added for them; the others get their references)."""
+        ...
+
     def decref(self, domain_id: DomainId, chunk_id: ChunkId, count: int, at: datetime) -> int:
         """Remove references; sets ``zero_since = at`` when the count reaches 0. Returns the new count."""
         ...

@@ -372,6 +372,10 @@ _INCREF = (
     .values(refcount=_CH.c.refcount + _P("p_count", type_=sa.BigInteger), zero_since=None)
 )
 _CHUNK_EXISTS = sa.select(_CH.c.refcount).where(_PK_CHUNK)
+_EXISTING_CHUNKS = sa.select(_CH.c.chunk_id).where(
+    _CH.c.domain_id == _P("p_domain"), _CH.c.chunk_id.in_(_P("p_chunks", expanding=True))
+)
+_INSERT_CHUNK = sa.insert(_CH)
 _REFCOUNT_FOR_UPDATE = sa.select(_CH.c.refcount).where(_PK_CHUNK).with_for_update()
 _SET_COUNT = sa.update(_CH).where(_PK_CHUNK).values(refcount=_P("p_refcount", type_=sa.BigInteger))
 _SET_COUNT_AND_ZERO = (
@@ -830,6 +834,67 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
         if inserted:
             self._insert_placement(rec)
         return inserted
+
+    def insert_chunks(self, recs: Sequence[ChunkRecord]) -> int:
+        new: dict[tuple[DomainId, ChunkId], ChunkRecord] = {}
+        by_domain: dict[DomainId, list[ChunkRecord]] = {}
+        for rec in recs:
+            by_domain.setdefault(rec.domain_id, []).append(rec)
+        for domain_id, group in by_domain.items():
+            existing = self._existing_chunks(domain_id, [r.chunk_id for r in group])
+            for rec in group:
+                if rec.chunk_id not in existing:
+                    new.setdefault((domain_id, rec.chunk_id), rec)
+        if not new:
+            return 0
+        self._x(
+            _INSERT_CHUNK,
+            [
+                {
+                    "domain_id": r.domain_id,
+                    "chunk_id": r.chunk_id,
+                    "generation": r.generation,
+                    "plain_size": r.plain_size,
+                    "sealed_size": r.sealed_size,
+                    "ec_k": r.k,
+                    "ec_m": r.m,
+                    "refcount": r.refcount,
+                    "created_at": r.created_at,
+                    "zero_since": r.zero_since,
+                }
+                for r in new.values()
+            ],
+        )
+        shards = [
+            {"domain_id": r.domain_id, "chunk_id": r.chunk_id, "shard_index": i, "disk_id": disk}
+            for r in new.values()
+            for i, disk in enumerate(r.placement)
+            if disk
+        ]
+        if shards:
+            self._x(_INSERT_SHARDS, shards)
+        return len(new)
+
+    def incref_many(self, domain_id: DomainId, counts: Mapping[ChunkId, int]) -> list[ChunkId]:
+        for count in counts.values():
+            _check_count(count, "incref")
+        existing = self._existing_chunks(domain_id, list(counts))
+        updates = [
+            {"p_domain": domain_id, "p_chunk": chunk_id, "p_count": count}
+            for chunk_id, count in counts.items()
+            if count and chunk_id in existing
+        ]
+        if updates:
+            self._x(_INCREF, updates)
+        return [chunk_id for chunk_id in counts if chunk_id not in existing]
+
+    def _existing_chunks(self, domain_id: DomainId, chunk_ids: Sequence[ChunkId]) -> set[ChunkId]:
+        unique = list(dict.fromkeys(chunk_ids))
+        found: set[ChunkId] = set()
+        for i in range(0, len(unique), _BATCH):
+            rows = self._rows(_EXISTING_CHUNKS, {"p_domain": domain_id, "p_chunks": unique[i : i + _BATCH]})
+            found.update(ChunkId(bytes(r.chunk_id)) for r in rows)
+        return found
 
     def _insert_placement(self, rec: ChunkRecord) -> None:
         """One row per placed shard; an empty disk id (a shard that is missing) gets no row and

@@ -247,14 +247,11 @@ def apply_object_put(tx: MetaTx, doc: dict[str, Any], replay: bool) -> ObjectVer
             mode, until, hold = objectlock.lock_for_write(tx, v.bucket_id, request, v.created_at)
         v = dataclasses.replace(v, null_version=null, lock_mode=mode, lock_until=until, legal_hold=hold)
         vdoc.update(version_to_doc(v))
-    for cdoc in doc["new_chunks"]:
-        tx.insert_chunk(chunk_from_doc(domain_id, cdoc))
-    for chunk_id, count in refs_of(v).items():
-        if not tx.incref(domain_id, chunk_id, count):
-            if replay:
-                log.warning("journal: object %r references chunk %s missing from the index", v.key, chunk_id.hex()[:16])
-                continue
+    tx.insert_chunks([chunk_from_doc(domain_id, cdoc) for cdoc in doc["new_chunks"]])
+    for chunk_id in tx.incref_many(domain_id, refs_of(v)):
+        if not replay:
             raise ConcurrentModification(f"chunk {chunk_id.hex()[:16]} was collected during the write; retry")
+        log.warning("journal: object %r references chunk %s missing from the index", v.key, chunk_id.hex()[:16])
     if not replay and doc.get("conditions"):
         try:
             current: ObjectVersion | None = tx.get_version(v.bucket_id, v.key)

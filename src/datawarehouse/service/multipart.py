@@ -186,11 +186,10 @@ def apply_part(tx: MetaTx, doc: dict[str, Any], replay: bool) -> None:
         existing = tx.get_part(part.upload_id, part.part_number)
         if existing is not None and existing.etag == part.etag and existing.created_at == part.created_at:
             return
-    for cdoc in doc["new_chunks"]:
-        tx.insert_chunk(catalog.chunk_from_doc(domain_id, cdoc))
-    for chunk_id, count in _refs(part.chunks).items():
-        if not tx.incref(domain_id, chunk_id, count) and not replay:
-            raise ConcurrentModification(f"chunk {chunk_id.hex()[:16]} was collected during the upload; retry")
+    tx.insert_chunks([catalog.chunk_from_doc(domain_id, cdoc) for cdoc in doc["new_chunks"]])
+    missing = tx.incref_many(domain_id, _refs(part.chunks))
+    if missing and not replay:
+        raise ConcurrentModification(f"chunk {missing[0].hex()[:16]} was collected during the upload; retry")
     replaced = tx.put_part(part)
     if replaced is not None:
         _release(tx, domain_id, [replaced], part.created_at, replay)
