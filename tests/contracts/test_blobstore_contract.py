@@ -114,6 +114,24 @@ def test_stage_then_flush(store: BlobStore) -> None:
     assert sorted(store.list("s/")) == sorted(blobs)
 
 
+def test_stage_with_prefix_and_cache_hint(store: BlobStore) -> None:
+    """``prefix`` is stored in front of the data (one blob, as if joined); ``cache=False`` changes
+    nothing a reader can see; views are accepted as data. Under ``shards/`` so pack stores pack
+    them (their direct-write path included)."""
+    payload = bytes(range(256)) * 1000
+    store.stage("shards/p/one", memoryview(payload)[7:], prefix=b"HEADER")
+    store.stage("shards/p/two", payload, cache=False, prefix=b"H" * 96)
+    store.stage("shards/p/three", payload, cache=False)
+    store.stage("shards/p/empty", b"", prefix=b"only a prefix")
+    store.flush()
+    assert store.get("shards/p/one") == b"HEADER" + payload[7:]
+    assert store.get("shards/p/two") == b"H" * 96 + payload
+    assert store.get("shards/p/three") == payload
+    assert store.get("shards/p/empty") == b"only a prefix"
+    assert store.get_range("shards/p/two", 90, 10) == b"H" * 6 + payload[:4]
+    assert store.stat("shards/p/one").size == 6 + len(payload) - 7
+
+
 def test_overwrite_returns_new_content(store: BlobStore) -> None:
     store.put("k", b"old content, longer")
     store.put("k", b"new")

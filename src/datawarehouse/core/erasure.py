@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Final
 
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
+from datawarehouse.core.ecnative import native_encoder
 from datawarehouse.core.frame import SCHEME_ISA_L_RS_VAND as SCHEME_ISA_L_RS_VAND
 from datawarehouse.core.frame import SCHEME_REPLICA as SCHEME_REPLICA
 from datawarehouse.errors import CorruptFrame, DataUnavailable, InvalidInput, InvalidStorageClass
@@ -158,6 +161,22 @@ class ErasureCoder:
         except ECDriverError as exc:
             raise InvalidInput(f"EC({self.k},{self.m}) encode failed: {exc}") from exc
         return list(fragments)
+
+    @contextmanager
+    def encode_views(self, sealed: bytes) -> Iterator[Sequence[bytes | memoryview]]:
+        """Like ``encode``, but the payloads may be views of the EC library's buffers, valid only
+        inside the ``with`` block: no copy of them is made while holding the GIL
+        (``core/ecnative.py``). Falls back to ``encode`` where the native path is unavailable."""
+        native = native_encoder(self.k, self.m, self._entry[0]) if self._entry is not None else None
+        if native is None:
+            yield self.encode(sealed)
+            return
+        try:
+            fragments = native.encode(_as_bytes(sealed))
+        except OSError as exc:
+            raise InvalidInput(f"EC({self.k},{self.m}) encode failed: {exc}") from exc
+        with fragments:
+            yield fragments.views
 
     def _check_indexes(self, indexes: list[int] | dict[int, bytes]) -> None:
         for i in indexes:

@@ -81,9 +81,26 @@ def pack_shard(
     chunk_id: bytes,
     generation: int,
     sealed_size: int,
-    payload: bytes,
+    payload: bytes | memoryview,
 ) -> bytes:
     """The complete bytes of one shard file: the 96-byte header followed by ``payload``."""
+    header = shard_header(scheme, k, m, index, domain_id, chunk_id, generation, sealed_size, payload)
+    return b"".join((header, payload))
+
+
+def shard_header(
+    scheme: int,
+    k: int,
+    m: int,
+    index: int,
+    domain_id: int,
+    chunk_id: bytes,
+    generation: int,
+    sealed_size: int,
+    payload: bytes | memoryview,
+) -> bytes:
+    """The 96-byte header of the shard whose payload is ``payload`` (for writers that store
+    header and payload without joining them: ``BlobStore.stage(..., prefix=header)``)."""
     problem = _shard_fields_problem(scheme, k, m, index)
     if problem is not None:
         raise InvalidInput(f"shard: {problem}")
@@ -93,7 +110,8 @@ def pack_shard(
         raise InvalidInput(f"shard: domain id {domain_id} does not fit in 32 bits")
     if not 0 <= generation <= _U64_MAX or not 0 <= sealed_size <= _U64_MAX:
         raise InvalidInput("shard: generation and sealed size must fit in 64 bits")
-    if scheme == SCHEME_REPLICA and len(payload) != sealed_size:
+    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+    if scheme == SCHEME_REPLICA and size != sealed_size:
         raise InvalidInput("shard: a replica payload is the whole sealed frame")
     body = _SHARD_BODY.pack(
         SHARD_MAGIC,
@@ -107,11 +125,11 @@ def pack_shard(
         chunk_id,
         generation,
         sealed_size,
-        len(payload),
+        size,
         xxh3_64(payload),
         0,
     )
-    return b"".join((body, _U64.pack(xxh3_64(body)), payload))
+    return body + _U64.pack(xxh3_64(body))
 
 
 def parse_shard_header(data: bytes | memoryview) -> ShardHeader:

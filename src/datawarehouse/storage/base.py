@@ -63,10 +63,11 @@ class BlobStore(Protocol):
         """
         ...
 
-    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True, prefix: bytes = b"") -> None:
         """Write a blob that becomes visible, atomically and durably, at the next ``flush``.
 
-        ``cache=False`` hints that the blob is unlikely to be read soon (a parity shard is read
+        The blob is ``prefix + data``; passing a header as ``prefix`` spares the caller a joined
+        copy of a large payload. ``cache=False`` hints that the blob is unlikely to be read soon (a parity shard is read
         only to repair): a store may then write it around the page cache. Stores may ignore it.
 
         For the bulk writes of a chunk's shards: the data goes to a temp file now without an

@@ -252,11 +252,11 @@ class LocalDiskStore:
             except OSError as exc:
                 raise self._error(exc, "put (directory sync)", key, not_found=False) from exc
 
-    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True, prefix: bytes = b"") -> None:
         validate_key(key)
         rel_dir, _ = _split(key)
         self._check_dir(rel_dir, key)
-        tmp = self._write_temp(key, data, sync=_SYNCFS is None)
+        tmp = self._write_temp(key, data, sync=_SYNCFS is None, prefix=prefix)
         with self._lock:
             self._staged.append((tmp, key))
 
@@ -539,7 +539,7 @@ class LocalDiskStore:
         self._mark_safe(rel_dir)
         return fd
 
-    def _write_temp(self, key: str, data: bytes | memoryview, *, sync: bool = True) -> str:
+    def _write_temp(self, key: str, data: bytes | memoryview, *, sync: bool = True, prefix: bytes = b"") -> str:
         """Write ``data`` to a fresh temp file, fsync it (unless ``sync`` is false: a staged put,
         synced with its batch), and return its path."""
         tmp = f"{self._tmp_dir}/put-{self._token}-{next(self._seq):x}"
@@ -555,13 +555,11 @@ class LocalDiskStore:
         except OSError as exc:
             raise self._error(exc, "put", key, not_found=False) from exc
         try:
-            view = data if isinstance(data, bytes) else memoryview(data).cast("B")
-            total = len(view)
-            written = os.write(fd, view) if total else 0
-            if written < total:
-                mv = memoryview(view)
-                while written < total:
-                    written += os.write(fd, mv[written:])
+            for part in (prefix, data):
+                view = memoryview(part).cast("B")
+                written = 0
+                while written < view.nbytes:
+                    written += os.write(fd, view[written:])
             if sync:
                 os.fsync(fd)
         except BaseException as exc:

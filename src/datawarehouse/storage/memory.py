@@ -69,9 +69,9 @@ class MemoryStore:
             self._reserve(len(blob) - old_size, "put", key)
             self._blobs[key] = _Blob(blob, now)
 
-    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True, prefix: bytes = b"") -> None:
         """Memory has nothing to make durable: visible at once (a stronger promise than staging)."""
-        self.put(key, data)
+        self.put(key, prefix + bytes(data) if prefix else data)
 
     def flush(self) -> None:
         """Nothing to make durable in memory."""

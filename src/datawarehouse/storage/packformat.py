@@ -98,7 +98,12 @@ class Record:
         return record_span(version, len(self.key.encode()), self.length)
 
 
-def payload_checksum(payload: bytes | memoryview) -> int:
+def payload_checksum(payload: bytes | memoryview, prefix: bytes = b"") -> int:
+    """xxh3-64 of ``prefix + payload`` (computed without joining them)."""
+    if prefix:
+        hasher = xxhash.xxh3_64(prefix)
+        hasher.update(payload)
+        return int(hasher.intdigest())
     return _EMPTY_XXH3 if not len(payload) else xxhash.xxh3_64_intdigest(payload)
 
 

@@ -248,12 +248,12 @@ class PackStore:
         if not defer_dir_sync:
             self._flush_packs()
 
-    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True, prefix: bytes = b"") -> None:
         validate_key(key)
         if not self._packed(key):
-            self._legacy.stage(key, data)
+            self._legacy.stage(key, data, prefix=prefix)
             return
-        self._write(fmt.KIND_PUT, key, data, time.time_ns(), publish_now=False, direct=not cache)
+        self._write(fmt.KIND_PUT, key, data, time.time_ns(), publish_now=False, direct=not cache, prefix=prefix)
 
     def delete(self, key: str) -> bool:
         validate_key(key)
@@ -505,17 +505,19 @@ class PackStore:
         decide: Callable[[], int | None] | None = None,
         keep: int | None = None,
         direct: bool = False,
+        prefix: bytes = b"",
     ) -> bool:
         """Append one record. ``decide`` (run under the lock) returns the tombstone target, or
         ``None`` to write nothing (then ``False`` is returned). ``publish_now`` makes the record
         visible as soon as it is written (deferred puts, deletes, compaction copies) instead of
         at the next flush. ``keep`` carries a copied put's ``oldest`` over. ``direct`` writes the
-        record around the page cache where the filesystem allows."""
+        record around the page cache where the filesystem allows. The record's payload is
+        ``prefix + payload``, written without joining them."""
         self._ensure_loaded()
         view = payload if isinstance(payload, bytes) else memoryview(payload).cast("B")
         kb = key.encode()
-        n = len(view)
-        check = fmt.payload_checksum(view)
+        n = len(prefix) + len(view)
+        check = fmt.payload_checksum(view, prefix)
         with self._lock:
             if self._closed:
                 raise StorageError(f"write {key!r} on {self._label}: store is closed")
@@ -541,7 +543,7 @@ class PackStore:
                 self._rotate(pack)
         rec = fmt.Record(kind, key, rec_off + len(head), n, timestamp_ns, target)
         try:
-            self._write_record(pack, head, view, rec_off, span, direct)
+            self._write_record(pack, head + prefix if prefix else head, view, rec_off, span, direct)
         except OSError as exc:
             with self._cond:
                 self._inflight.discard(seq)
@@ -686,6 +688,7 @@ class PackStore:
                     failed = pack
                     if pack.fd is not None:
                         os.fdatasync(pack.fd)
+                        _check_still_linked(pack.fd, pack.path)
                 failed = None
                 for pack in to_seal:
                     self._write_index(pack)
@@ -880,6 +883,19 @@ class PackStore:
         if not os.path.isdir(self.root):
             return StorageError(f"{op} {where}: store root is missing (disk not mounted?)")
         return StorageError(f"{op} {where}: {name} ({exc.strerror})")
+
+
+def _check_still_linked(fd: int, path: str) -> None:
+    """Raise ``FileNotFoundError`` unless ``path`` still names the file open as ``fd``: a disk
+    directory deleted or replaced under a running store leaves its packs open but unlinked, and
+    a sync of them makes nothing durable that a restart would find."""
+    st = os.fstat(fd)
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "pack file is no longer in the disk directory", path) from None
+    if (on_disk.st_dev, on_disk.st_ino) != (st.st_dev, st.st_ino):
+        raise FileNotFoundError(errno.ENOENT, "pack file was replaced in the disk directory", path)
 
 
 def _pwritev_all(fd: int, parts: builtins.list[bytes | memoryview], offset: int) -> None:

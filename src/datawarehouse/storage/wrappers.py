@@ -168,9 +168,11 @@ class FaultyStore:
     def put(self, key: str, data: bytes | memoryview, *, defer_dir_sync: bool = False) -> None:
         self._inner.put(key, self._written("put", key, data), defer_dir_sync=defer_dir_sync)
 
-    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
-        # A staged blob is a put whose durability comes later: the same "put" rules apply.
-        self._inner.stage(key, self._written("put", key, data), cache=cache)
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True, prefix: bytes = b"") -> None:
+        # A staged blob is a put whose durability comes later: the same "put" rules apply, to the
+        # whole blob (a corruption rule's offsets count from the prefix's first byte).
+        blob = prefix + bytes(data) if prefix else data
+        self._inner.stage(key, self._written("put", key, blob), cache=cache)
 
     def _written(self, op: Op, key: str, data: bytes | memoryview) -> bytes | memoryview:
         """Fire the rules of a write and return the bytes that reach the inner store."""
@@ -376,9 +378,9 @@ class CountingStore:
         self._count("put", key, memoryview(data).nbytes)
         self._inner.put(key, data, defer_dir_sync=defer_dir_sync)
 
-    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True) -> None:
-        self._count("put", key, memoryview(data).nbytes)
-        self._inner.stage(key, data, cache=cache)
+    def stage(self, key: str, data: bytes | memoryview, *, cache: bool = True, prefix: bytes = b"") -> None:
+        self._count("put", key, len(prefix) + memoryview(data).nbytes)
+        self._inner.stage(key, data, cache=cache, prefix=prefix)
 
     def flush(self) -> None:
         self._count("flush", "")

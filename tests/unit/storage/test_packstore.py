@@ -3,6 +3,7 @@ byte format (golden vector), concurrency, and a stateful model test including re
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -402,6 +403,32 @@ def test_missing_root_degrades_then_recovers(tmp_path: Path, opened: list[PackSt
     root.mkdir()
     s.put("shards/a", b"a")
     assert s.get("shards/a") == b"a"
+
+
+@pytest.mark.parametrize("replaced", [False, True], ids=["deleted", "replaced-by-empty"])
+def test_disk_directory_removed_under_an_open_store_fails_the_flush(root: Path, replaced: bool) -> None:
+    """The open pack keeps working on its unlinked file, so without a check a flush would
+    "succeed" and publish records a restart cannot find; it must fail instead."""
+    s = PackStore(root)
+    try:
+        s.put("shards/before", b"b" * 1000)
+        shutil.rmtree(root)
+        if replaced:
+            root.mkdir()
+        s.stage("shards/after", b"a" * 1000)
+        with pytest.raises(StorageError, match="flush"):
+            s.flush()
+        with pytest.raises((BlobNotFound, StorageError)):  # never published
+            s.get("shards/after")
+        if replaced:
+            s.put("shards/again", b"x")  # a new pack in the new directory works
+            t = PackStore(root)
+            assert t.get("shards/again") == b"x"
+            assert list(t.list()) == ["shards/again"]
+            t.close()
+    finally:
+        with contextlib.suppress(StorageError):
+            s.close()
 
 
 def test_closed_store_refuses_writes(root: Path) -> None:
