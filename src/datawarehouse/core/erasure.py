@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Final
 
@@ -82,7 +82,7 @@ _FRAGMENT_MAGIC_AT: Final = 59
 _FRAGMENT_MAGIC: Final = 0xB0C5ECC
 
 
-def _join_data_fragments(fragments: list[bytes], sealed_size: int) -> bytes | None:
+def _join_data_fragments(fragments: Sequence[bytes | memoryview], sealed_size: int) -> bytes | None:
     """The sealed frame from data fragments 0..k-1 in order, by concatenating their payloads, or
     ``None`` when any header is not what this layout expects (then pyeclib decodes).
 
@@ -178,12 +178,12 @@ class ErasureCoder:
         with fragments:
             yield fragments.views
 
-    def _check_indexes(self, indexes: list[int] | dict[int, bytes]) -> None:
+    def _check_indexes(self, indexes: Iterable[int]) -> None:
         for i in indexes:
             if not 0 <= i < self.n:
                 raise InvalidInput(f"shard index {i} outside EC({self.k},{self.m})")
 
-    def decode(self, shards: dict[int, bytes], sealed_size: int) -> bytes:
+    def decode(self, shards: Mapping[int, bytes | memoryview], sealed_size: int) -> bytes:
         """The sealed frame from any k shards (``{index: payload}``).
 
         Data shards are preferred: with all of 0..k-1 present, decoding is a concatenation.
@@ -213,7 +213,7 @@ class ErasureCoder:
             raise CorruptFrame(f"EC({self.k},{self.m}) decoded {len(sealed)} bytes, expected {sealed_size}")
         return bytes(sealed)
 
-    def reconstruct(self, shards: dict[int, bytes], missing: list[int]) -> dict[int, bytes]:
+    def reconstruct(self, shards: Mapping[int, bytes | memoryview], missing: list[int]) -> dict[int, bytes]:
         """Regenerate the payloads of the ``missing`` shard indexes from the available ones.
 
         The result is byte-identical to what :meth:`encode` produced for those indexes, so a

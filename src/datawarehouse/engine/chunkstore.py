@@ -9,7 +9,7 @@ that fail the AEAD tag or the chunk-id check are never returned.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,7 +68,7 @@ def iter_shard_files(disks: DiskSet) -> Iterator[tuple[DiskId, BlobStore, str, t
 class ShardCheck:
     """The state of each shard of a chunk after reading all of them."""
 
-    good: dict[int, bytes] = field(default_factory=dict)
+    good: dict[int, bytes | memoryview] = field(default_factory=dict)
     bad: dict[int, str] = field(default_factory=dict)  # index -> reason
 
 
@@ -151,7 +151,7 @@ class ChunkStore:
 
     # --- read ----------------------------------------------------------------------------------
 
-    def _read_shard(self, rec: ChunkRecord, index: int) -> bytes:
+    def _read_shard(self, rec: ChunkRecord, index: int) -> bytes | memoryview:
         """One verified shard payload; raises IntegrityError/NotFound with a reason."""
         key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
         candidates: list[BlobStore] = []
@@ -181,12 +181,12 @@ class ChunkStore:
                     or header.m != rec.m
                 ):
                     raise CorruptFrame("shard header names another chunk, index or generation")
-                return bytes(payload)
+                return payload  # a view of the blob read: decoding copies it once anyway
             if last is None or not isinstance(last, NotFound):
                 break
         raise last if last is not None else NotFound("shard missing")
 
-    def _decode(self, rec: ChunkRecord, shards: dict[int, bytes]) -> bytes:
+    def _decode(self, rec: ChunkRecord, shards: Mapping[int, bytes | memoryview]) -> bytes:
         coder = ErasureCoder(rec.k, rec.m)
         sealed = coder.decode(shards, rec.sealed_size)
         key_version = struct.unpack_from(">I", sealed, 8)[0] if len(sealed) >= 12 else 0
@@ -195,7 +195,7 @@ class ChunkStore:
 
     def read(self, rec: ChunkRecord) -> bytes:
         """The chunk's plaintext, verified; reads around bad shards and reports them."""
-        shards: dict[int, bytes] = {}
+        shards: dict[int, bytes | memoryview] = {}
         order = list(range(rec.k + rec.m))
         bad: dict[int, str] = {}
         pos = 0
@@ -224,7 +224,7 @@ class ChunkStore:
                 self._bad(rec, index, reason)
             return self._decode_any(rec, check.good)
 
-    def _decode_any(self, rec: ChunkRecord, good: dict[int, bytes]) -> bytes:
+    def _decode_any(self, rec: ChunkRecord, good: Mapping[int, bytes | memoryview]) -> bytes:
         from itertools import combinations, islice
 
         last: Exception | None = None
