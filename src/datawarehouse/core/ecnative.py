@@ -62,6 +62,20 @@ def _load_library() -> ctypes.CDLL | None:
     return None
 
 
+_PyMemoryView_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
+_PyMemoryView_FromMemory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
+_PyMemoryView_FromMemory.restype = ctypes.py_object
+_PyBUF_READ: Final = 0x100
+
+
+def _view(address: int | None, size: int) -> memoryview:
+    """A read-only memoryview of ``size`` bytes at ``address`` (no ctypes type per size)."""
+    if not address:
+        raise OSError("liberasurecode returned a null fragment")
+    view: memoryview = _PyMemoryView_FromMemory(address, size, _PyBUF_READ)
+    return view
+
+
 class Fragments:
     """The k + m fragments of one encode, as views of the library's buffers: valid until
     ``close`` (or the end of a ``with`` block), never after."""
@@ -73,8 +87,7 @@ class Fragments:
         self._parity = parity
         addresses = [ctypes.cast(data[i], ctypes.c_void_p).value for i in range(k)]
         addresses += [ctypes.cast(parity[i], ctypes.c_void_p).value for i in range(m)]
-        arrays = [(ctypes.c_char * size).from_address(a or 0) for a in addresses]
-        self.views: list[memoryview] = [memoryview(a).cast("B") for a in arrays]
+        self.views: list[memoryview] = [_view(a, size) for a in addresses]
 
     def close(self) -> None:
         if self._data is None:
