@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -63,6 +63,41 @@ class RawStatement:
                         done = seen[key] = proc(raw)
                     values[i] = done
             out.append(tuple(values))
+        return out
+
+
+class RawBulkStatement:
+    """A Core INSERT or UPDATE compiled once for ``executemany`` on the raw DB-API connection of
+    a transaction: SQL text, parameter order and the bind processors SQLAlchemy would apply
+    (datetimes, binaries). For the few large batches of a commit (a 1 GiB object's chunk rows),
+    where SQLAlchemy's per-row parameter handling cost twice what SQLite spent on the rows."""
+
+    def __init__(self, stmt: sa.Insert | sa.Update, dialect: sa.Dialect, keys: tuple[str, ...] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
+        self.sql = compiled.string
+        positions = compiled.positiontup
+        if positions is None:
+            raise MetadataError("metadata: raw bulk writes need a positional (qmark) dialect")
+        self.params: tuple[str, ...] = tuple(positions)
+        binds = [compiled.binds[name] for name in positions]
+        # Binary columns skip their processor: it only wraps ``bytes`` in the driver's Binary
+        # (``memoryview`` for sqlite3), which binds as the same BLOB, at ~4 us a value.
+        self._processors = tuple(
+            None if isinstance(b.type, sa.LargeBinary) else b.type.dialect_impl(dialect).bind_processor(dialect)
+            for b in binds
+        )
+        # Values written into the statement itself (``.values(zero_since=None)``): no row names them.
+        self._fixed = {
+            n: b.value for n, b in zip(positions, binds, strict=True) if not b.required and n not in (keys or ())
+        }
+
+    def rows(self, values: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        named = tuple(zip(self.params, self._processors, strict=True))
+        fixed = self._fixed
+        out = []
+        for v in values:
+            row = {**fixed, **v} if fixed else v
+            out.append(tuple(row[n] if p is None or row[n] is None else p(row[n]) for n, p in named))
         return out
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,7 +55,7 @@ from datawarehouse.errors import (
 )
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, UserId, VersionId, split_bucket_name
 from datawarehouse.meta import schema as s
-from datawarehouse.meta.rawread import RawSqliteReader, RawStatement
+from datawarehouse.meta.rawread import RawBulkStatement, RawSqliteReader, RawStatement
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, ObjectSummary
 from datawarehouse.meta.sql_iam import IamMixin
 from datawarehouse.meta.sql_uploads import UploadsMixin
@@ -127,6 +128,11 @@ def _prefix_end(prefix: str) -> str | None:
 
 def _storage_class(k: int | None, m: int | None) -> StorageClass | None:
     return None if k is None or m is None else _class_of(k, m)
+
+
+@functools.lru_cache(maxsize=32)
+def _bulk_statement(stmt: sa.Insert | sa.Update, dialect: sa.Dialect, keys: tuple[str, ...] | None) -> RawBulkStatement:
+    return RawBulkStatement(stmt, dialect, keys)
 
 
 @functools.lru_cache(maxsize=256)
@@ -376,6 +382,19 @@ _EXISTING_CHUNKS = sa.select(_CH.c.chunk_id).where(
     _CH.c.domain_id == _P("p_domain"), _CH.c.chunk_id.in_(_P("p_chunks", expanding=True))
 )
 _INSERT_CHUNK = sa.insert(_CH)
+_CHUNK_COLUMNS = (
+    "domain_id",
+    "chunk_id",
+    "generation",
+    "plain_size",
+    "sealed_size",
+    "ec_k",
+    "ec_m",
+    "refcount",
+    "created_at",
+    "zero_since",
+)
+_SHARD_COLUMNS = ("domain_id", "chunk_id", "shard_index", "disk_id")
 _REFCOUNT_FOR_UPDATE = sa.select(_CH.c.refcount).where(_PK_CHUNK).with_for_update()
 _SET_COUNT = sa.update(_CH).where(_PK_CHUNK).values(refcount=_P("p_refcount", type_=sa.BigInteger))
 _SET_COUNT_AND_ZERO = (
@@ -489,6 +508,33 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
             return self._conn.execute(stmt, list(params))
         except sa_exc.SQLAlchemyError as e:
             raise _translate(e, "statement failed") from e
+
+    def _x_many(
+        self, stmt: sa.Insert | sa.Update, rows: list[dict[str, Any]], keys: tuple[str, ...] | None = None
+    ) -> None:
+        """``executemany`` of ``stmt`` over ``rows`` (each with every parameter, ``keys`` naming
+        an INSERT's columns). SQLite: straight on the transaction's DB-API connection with the
+        statement compiled once (``RawBulkStatement``); PostgreSQL: through SQLAlchemy."""
+        if self._closed:
+            raise MetadataError("metadata: the transaction is finished; open a new one")
+        if self._pg or not rows:
+            if rows:
+                self._x(stmt, rows)
+            return
+        raw = _bulk_statement(stmt, self._conn.dialect, keys)
+        try:
+            dbapi = self._conn.connection.dbapi_connection
+            assert dbapi is not None
+            cursor = dbapi.cursor()
+            try:
+                cursor.executemany(raw.sql, raw.rows(rows))
+            finally:
+                cursor.close()
+        except sqlite3.Error as exc:
+            # Only the driver's message: parameters (keys, ids) stay out of errors.
+            raise MetadataError(f"metadata: bulk write failed: {type(exc).__name__}: {exc}") from exc
+        except sa_exc.SQLAlchemyError as e:
+            raise _translate(e, "bulk write") from e
 
     def _rows(self, stmt: sa.Executable, params: _Params = None) -> list[sa.Row[Any]]:
         result = self._x(stmt, params)
@@ -847,7 +893,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
                     new.setdefault((domain_id, rec.chunk_id), rec)
         if not new:
             return 0
-        self._x(
+        self._x_many(
             _INSERT_CHUNK,
             [
                 {
@@ -864,6 +910,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
                 }
                 for r in new.values()
             ],
+            _CHUNK_COLUMNS,
         )
         shards = [
             {"domain_id": r.domain_id, "chunk_id": r.chunk_id, "shard_index": i, "disk_id": disk}
@@ -871,8 +918,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
             for i, disk in enumerate(r.placement)
             if disk
         ]
-        if shards:
-            self._x(_INSERT_SHARDS, shards)
+        self._x_many(_INSERT_SHARDS, shards, _SHARD_COLUMNS)
         return len(new)
 
     def incref_many(self, domain_id: DomainId, counts: Mapping[ChunkId, int]) -> list[ChunkId]:
@@ -884,8 +930,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
             for chunk_id, count in counts.items()
             if count and chunk_id in existing
         ]
-        if updates:
-            self._x(_INCREF, updates)
+        self._x_many(_INCREF, updates)
         return [chunk_id for chunk_id in counts if chunk_id not in existing]
 
     def _existing_chunks(self, domain_id: DomainId, chunk_ids: Sequence[ChunkId]) -> set[ChunkId]:
