@@ -878,7 +878,7 @@ PUT_BUCKETS = (
     ("      zstd compress", "core/compression.py", "compress_view"),
     ("    EC encode", "core/erasure.py", "encode"),
     ("    shard put (pack, write, fsync, rename)", "engine/chunkstore.py", "put"),
-    ("      pack_shard", "core/frame.py", "pack_shard"),
+    ("      shard_header", "core/frame.py", "shard_header"),
     ("      LocalDiskStore.put", "storage/localdisk.py", "put"),
     ("        os.fsync", "~", "<built-in method posix.fsync>"),
     ("ChunkStore.flush (directory fsyncs)", "engine/chunkstore.py", "flush"),

@@ -44,7 +44,9 @@ JOURNAL_OP = b'{"op":"put","bucket":1,"key":"a"}'
 def _shards(k: int, m: int, chunk_id: bytes, sealed: bytes) -> list[str]:
     coder = erasure.ErasureCoder(k, m)
     return [
-        frame.pack_shard(coder.scheme, k, m, i, DOMAIN_ID, chunk_id, GENERATION, len(sealed), payload).hex()
+        (
+            frame.shard_header(coder.scheme, k, m, i, DOMAIN_ID, chunk_id, GENERATION, len(sealed), payload) + payload
+        ).hex()
         for i, payload in enumerate(coder.encode(sealed))
     ]
 

@@ -72,22 +72,6 @@ def _shard_fields_problem(scheme: int, k: int, m: int, index: int) -> str | None
     return None
 
 
-def pack_shard(
-    scheme: int,
-    k: int,
-    m: int,
-    index: int,
-    domain_id: int,
-    chunk_id: bytes,
-    generation: int,
-    sealed_size: int,
-    payload: bytes | memoryview,
-) -> bytes:
-    """The complete bytes of one shard file: the 96-byte header followed by ``payload``."""
-    header = shard_header(scheme, k, m, index, domain_id, chunk_id, generation, sealed_size, payload)
-    return b"".join((header, payload))
-
-
 def shard_header(
     scheme: int,
     k: int,
@@ -99,8 +83,9 @@ def shard_header(
     sealed_size: int,
     payload: bytes | memoryview,
 ) -> bytes:
-    """The 96-byte header of the shard whose payload is ``payload`` (for writers that store
-    header and payload without joining them: ``BlobStore.stage(..., prefix=header)``)."""
+    """The 96-byte header of the shard whose payload is ``payload``; a shard's bytes are this
+    header followed by the payload (stores write them without joining them:
+    ``BlobStore.stage(..., prefix=header)``)."""
     problem = _shard_fields_problem(scheme, k, m, index)
     if problem is not None:
         raise InvalidInput(f"shard: {problem}")

@@ -289,7 +289,7 @@ class ChunkStore:
             elif target in spare:
                 spare.remove(target)
             used.add(target)
-            blob = frame.pack_shard(
+            header = frame.shard_header(
                 coder.scheme,
                 rec.k,
                 rec.m,
@@ -300,7 +300,9 @@ class ChunkStore:
                 rec.sealed_size,
                 rebuilt[index],
             )
-            self.disks.store(target).stage(shard_key(rec.domain_id, rec.chunk_id, rec.generation, index), blob)
+            key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
+            # As when first written: header in front of the payload, parity around the page cache.
+            self.disks.store(target).stage(key, rebuilt[index], cache=index < rec.k, prefix=header)
             touched.add(target)
             if index >= len(rec.placement) or rec.placement[index] != target:
                 moved[index] = target

@@ -395,6 +395,33 @@ _CHUNK_COLUMNS = (
     "zero_since",
 )
 _SHARD_COLUMNS = ("domain_id", "chunk_id", "shard_index", "disk_id")
+
+
+def _chunk_row(rec: ChunkRecord) -> dict[str, Any]:
+    return {
+        "domain_id": rec.domain_id,
+        "chunk_id": rec.chunk_id,
+        "generation": rec.generation,
+        "plain_size": rec.plain_size,
+        "sealed_size": rec.sealed_size,
+        "ec_k": rec.k,
+        "ec_m": rec.m,
+        "refcount": rec.refcount,
+        "created_at": rec.created_at,
+        "zero_since": rec.zero_since,
+    }
+
+
+def _placement_rows(rec: ChunkRecord) -> list[dict[str, Any]]:
+    """One row per placed shard; an empty disk id (a shard that is missing) gets no row and reads
+    back as "" at its index."""
+    return [
+        {"domain_id": rec.domain_id, "chunk_id": rec.chunk_id, "shard_index": i, "disk_id": disk}
+        for i, disk in enumerate(rec.placement)
+        if disk
+    ]
+
+
 _REFCOUNT_FOR_UPDATE = sa.select(_CH.c.refcount).where(_PK_CHUNK).with_for_update()
 _SET_COUNT = sa.update(_CH).where(_PK_CHUNK).values(refcount=_P("p_refcount", type_=sa.BigInteger))
 _SET_COUNT_AND_ZERO = (
@@ -861,25 +888,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
         return {rec.chunk_id: rec for rec in self._chunks_with_placement(rows)}
 
     def insert_chunk(self, rec: ChunkRecord) -> bool:
-        inserted = self._insert_ignore(
-            _CH,
-            ("domain_id", "chunk_id"),
-            {
-                "domain_id": rec.domain_id,
-                "chunk_id": rec.chunk_id,
-                "generation": rec.generation,
-                "plain_size": rec.plain_size,
-                "sealed_size": rec.sealed_size,
-                "ec_k": rec.k,
-                "ec_m": rec.m,
-                "refcount": rec.refcount,
-                "created_at": rec.created_at,
-                "zero_since": rec.zero_since,
-            },
-        )
-        if inserted:
-            self._insert_placement(rec)
-        return inserted
+        return self.insert_chunks([rec]) == 1
 
     def insert_chunks(self, recs: Sequence[ChunkRecord]) -> int:
         new: dict[tuple[DomainId, ChunkId], ChunkRecord] = {}
@@ -893,32 +902,8 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
                     new.setdefault((domain_id, rec.chunk_id), rec)
         if not new:
             return 0
-        self._x_many(
-            _INSERT_CHUNK,
-            [
-                {
-                    "domain_id": r.domain_id,
-                    "chunk_id": r.chunk_id,
-                    "generation": r.generation,
-                    "plain_size": r.plain_size,
-                    "sealed_size": r.sealed_size,
-                    "ec_k": r.k,
-                    "ec_m": r.m,
-                    "refcount": r.refcount,
-                    "created_at": r.created_at,
-                    "zero_since": r.zero_since,
-                }
-                for r in new.values()
-            ],
-            _CHUNK_COLUMNS,
-        )
-        shards = [
-            {"domain_id": r.domain_id, "chunk_id": r.chunk_id, "shard_index": i, "disk_id": disk}
-            for r in new.values()
-            for i, disk in enumerate(r.placement)
-            if disk
-        ]
-        self._x_many(_INSERT_SHARDS, shards, _SHARD_COLUMNS)
+        self._x_many(_INSERT_CHUNK, [_chunk_row(r) for r in new.values()], _CHUNK_COLUMNS)
+        self._x_many(_INSERT_SHARDS, [row for r in new.values() for row in _placement_rows(r)], _SHARD_COLUMNS)
         return len(new)
 
     def incref_many(self, domain_id: DomainId, counts: Mapping[ChunkId, int]) -> list[ChunkId]:
@@ -942,15 +927,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
         return found
 
     def _insert_placement(self, rec: ChunkRecord) -> None:
-        """One row per placed shard; an empty disk id (a shard that is missing) gets no row and
-        reads back as "" at its index."""
-        rows = [
-            {"domain_id": rec.domain_id, "chunk_id": rec.chunk_id, "shard_index": i, "disk_id": disk}
-            for i, disk in enumerate(rec.placement)
-            if disk
-        ]
-        if rows:
-            self._x(_INSERT_SHARDS, rows)
+        self._x_many(_INSERT_SHARDS, _placement_rows(rec), _SHARD_COLUMNS)
 
     def incref(self, domain_id: DomainId, chunk_id: ChunkId, count: int) -> bool:
         _check_count(count, "incref")

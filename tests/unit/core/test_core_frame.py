@@ -14,14 +14,21 @@ from datawarehouse.core.frame import (
     SHARD_HEADER_SIZE,
     ShardHeader,
     pack_journal_record,
-    pack_shard,
     parse_journal,
     parse_shard,
     parse_shard_header,
+    shard_header,
 )
 from datawarehouse.errors import CorruptFrame, InvalidInput
 
 CID = bytes(range(32))
+
+
+def pack_shard(
+    scheme: int, k: int, m: int, index: int, domain: int, cid: bytes, gen: int, sealed: int, payload: bytes
+) -> bytes:
+    """A shard's bytes as a store holds them: the header, then the payload."""
+    return shard_header(scheme, k, m, index, domain, cid, gen, sealed, payload) + payload
 
 
 def _replica_shard(payload: bytes = b"sealed frame bytes " * 3, index: int = 1) -> bytes:
