@@ -62,6 +62,19 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
+def context_switches(ps: psutil.Process) -> int:
+    """Voluntary + involuntary context switches of every thread of ``ps`` (alive now)."""
+    n = 0
+    for task in Path(f"/proc/{ps.pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    n += int(line.split()[1])
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    return n
+
+
 class Profiler:
     """py-spy recording the server while a workload runs (``--profile DIR``)."""
 
@@ -73,7 +86,8 @@ class Profiler:
         spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
         if spy is None:
             raise RuntimeError("--profile needs py-spy (.venv/bin/pip install py-spy)")
-        cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", "200", "--nonblocking"]
+        rate = os.environ.get("SPY_RATE", "200")  # samples per second
+        cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", rate, "--nonblocking"]
         cmd += ["--gil"] if gil else []  # only samples holding the GIL: where Python itself spends CPU
         cmd += ["--format", "raw", "-o", str(out / f"{label}.txt")]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -189,6 +203,7 @@ def measured(
     server meanwhile when ``profile`` is set)."""
     spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
     cpu = target.ps.cpu_times()
+    switches = context_switches(target.ps)
     try:
         res = asyncio.run(drive(target, method, keys, bodies, concurrency))
     finally:
@@ -196,9 +211,13 @@ def measured(
     after = target.ps.cpu_times()
     # Server CPU per request (user + system, all threads): steadier than rates on a shared machine.
     res["server_cpu_ms"] = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(keys)
+    res["server_sys_ms"] = 1000 * (after.system - cpu.system) / len(keys)
+    # Thread switches cost ~10-30 us of CPU each on this VM (perf: finish_task_switch).
+    res["server_switches"] = (context_switches(target.ps) - switches) / len(keys)
     print(
         f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms, "
-        f"server CPU {res['server_cpu_ms']:.2f} ms/op",
+        f"server CPU {res['server_cpu_ms']:.2f} ms/op ({res['server_sys_ms']:.2f} in the kernel, "
+        f"{res['server_switches']:.0f} context switches)",
         flush=True,
     )
     return res

@@ -174,3 +174,9 @@ def test_chunk_refcount_is_the_dedup_probe(repo: SqlMetaRepo) -> None:
     with repo.read() as tx:
         got = tx.get_chunk(D1, cid(1))
     assert got is not None and got.refcount == 2
+
+
+def test_reads_are_local_only_on_sqlite(repo: SqlMetaRepo) -> None:
+    """The S3 server runs a current-version GET/HEAD lookup on its event loop only when this is
+    true: on PostgreSQL every read is a network round trip and stays on a worker thread."""
+    assert repo.reads_are_local is (repo._engine.dialect.name == "sqlite")

@@ -7,7 +7,9 @@ chunk GC removed. Time is a ManualClock (started at the real time: orphan ages a
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from dwh_testkit import (
 from datawarehouse.clock import ManualClock
 from datawarehouse.engine import gc
 from datawarehouse.engine.chunkstore import parse_shard_key
+from datawarehouse.engine.committer import _Item
 from datawarehouse.errors import ConcurrentModification, NoSuchKey
 from datawarehouse.ids import DEFAULT_DOMAIN
 from datawarehouse.service.warehouse import Warehouse
@@ -322,3 +325,63 @@ def test_gc_compacts_the_packs_of_collected_shards_and_gives_their_bytes_back(
     with open_wh(root, clock) as w:
         assert w.get_object_bytes(BUCKET, "kept") == kept
         _assert_disks_match_index(root, w)
+
+
+def test_a_run_of_puts_with_one_collected_chunk_refuses_only_that_put(wh: Warehouse, clock: ManualClock) -> None:
+    """Chunked PUTs of new keys are stored together by the group commit
+    (``catalog.apply_object_puts``). When GC removed a chunk one of them reuses, the run as a
+    whole fails and the committer applies them one at a time: only that PUT is refused, the
+    others are stored with their chunks counted."""
+    reused = random.Random(28).randbytes(500_000)
+    wh.put_object(BUCKET, "a", reused)
+    assert wh.delete_object(BUCKET, "a")
+    committer = wh.engine.committer
+    queued: list[_Item] = []
+    enqueued = threading.Semaphore(0)
+
+    def hold(apply: Any, record: Any, *, batch: Any = None, payload: Any = None) -> Any:
+        """Queue the operation without committing it; the test commits the run at once."""
+        future: Future[Any] = Future()
+        queued.append(_Item(apply, record, future, batch, payload))
+        enqueued.release()
+        return future.result()
+
+    # c and d reuse the chunks of a live object (no new shards, which GC could take for orphans).
+    live = random.Random(29).randbytes(400_000)
+    wh.put_object(BUCKET, "e", live)
+    fresh = {"c": live, "d": live}
+    with ThreadPoolExecutor(3) as pool:
+        committer.submit = hold  # type: ignore[method-assign]
+        try:
+            futures = {key: pool.submit(wh.put_object, BUCKET, key, data) for key, data in fresh.items()}
+            futures["b"] = pool.submit(wh.put_object, BUCKET, "b", reused)
+            for _ in range(3):
+                assert enqueued.acquire(timeout=30)
+        finally:
+            del committer.submit
+        # Every write is done and durable, its dedup lookups made; now GC runs past the grace period.
+        clock.advance(_grace(wh) + timedelta(minutes=1))
+        assert gc.collect(wh.engine).chunks_removed > 0
+        batches: list[int] = []
+        real = queued[0].batch
+        assert real is not None and all(q.batch is real for q in queued)
+
+        def counting(tx: Any, payloads: Any) -> Any:
+            batches.append(len(payloads))
+            return real(tx, payloads)
+
+        for q in queued:
+            q.batch = counting
+        committer._commit(queued)
+        assert batches == [3]  # tried as one run, which failed, then one at a time
+        with pytest.raises(ConcurrentModification):
+            futures["b"].result(timeout=30)
+        for key, data in fresh.items():
+            futures[key].result(timeout=30)
+            assert wh.get_object_bytes(BUCKET, key) == data
+    with pytest.raises(NoSuchKey):
+        wh.head_object(BUCKET, "b")
+    with wh.engine.repo.transaction() as tx:
+        assert {v.key for v in tx.iter_all_versions()} == {"c", "d", "e"}
+    counts = {c.chunk_id: c.refcount for c in all_chunks(wh.engine)}
+    assert counts == dict.fromkeys(chunk_ids_of(wh, ["e"]), 3)

@@ -54,21 +54,26 @@ FLUSH_EVERY = 64 * 1024 * 1024  # bytes of staged shards between two flushes of 
 class _BackgroundMD5:
     """MD5 of the stream (the S3 ETag), computed on its own thread in input order.
 
-    MD5 runs at ~0.7 GB/s on one core and cannot be parallelised, so computed inline it caps the
-    whole write; hashlib releases the GIL, so on a thread it overlaps chunking and sealing. The
-    thread starts only for objects larger than the inline limit.
+    MD5 runs at ~0.7 GB/s on one core and cannot be parallelised, so computed inline it caps a
+    long write; hashlib releases the GIL, so on a thread it overlaps chunking and sealing. The
+    first ``INLINE_BYTES`` are hashed inline: for the many objects of a few MiB a thread started
+    and joined per object cost more (spawn, hand-offs, join) than the ~1.5 ms per MiB it overlaps,
+    while concurrent uploads already keep the cores busy.
     """
 
     MAX_PENDING = 8
+    INLINE_BYTES = 8 * 1024 * 1024
 
     def __init__(self) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: deque[Future[None]] = deque()
+        self._inline_left = self.INLINE_BYTES
 
     def update(self, data: bytes | memoryview) -> None:
         if self._executor is None:
-            if len(data) < 1024 * 1024:
+            if len(data) <= self._inline_left:
+                self._inline_left -= len(data)
                 self._md5.update(data)
                 return
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwh-md5")
@@ -122,6 +127,7 @@ class ObjectWriter:
         self._offset = 0
         self._head: list[bytes] | None = []  # bytes held back while the object may still be inline
         self._inflight: deque[tuple[Future[_Result], int, int]] = deque()
+        self._held: bytes | memoryview | None = None  # the newest cut chunk, not yet dispatched
         self._seen: set[ChunkId] = set()
         self._seen_lock = threading.Lock()
         self._refs: list[ChunkRef] = []
@@ -151,10 +157,27 @@ class ObjectWriter:
             self._submit(piece)
 
     def _submit(self, plain: bytes | memoryview) -> None:
-        self._inflight.append((self._pool.submit(self._process, plain), self._offset, len(plain)))
+        """Queue a cut chunk. The newest one is held back until the next arrives, so that the
+        last chunk of an object (the only one, for most objects of a few MiB) is processed by
+        ``finish`` on the calling thread: handing it to the pool and waiting for it would cost two
+        thread switches and buy no overlap."""
+        held, self._held = self._held, plain
+        if held is not None:
+            self._dispatch(held, self._pool.submit(self._process, held))
+
+    def _dispatch(self, plain: bytes | memoryview, future: Future[_Result]) -> None:
+        self._inflight.append((future, self._offset, len(plain)))
         self._offset += len(plain)
         while len(self._inflight) > self._max_inflight:
             self._settle_one()
+
+    def _process_here(self, plain: bytes | memoryview) -> None:
+        future: Future[_Result] = Future()
+        try:
+            future.set_result(self._process(plain))
+        except BaseException as exc:  # re-raised by _settle_one, in order
+            future.set_exception(exc)
+        self._dispatch(plain, future)
 
     def _process(self, plain: bytes | memoryview) -> _Result:
         """On a pool thread: identify the chunk, and store it unless it is known or already being
@@ -203,6 +226,9 @@ class ObjectWriter:
             return WrittenData(self._size, md5_hex, (ChunkRef(chunk_id, 0, len(plain)),), [], Counter(), sealed)
         for piece in self._cdc.finish():
             self._submit(piece)
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._process_here(held)
         while self._inflight:
             self._settle_one()
         md5_hex = self._md5.hexdigest()
@@ -214,6 +240,7 @@ class ObjectWriter:
     def abort(self) -> None:
         """Stop early; shards already written become orphans that GC removes after the grace period."""
         self._done = True
+        self._held = None
         self._md5.close()
         while self._inflight:
             future, _, _ = self._inflight.popleft()

@@ -463,4 +463,11 @@ class MetaRepo(Protocol):
         """The chunk's reference count, ``None`` if no such chunk: one read, no snapshot needed."""
         ...
 
+    @property
+    def reads_are_local(self) -> bool:
+        """Whether ``read_object`` answers from a local file, without a network round trip and
+        without ever waiting for a writer (SQLite in WAL mode): a few tens of microseconds, cheap
+        enough to run on an event loop instead of handing it to a thread and back."""
+        ...
+
     def close(self) -> None: ...

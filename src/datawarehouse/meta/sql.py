@@ -1369,6 +1369,10 @@ class SqlMetaRepo:
                 rows = [tuple(r) for r in tx._rows(_READ_OBJECT, values)]
         return _object_read(rows, bucket, key)
 
+    @property
+    def reads_are_local(self) -> bool:
+        return self._raw is not None
+
     def chunk_refcount(self, domain_id: DomainId, chunk_id: ChunkId) -> int | None:
         """See ``MetaRepo.chunk_refcount``: the dedup probe of every chunk a PUT cuts, so on
         SQLite it is one raw SELECT (a pooled ``read()`` cost ~0.7 ms per chunk here, ten times

@@ -314,21 +314,26 @@ class PutOp:
 def apply_object_puts(tx: MetaTx, ops: Sequence[PutOp]) -> list[Any]:
     """Apply a run of live ``object.put`` operations at once (the committer's ``BatchApply``).
 
-    The common case of a small-object PUT — a new key, an inline version (no chunk references),
-    no other write to the key in the run — is validated with one query per bucket and stored with
-    one multi-row insert for the whole run; it replaces nothing, so it returns ``None``. Every
-    other operation is left to ``apply_object_put`` (``APPLY_ALONE``): those touch other keys or
-    chunks, so they commute with the ones stored here.
+    The common case of a PUT — a new key, no other write to the key in the run — is validated
+    with one query per bucket and stored with a few multi-row statements for the whole run (its
+    new chunk rows, the reference counts of every chunk it uses, the versions and their
+    manifests); it replaces nothing, so it returns ``None``. Every other operation is left to
+    ``apply_object_put`` (``APPLY_ALONE``): those touch other keys, so they commute with the ones
+    stored here (reference counts add up in any order). A chunk collected by GC during the write
+    fails the whole run (``ConcurrentModification``): the committer then applies the operations
+    one at a time, which refuses only the one that used it.
     """
     out: list[Any] = [APPLY_ALONE] * len(ops)
     per_key = Counter((op.version.bucket_id, op.version.key) for op in ops)
     by_bucket: dict[BucketId, list[int]] = {}
     for i, op in enumerate(ops):
         v = op.version
-        if op.doc["new_chunks"] or refs_of(v) or per_key[(v.bucket_id, v.key)] != 1:
+        if per_key[(v.bucket_id, v.key)] != 1:
             continue
         by_bucket.setdefault(v.bucket_id, []).append(i)
     fresh: list[ObjectVersion] = []
+    new_chunks: list[ChunkRecord] = []
+    refs: dict[DomainId, Counter[ChunkId]] = {}
     for bucket_id, indexes in by_bucket.items():
         taken = tx.latest_keys(bucket_id, [ops[i].version.key for i in indexes])
         if taken is None:
@@ -347,7 +352,17 @@ def apply_object_puts(tx: MetaTx, ops: Sequence[PutOp]) -> list[Any]:
                     out[i] = Refused(exc)
                     continue
             fresh.append(op.version)
+            domain_id = DomainId(op.doc["domain_id"])
+            new_chunks.extend(chunk_from_doc(domain_id, cdoc) for cdoc in op.doc["new_chunks"])
+            used = refs_of(op.version)
+            if used:
+                refs.setdefault(domain_id, Counter()).update(used)
             out[i] = None
+    tx.insert_chunks(new_chunks)
+    for domain_id, counts in refs.items():
+        missing = tx.incref_many(domain_id, counts)
+        if missing:
+            raise ConcurrentModification(f"chunk {missing[0].hex()[:16]} was collected during the write; retry")
     tx.insert_new_versions(fresh)
     return out
 

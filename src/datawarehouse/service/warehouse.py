@@ -29,7 +29,8 @@ from datawarehouse.errors import (
     NoSuchBucket,
 )
 from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, UserId, qualify_bucket_name, split_bucket_name
-from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectRead, ObjectSummary, StoredUsage
+from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectSummary, StoredUsage
+from datawarehouse.meta.repo import ObjectRead as ObjectRead  # what open_object returns, for the API layer
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
 from datawarehouse.service import catalog, quota
 from datawarehouse.service.iam import IamService
@@ -401,6 +402,13 @@ class Warehouse:
         ``DeleteMarkerFound`` (a ``NoSuchKey``)."""
         found = self.open_object(bucket, key, chunk_head=0, version_id=version_id)
         return found.bucket, found.version
+
+    @property
+    def reads_are_local(self) -> bool:
+        """Whether ``open_object``/``lookup`` of a current version (no ``version_id``) is one read
+        of a local database that never waits for a writer: then a server may call them on its
+        event loop (see ``MetaRepo.reads_are_local``)."""
+        return self.engine.repo.reads_are_local
 
     def open_object(
         self, bucket: str, key: str, chunk_head: int = READ_HEAD_CHUNKS, version_id: str | None = None
