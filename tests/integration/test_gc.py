@@ -206,17 +206,17 @@ def _put_with_hook_before_commit(wh: Warehouse, key: str, data: bytes, hook: Cal
     """``put_object``, running ``hook`` once every chunk is looked up (dedup) and every new shard
     is durable, just before the commit: the window in which GC may run concurrently."""
     engine = wh.engine
-    real = engine.commit
+    real = engine.commit_later
 
-    def commit(*args: Any, **kwargs: Any) -> Any:
+    def commit_later(*args: Any, **kwargs: Any) -> Any:
         hook()
         return real(*args, **kwargs)
 
-    engine.commit = commit  # type: ignore[method-assign]
+    engine.commit_later = commit_later  # type: ignore[method-assign]
     try:
         wh.put_object(BUCKET, key, data)
     finally:
-        del engine.commit
+        del engine.commit_later
 
 
 def test_gc_between_dedup_lookup_and_commit_keeps_the_reused_chunks(wh: Warehouse, clock: ManualClock) -> None:
@@ -339,26 +339,26 @@ def test_a_run_of_puts_with_one_collected_chunk_refuses_only_that_put(wh: Wareho
     queued: list[_Item] = []
     enqueued = threading.Semaphore(0)
 
-    def hold(apply: Any, record: Any, *, batch: Any = None, payload: Any = None) -> Any:
+    def hold(apply: Any, record: Any, *, batch: Any = None, payload: Any = None) -> Future[Any]:
         """Queue the operation without committing it; the test commits the run at once."""
         future: Future[Any] = Future()
         queued.append(_Item(apply, record, future, batch, payload))
         enqueued.release()
-        return future.result()
+        return future
 
     # c and d reuse the chunks of a live object (no new shards, which GC could take for orphans).
     live = random.Random(29).randbytes(400_000)
     wh.put_object(BUCKET, "e", live)
     fresh = {"c": live, "d": live}
     with ThreadPoolExecutor(3) as pool:
-        committer.submit = hold  # type: ignore[method-assign]
+        committer.enqueue = hold  # type: ignore[method-assign]
         try:
             futures = {key: pool.submit(wh.put_object, BUCKET, key, data) for key, data in fresh.items()}
             futures["b"] = pool.submit(wh.put_object, BUCKET, "b", reused)
             for _ in range(3):
                 assert enqueued.acquire(timeout=30)
         finally:
-            del committer.submit
+            del committer.enqueue
         # Every write is done and durable, its dedup lookups made; now GC runs past the grace period.
         clock.advance(_grace(wh) + timedelta(minutes=1))
         assert gc.collect(wh.engine).chunks_removed > 0

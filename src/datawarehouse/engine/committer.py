@@ -93,11 +93,23 @@ class Committer:
         """Apply and journal one operation; block until durable; return what ``apply`` (or
         ``batch`` for this ``payload``) returned. ``record`` is the journal record, or a function
         that builds it after ``apply`` ran."""
+        return self.enqueue(apply, record, batch=batch, payload=payload).result()
+
+    def enqueue(
+        self,
+        apply: Apply,
+        record: Record | Callable[[], Record],
+        *,
+        batch: BatchApply | None = None,
+        payload: Any = None,
+    ) -> Future[Any]:
+        """``submit`` without blocking: the future is resolved (on the committer's thread) once
+        the operation is durable, or refused. An event loop awaits it instead of parking a thread."""
         if self._closed:
             raise MetadataError("the data directory is closed")
         future: Future[Any] = Future()
         self._queue.put(_Item(apply, record, future, batch, payload))
-        return future.result()
+        return future
 
     def close(self) -> None:
         if not self._closed:

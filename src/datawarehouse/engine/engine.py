@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -339,11 +339,23 @@ class Engine:
         is its journal document, or a function that builds it after ``apply`` ran; a document
         given as such is sealed here, on the caller's thread, not on the committer's (the serial
         stage). ``batch`` and ``payload``: group commit (see ``Committer``)."""
+        return self.commit_later(apply, domain_id, op, batch=batch, payload=payload).result()
+
+    def commit_later(
+        self,
+        apply: Apply,
+        domain_id: DomainId,
+        op: dict[str, Any] | Callable[[], dict[str, Any]],
+        *,
+        batch: BatchApply | None = None,
+        payload: Any = None,
+    ) -> Future[Any]:
+        """``commit`` without blocking: a future resolved once the operation is durable."""
         if callable(op):
             build = op
-            return self.committer.submit(apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())))
+            return self.committer.enqueue(apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())))
         record = (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, op))
-        return self.committer.submit(apply, record, batch=batch, payload=payload)
+        return self.committer.enqueue(apply, record, batch=batch, payload=payload)
 
     def _report_bad_shard(self, rec: ChunkRecord, index: int, reason: str) -> None:
         log.warning("shard %d of chunk %s is bad: %s", index, rec.chunk_id.hex()[:16], reason)

@@ -12,10 +12,12 @@ import dataclasses
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from datawarehouse.clock import Clock
 from datawarehouse.config import EngineConfig
@@ -57,6 +59,7 @@ def with_owner(system_meta: dict[str, str], owner: str | None) -> dict[str, str]
 SYSTEM_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control", "expires")
 READ_SIZE = 1024 * 1024
 READ_HEAD_CHUNKS = 4  # chunk records read with the version (the reader's prefetch window)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,14 @@ class ObjectUpload:
     ) -> ObjectVersion:
         """Make the bytes durable, then commit the version. ``conditions`` (If-Match /
         If-None-Match) are checked inside the commit's transaction, so they hold atomically."""
+        return self.finish_later(extra_system_meta=extra_system_meta, conditions=conditions).result()
+
+    def finish_later(
+        self, *, extra_system_meta: dict[str, str] | None = None, conditions: dict[str, str] | None = None
+    ) -> Future[ObjectVersion]:
+        """``finish`` up to handing the version to the committer: the bytes are durable when this
+        returns, the version once the future is resolved. For an inline object nothing here
+        blocks on I/O, so an event loop may call it and await the future."""
         engine = self._wh.engine
         data = self._writer.finish()
         now = engine.now()
@@ -142,37 +153,56 @@ class ObjectUpload:
         }
         if self._spec.lock is not None and not self._spec.lock.empty:
             doc["lock_request"] = self._spec.lock.to_doc()
-        try:
-            if (
-                not self._wh.has_quota(self._bucket)
-                and "lock_request" not in doc
-                and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None
-            ):
-                # A bucket that never had versioning: the version is its key's "null" version,
-                # decided here (and journaled so), which lets the committer store a run of such
-                # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
-                # same batch; the PUT then counts as written just before it, as S3 allows.
-                vdoc["null"] = True
-                doc["null_decided"] = True
-                version = dataclasses.replace(version, null_version=True)
-                stored = engine.commit(
-                    lambda tx: catalog.apply_object_put(tx, doc, replay=False),
-                    domain,
-                    doc,
-                    batch=catalog.apply_object_puts,
-                    payload=catalog.PutOp(doc, version),
-                )
-                return stored if isinstance(stored, ObjectVersion) else version
+        if (
+            not self._wh.has_quota(self._bucket)
+            and "lock_request" not in doc
+            and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None
+        ):
+            # A bucket that never had versioning: the version is its key's "null" version,
+            # decided here (and journaled so), which lets the committer store a run of such
+            # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
+            # same batch; the PUT then counts as written just before it, as S3 allows.
+            vdoc["null"] = True
+            doc["null_decided"] = True
+            version = dataclasses.replace(version, null_version=True)
+            pending = engine.commit_later(
+                lambda tx: catalog.apply_object_put(tx, doc, replay=False),
+                domain,
+                doc,
+                batch=catalog.apply_object_puts,
+                payload=catalog.PutOp(doc, version),
+            )
+        else:
             # Versioning decides the version's fate in the commit; a quota is checked there too.
-            applied: ObjectVersion = engine.commit(
+            pending = engine.commit_later(
                 self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
                 domain,
                 lambda: doc,
             )
-            return applied
+        return _then(pending, partial(self._stored, version))
+
+    def _stored(self, version: ObjectVersion, pending: Future[Any]) -> ObjectVersion:
+        """The committed version (the batch path answers ``None`` for the one it was given)."""
+        try:
+            stored = pending.result()
         except NoSuchBucket:
             self._wh.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
             raise
+        return stored if isinstance(stored, ObjectVersion) else version
+
+
+def _then(pending: Future[Any], done: Callable[[Future[Any]], T]) -> Future[T]:
+    """A future of ``done(pending)``, computed on the thread that resolves ``pending``."""
+    out: Future[T] = Future()
+
+    def finish(f: Future[Any]) -> None:
+        try:
+            out.set_result(done(f))
+        except BaseException as exc:
+            out.set_exception(exc)
+
+    pending.add_done_callback(finish)
+    return out
 
 
 class Warehouse:
@@ -402,6 +432,11 @@ class Warehouse:
         ``DeleteMarkerFound`` (a ``NoSuchKey``)."""
         found = self.open_object(bucket, key, chunk_head=0, version_id=version_id)
         return found.bucket, found.version
+
+    @property
+    def inline_max_size(self) -> int:
+        """Objects up to this size are stored in the metadata (sealed), not as shards."""
+        return self.engine.config.inline_max_size
 
     @property
     def reads_are_local(self) -> bool:
