@@ -8,6 +8,7 @@ made, by name (query parameters and detail keys that carry secrets) and by shape
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from urllib.parse import quote, unquote_plus
@@ -23,9 +24,20 @@ _SECRET_WORDS = ("secret", "password", "passphrase", "signature", "authorization
 _SIGNATURE_IN_TEXT = re.compile(r"(?i)(signature\s*[=:]\s*)[0-9a-z+/=]+")
 
 
+_SECRET_WORD = re.compile("|".join(_SECRET_WORDS))
+
+
 def is_secret_name(name: str) -> bool:
-    flat = name.lower().replace("-", "").replace("_", "")
-    return any(word in flat for word in _SECRET_WORDS)
+    return _SECRET_WORD.search(name.lower().replace("-", "").replace("_", "")) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_name(raw_name: str) -> tuple[str, bool]:
+    """A raw query parameter name: decoded, and whether its value is secret. Cached: every
+    request carries the same few names (a presigned URL's ``X-Amz-*``), and the audit writer
+    redacts every request's query; the bound keeps made-up names from growing it."""
+    name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
+    return name, name.lower() in SECRET_PARAMS or is_secret_name(name)
 
 
 def redact_text(text: str) -> str:
@@ -44,8 +56,8 @@ def redact_query(query: str) -> str:
     # signature), and a kept value stays as the client encoded it.
     for piece in query.lstrip("?").split("&"):
         raw_name, eq, raw_value = piece.partition("=")
-        name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
-        if name.lower() in SECRET_PARAMS or is_secret_name(name):
+        name, secret = _query_name(raw_name)
+        if secret:
             out.append(f"{quote(name, safe='-_.~')}={REDACTED}")
         elif "ignature" in (text := unquote_plus(raw_value) if "%" in raw_value else raw_value).lower():
             out.append(f"{quote(name, safe='-_.~')}={quote(redact_text(text), safe='-_.~/')}")
