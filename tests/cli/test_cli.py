@@ -51,7 +51,7 @@ def populate(data_dir: Path, objects: dict[str, bytes], buckets: tuple[str, ...]
             wh.create_bucket(b)
         for name, data in objects.items():
             bucket, key = name.split("/", 1)
-            wh.put_object(bucket, key, data)
+            wh.put_object(bucket, key, data, md5_etag=True)  # as `dwh put` and S3 store them
 
 
 def open_wh(data_dir: Path) -> Warehouse:

@@ -78,7 +78,7 @@ def mixed(wh: Warehouse, seed: int) -> None:
         data = content(rng, pool)
         sha = hashlib.sha256(data).hexdigest()
         say(f"PUT {key} {sha}")
-        wh.put_object(BUCKET, key, data)
+        wh.put_object(BUCKET, key, data, md5_etag=True)
         present.add(key)
         say(f"ACK {key} {sha}")
 
@@ -87,7 +87,7 @@ def large(wh: Warehouse, seed: int) -> None:
     data = random.Random(seed).randbytes(LARGE_SIZE)
     sha = hashlib.sha256(data).hexdigest()
     say(f"PUT {LARGE_KEY} {sha}")
-    upload = wh.open_upload(BUCKET, LARGE_KEY)
+    upload = wh.open_upload(BUCKET, LARGE_KEY, md5_etag=True)
     step = 1024 * 1024
     for i in range(0, LARGE_SIZE, step):
         upload.write(data[i : i + step])

@@ -121,7 +121,9 @@ def open_wh(root: Path, clock: Clock | None = None) -> Warehouse:
 
 def put_items(wh: Warehouse, items: Iterable[Item], bucket: str = BUCKET) -> None:
     for item in items:
-        wh.put_object(bucket, item.key, item.data, content_type=item.content_type, user_meta=item.user_meta)
+        wh.put_object(
+            bucket, item.key, item.data, content_type=item.content_type, user_meta=item.user_meta, md5_etag=True
+        )
 
 
 def populate(root: Path, items: list[Item], clock: Clock | None = None) -> None:

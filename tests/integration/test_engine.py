@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 import datawarehouse.engine.engine as engine_mod
 from datawarehouse.config import EngineConfig
+from datawarehouse.core import digest
 from datawarehouse.engine.chunkstore import parse_shard_key, shard_key
 from datawarehouse.errors import (
     BucketAlreadyExists,
@@ -95,7 +97,7 @@ def wh(tmp_path: Path):
 )
 def test_round_trip_sizes(wh: Warehouse, size: int) -> None:
     data = rand(size, seed=size)
-    v = wh.put_object("bkt", "obj", data, content_type="text/x-test", user_meta={"a": "b"})
+    v = wh.put_object("bkt", "obj", data, content_type="text/x-test", user_meta={"a": "b"}, md5_etag=True)
     assert v.size == size
     assert v.etag == hashlib.md5(data).hexdigest()
     assert wh.get_object_bytes("bkt", "obj") == data
@@ -163,7 +165,7 @@ def test_round_trip_20_mib(tmp_path: Path) -> None:
 def test_streaming_upload_odd_pieces(wh: Warehouse) -> None:
     data = rand(5 * MiB + 12345, seed=3)
     rng = random.Random(99)
-    upload = wh.open_upload("bkt", "stream", content_type="application/x-odd")
+    upload = wh.open_upload("bkt", "stream", content_type="application/x-odd", md5_etag=True)
     pos = 0
     sizes = [1, 2, 3, INLINE - 6, 1, 4097, 65537]
     while pos < len(data):
@@ -366,7 +368,7 @@ def test_overwrite_replaces(wh: Warehouse) -> None:
     first = rand(600 * KiB, 1)
     second = rand(300 * KiB, 2)
     v1 = wh.put_object("bkt", "k", first)
-    v2 = wh.put_object("bkt", "k", second)
+    v2 = wh.put_object("bkt", "k", second, md5_etag=True)
     assert v1.version_id != v2.version_id
     assert wh.get_object_bytes("bkt", "k") == second
     assert wh.head_object("bkt", "k").etag == hashlib.md5(second).hexdigest()
@@ -814,7 +816,7 @@ out = {
 }
 for n, total in enumerate(sizes):
     md5 = hashlib.md5()
-    upload = wh.open_upload("bkt", f"obj{n}")
+    upload = wh.open_upload("bkt", f"obj{n}", md5_etag=True)  # as an S3 PUT: the MD5 thread too
     done = 0
     while done < total:
         piece = rng.randbytes(min(MiB, total - done))
@@ -860,3 +862,23 @@ def test_large_streamed_write_keeps_memory_bounded(tmp_path: Path) -> None:
     # shards at once, plus allocator slack kept by glibc's per-thread arenas (more of it on a
     # loaded machine) — well below the 640 MiB object, which holding the data would exceed.
     assert res["peak_before"] - res["baseline"] < big * 3 // 4, res
+
+
+def test_content_etag_without_md5(wh: Warehouse) -> None:
+    """Writes that do not ask for the MD5 ETag (S3 asks; the Python API by default does not)
+    get a content ETag: multipart-shaped, so no S3 tool takes it for an MD5, equal for equal
+    content and different for different content."""
+    data = rand(3 * MiB + 5, seed=7)
+    v = wh.put_object("bkt", "a", data)
+    assert re.fullmatch(r"[0-9a-f]{32}-\d+", v.etag), v.etag
+    assert v.etag == digest.content_etag((r.chunk_id, r.plain_size) for r in v.chunks)
+    assert v.etag.endswith(f"-{len(v.chunks)}") and len(v.chunks) > 1
+    assert wh.head_object("bkt", "a").etag == v.etag
+    assert wh.put_object("bkt", "b", data).etag == v.etag
+    changed = bytearray(data)
+    changed[-1] ^= 1
+    assert wh.put_object("bkt", "c", bytes(changed)).etag != v.etag
+    small = wh.put_object("bkt", "small", b"tiny")
+    assert small.inline_data is not None and small.etag.endswith("-1")
+    assert small.etag != wh.put_object("bkt", "small2", b"tinY").etag
+    assert wh.put_object("bkt", "md5", data, md5_etag=True).etag == hashlib.md5(data).hexdigest()

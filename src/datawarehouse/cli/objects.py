@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -31,6 +31,9 @@ def put(
     bucket, key = split_target(target or source.name, DEFAULT_BUCKET)
     snapshots.refuse_write(bucket)
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    # The MD5 ETag, as if the object came through S3: this door is a user's, and what they stored
+    # should look the same whichever way they read it back.
+    options: dict[str, Any] = {"content_type": content_type, "storage_class": storage_class, "md5_etag": True}
     with open_warehouse(data_dir, create=True) as wh:
         try:
             wh.get_bucket(bucket)
@@ -39,10 +42,10 @@ def put(
                 raise
             wh.create_bucket(bucket)
         if str(source) == "-":
-            v = wh.put_object(bucket, key, sys.stdin.buffer, content_type=content_type, storage_class=storage_class)
+            v = wh.put_object(bucket, key, sys.stdin.buffer, **options)
         else:
             with source.open("rb") as f:
-                v = wh.put_object(bucket, key, f, content_type=content_type, storage_class=storage_class)
+                v = wh.put_object(bucket, key, f, **options)
     console.print(f"stored {bucket}/{key}: {v.size} bytes, etag {v.etag}, {v.storage_class}", highlight=False)
 
 

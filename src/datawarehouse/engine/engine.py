@@ -293,9 +293,12 @@ class Engine:
         *,
         inline: bool = True,
         chunker: ChunkerParams | None = None,
+        md5_etag: bool = False,
     ) -> ObjectWriter:
         """``inline=False`` always chunks (multipart parts: their manifests are concatenated);
-        ``chunker`` overrides the configured parameters (a part uses its upload's)."""
+        ``chunker`` overrides the configured parameters (a part uses its upload's); ``md5_etag``
+        makes the ETag the stream's MD5, as S3 requires of a single PUT and of a part (else it
+        is the content ETag, ``digest.content_etag``)."""
         return ObjectWriter(
             self.chunks,
             self.pool,
@@ -309,6 +312,7 @@ class Engine:
             # Enough chunks in flight to keep every pool thread busy while others wait on fsync.
             max_inflight=self.config.threads + 4,
             max_size=max_size,
+            md5_etag=md5_etag,
         )
 
     def read(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +39,7 @@ class WrittenData:
     """What the writer produced; the commit turns it into metadata."""
 
     size: int
-    md5_hex: str
+    etag: str  # the stream's MD5 (hex) when the writer computed one, else digest.content_etag
     chunks: tuple[ChunkRef, ...]
     new_chunks: list[ChunkRecord]
     refs: Counter[ChunkId] = field(default_factory=Counter)
@@ -108,6 +108,7 @@ class ObjectWriter:
         compression_level: int | None = 3,
         max_inflight: int = 4,
         max_size: int | None = None,
+        md5_etag: bool = False,
     ) -> None:
         storage_class.check_fits(len(chunks.disks.active()))
         self._chunks = chunks
@@ -122,7 +123,7 @@ class ObjectWriter:
         self._max_inflight = max_inflight
         self._max_size = max_size
         self._keys = chunks.keyring.current(domain_id)
-        self._md5 = _BackgroundMD5()
+        self._md5 = _BackgroundMD5() if md5_etag else None
         self._size = 0
         self._offset = 0
         self._head: list[bytes] | None = []  # bytes held back while the object may still be inline
@@ -152,7 +153,8 @@ class ObjectWriter:
             if self._size <= self._inline_max:
                 return
             data, self._head = b"".join(self._head), None
-        self._md5.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
         for piece in self._cdc.feed(data):
             self._submit(piece)
 
@@ -219,11 +221,13 @@ class ObjectWriter:
         self._done = True
         if self._head is not None:
             plain = b"".join(self._head)
-            self._md5.update(plain)
-            md5_hex = self._md5.hexdigest()
             chunk_id = digest.chunk_id(self._keys.id_key, plain)
+            ref = ChunkRef(chunk_id, 0, len(plain))
+            if self._md5 is not None:
+                self._md5.update(plain)
+            etag = self._etag((ref,))
             sealed = crypto.seal_chunk(self._keys, chunk_id, plain, self._level)
-            return WrittenData(self._size, md5_hex, (ChunkRef(chunk_id, 0, len(plain)),), [], Counter(), sealed)
+            return WrittenData(self._size, etag, (ref,), [], Counter(), sealed)
         for piece in self._cdc.finish():
             self._submit(piece)
         if self._held is not None:
@@ -231,17 +235,23 @@ class ObjectWriter:
             self._process_here(held)
         while self._inflight:
             self._settle_one()
-        md5_hex = self._md5.hexdigest()
+        etag = self._etag(self._refs)
         self._wait_flush()
         self._chunks.flush(self._dirty)
         refs = Counter(ref.chunk_id for ref in self._refs)
-        return WrittenData(self._size, md5_hex, tuple(self._refs), self._new, refs)
+        return WrittenData(self._size, etag, tuple(self._refs), self._new, refs)
+
+    def _etag(self, refs: Sequence[ChunkRef]) -> str:
+        if self._md5 is not None:
+            return self._md5.hexdigest()
+        return digest.content_etag((ref.chunk_id, ref.plain_size) for ref in refs)
 
     def abort(self) -> None:
         """Stop early; shards already written become orphans that GC removes after the grace period."""
         self._done = True
         self._held = None
-        self._md5.close()
+        if self._md5 is not None:
+            self._md5.close()
         while self._inflight:
             future, _, _ = self._inflight.popleft()
             future.cancel()

@@ -371,7 +371,7 @@ class Multipart:
         rec, upload = self.get_upload(bucket, key, upload_id)
         self.wh.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=0)
         writer = self.wh.engine.new_writer(
-            rec.domain_id, upload.storage_class, MAX_PUT_SIZE, inline=False, chunker=upload.chunker
+            rec.domain_id, upload.storage_class, MAX_PUT_SIZE, inline=False, chunker=upload.chunker, md5_etag=True
         )
         return PartUpload(self.wh, rec, upload, part_number, writer)
 
@@ -579,7 +579,7 @@ class PartUpload:
             upload_id=self._upload.upload_id,
             part_number=self._number,
             size=data.size,
-            etag=data.md5_hex,
+            etag=data.etag,
             created_at=engine.now(),
             chunks=data.chunks if data.size else (),
             checksums=dict(checksums or {}),

@@ -130,7 +130,7 @@ class ObjectUpload:
             key=self._key,
             version_id=catalog.new_version_id(now),
             size=data.size,
-            etag=data.md5_hex,
+            etag=data.etag,
             created_at=now,
             storage_class=self._class,
             chunker=engine.config.chunker,
@@ -392,16 +392,19 @@ class Warehouse:
         max_size: int = MAX_OBJECT_SIZE,
         expected_size: int | None = None,
         lock: LockRequest | None = None,
+        md5_etag: bool = False,
     ) -> ObjectUpload:
         """``expected_size``: what the client announced, checked against the bucket's quota
         before any byte is stored (the commit checks the real size again). ``lock``: the
         retention and legal hold the new version asks for (object lock buckets; without it the
-        bucket's default retention applies)."""
+        bucket's default retention applies). ``md5_etag``: make the ETag the MD5 of the bytes,
+        as S3 promises for a single PUT; other writers get the free content ETag
+        (``digest.content_etag``)."""
         check_key(key)
         rec = self.bucket_for_write(bucket)
         self.check_quota_room(rec, add_bytes=expected_size or 0, add_objects=1)
         sc = self.storage_class_for(rec, storage_class)
-        writer = self.engine.new_writer(rec.domain_id, sc, max_size)
+        writer = self.engine.new_writer(rec.domain_id, sc, max_size, md5_etag=md5_etag)
         spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}), lock)
         return ObjectUpload(self, rec, key, writer, sc, spec)
 

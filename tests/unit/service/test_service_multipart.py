@@ -242,12 +242,18 @@ def test_whole_chunks() -> None:
 def test_upload_part_copy_by_reference_and_by_reading(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mp, "MIN_PART_SIZE", 0)  # the chunk-aligned part is as small as two chunks
     source = os.urandom(400 * 1024)
-    src = wh.put_object(B, "source", source)
+    src = wh.put_object(B, "source", source, md5_etag=True)
     m = Multipart(wh)
     up = m.create(B, "copy")
     chunks_before, files_before = len(refcounts(wh)), shard_files(wh)
     whole = m.upload_part_copy(B, "copy", up.upload_id, 1, B, "source")
     assert whole.etag == src.etag and whole.chunks == src.chunks
+    # A source without an MD5 ETag (written through the Python API): the part's MD5 is computed
+    # from the bytes, and the chunks are still shared.
+    plain = wh.put_object(B, "plain-source", source)
+    assert plain.etag != src.etag
+    again = m.upload_part_copy(B, "copy", up.upload_id, 1, B, "plain-source")
+    assert again.etag == src.etag and again.chunks == src.chunks
     aligned = src.chunks[1].offset, src.chunks[3].offset
     ranged = m.upload_part_copy(B, "copy", up.upload_id, 2, B, "source", aligned)
     assert [c.chunk_id for c in ranged.chunks] == [c.chunk_id for c in src.chunks[1:3]]
@@ -268,6 +274,7 @@ def test_upload_part_copy_by_reference_and_by_reading(wh: Warehouse, monkeypatch
     assert wh.get_object_bytes(B, "copy") == want
     wh.delete_object(B, "copy")
     wh.delete_object(B, "source")
+    wh.delete_object(B, "plain-source")
     assert set(refcounts(wh).values()) == {0}
 
 

@@ -162,7 +162,7 @@ async def put_object(ctx: Context) -> Response:
         body = [piece async for piece in reader.pieces()]
 
         def start() -> tuple[Future[ObjectVersion], dict[str, str]]:
-            upload = wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **spec)
+            upload = wh.open_upload(ctx.bucket, ctx.key, expected_size=size, md5_etag=True, **spec)
             try:
                 if conditions:
                     _check_write_conditions(ctx, conditions)
@@ -188,7 +188,9 @@ async def put_object(ctx: Context) -> Response:
 
             version, checksum_meta = await ctx.offload.run(store)
     else:
-        upload = await ctx.offload.run(lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=size, **spec))
+        upload = await ctx.offload.run(
+            lambda: wh.open_upload(ctx.bucket, ctx.key, expected_size=size, md5_etag=True, **spec)
+        )
         if conditions:
             try:
                 await ctx.offload.run(_check_write_conditions, ctx, conditions)

@@ -195,6 +195,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
             tags=tags,
             lock=lock,
             max_size=policy.max_size if policy.max_size is not None else MAX_PUT_SIZE,
+            md5_etag=True,
         )
     )
     return upload, policy, key
