@@ -339,10 +339,12 @@ def test_a_run_of_puts_with_one_collected_chunk_refuses_only_that_put(wh: Wareho
     queued: list[_Item] = []
     enqueued = threading.Semaphore(0)
 
-    def hold(apply: Any, record: Any, *, batch: Any = None, payload: Any = None) -> Future[Any]:
+    def hold(
+        apply: Any, record: Any, *, batch: Any = None, payload: Any = None, flush: frozenset[Any] = frozenset()
+    ) -> Future[Any]:
         """Queue the operation without committing it; the test commits the run at once."""
         future: Future[Any] = Future()
-        queued.append(_Item(apply, record, future, batch, payload))
+        queued.append(_Item(apply, record, future, batch, payload, flush))
         enqueued.release()
         return future
 
@@ -359,7 +361,8 @@ def test_a_run_of_puts_with_one_collected_chunk_refuses_only_that_put(wh: Wareho
                 assert enqueued.acquire(timeout=30)
         finally:
             del committer.enqueue
-        # Every write is done and durable, its dedup lookups made; now GC runs past the grace period.
+        # Every write is done (its shards staged, made durable by the commit), its dedup lookups
+        # made; now GC runs past the grace period.
         clock.advance(_grace(wh) + timedelta(minutes=1))
         assert gc.collect(wh.engine).chunks_removed > 0
         batches: list[int] = []

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from datawarehouse.engine.journal import Journal
 from datawarehouse.errors import DwhError, MetadataError
+from datawarehouse.ids import DiskId
 from datawarehouse.meta.repo import MetaRepo, MetaTx
 
 # Applies one operation inside a transaction and returns its result; raises a DwhError (before
@@ -63,6 +64,7 @@ class _Item:
     future: Future[Any]
     batch: BatchApply | None = None
     payload: Any = None
+    flush: frozenset[DiskId] = frozenset()
 
 
 class _ItemFailed(Exception):
@@ -73,10 +75,18 @@ class _ItemFailed(Exception):
 
 
 class Committer:
-    def __init__(self, repo: MetaRepo, journal: Journal, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        repo: MetaRepo,
+        journal: Journal,
+        max_batch: int = 256,
+        *,
+        flush: Callable[[frozenset[DiskId]], None] | None = None,
+    ) -> None:
         self._repo = repo
         self._journal = journal
         self._max_batch = max_batch
+        self._flush = flush
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="dwh-committer", daemon=True)
         self._closed = False
@@ -102,13 +112,18 @@ class Committer:
         *,
         batch: BatchApply | None = None,
         payload: Any = None,
+        flush: frozenset[DiskId] = frozenset(),
     ) -> Future[Any]:
         """``submit`` without blocking: the future is resolved (on the committer's thread) once
-        the operation is durable, or refused. An event loop awaits it instead of parking a thread."""
+        the operation is durable, or refused. An event loop awaits it instead of parking a thread.
+        ``flush``: disks holding staged shards the operation refers to; they are made durable
+        before its journal record is written (one flush per disk for the whole batch)."""
         if self._closed:
             raise MetadataError("the data directory is closed")
+        if flush and self._flush is None:
+            raise MetadataError("this committer cannot flush disks")
         future: Future[Any] = Future()
-        self._queue.put(_Item(apply, record, future, batch, payload))
+        self._queue.put(_Item(apply, record, future, batch, payload, flush))
         return future
 
     def close(self) -> None:
@@ -137,8 +152,27 @@ class Committer:
             if stop:
                 return
 
+    def _flush_shards(self, batch: list[_Item]) -> list[_Item]:
+        """Make the staged shards of the batch durable, every disk once, before anything refers
+        to them; if that fails, every operation with shards fails (nothing of it was committed:
+        its client may retry) and the rest go on."""
+        disks = frozenset().union(*(item.flush for item in batch))
+        if not disks:
+            return batch
+        assert self._flush is not None
+        try:
+            self._flush(disks)
+        except BaseException as exc:
+            err = exc if isinstance(exc, DwhError) else MetadataError(f"flushing shards failed: {exc!r}")
+            for item in batch:
+                if item.flush:
+                    item.future.set_exception(err)
+            return [item for item in batch if not item.flush]
+        return batch
+
     def _commit(self, batch: list[_Item]) -> None:
         """Commit a batch; an operation that fails is dropped and the rest committed without it."""
+        batch = self._flush_shards(batch)
         grouped = True
         while batch:
             try:

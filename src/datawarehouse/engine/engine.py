@@ -92,7 +92,7 @@ class Engine:
             self.journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
             self._load_domain_secrets()
             self.replayed = self.catch_up()
-            self.committer = Committer(self.repo, self.journal)
+            self.committer = Committer(self.repo, self.journal, flush=self.chunks.flush)
             self._ensure_domain(DEFAULT_DOMAIN)
             with self.repo.transaction() as tx:
                 for rec in self.disks.records():
@@ -353,13 +353,17 @@ class Engine:
         *,
         batch: BatchApply | None = None,
         payload: Any = None,
+        flush: frozenset[DiskId] = frozenset(),
     ) -> Future[Any]:
-        """``commit`` without blocking: a future resolved once the operation is durable."""
+        """``commit`` without blocking: a future resolved once the operation is durable.
+        ``flush``: disks with staged shards the operation refers to (made durable first)."""
         if callable(op):
             build = op
-            return self.committer.enqueue(apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())))
+            return self.committer.enqueue(
+                apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())), flush=flush
+            )
         record = (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, op))
-        return self.committer.enqueue(apply, record, batch=batch, payload=payload)
+        return self.committer.enqueue(apply, record, batch=batch, payload=payload, flush=flush)
 
     def _report_bad_shard(self, rec: ChunkRecord, index: int, reason: str) -> None:
         log.warning("shard %d of chunk %s is bad: %s", index, rec.chunk_id.hex()[:16], reason)

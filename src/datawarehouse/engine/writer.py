@@ -44,6 +44,9 @@ class WrittenData:
     new_chunks: list[ChunkRecord]
     refs: Counter[ChunkId] = field(default_factory=Counter)
     inline_data: bytes | None = None
+    # Disks holding staged shards of this object not yet made durable (``finish(flush=False)``):
+    # whoever commits the object must flush them first (the committer does, once per batch).
+    unflushed: frozenset[DiskId] = frozenset()
 
 
 _Result = tuple[ChunkId, ChunkRecord | None, set[DiskId]]
@@ -214,8 +217,10 @@ class ObjectWriter:
             flushing, self._flushing = self._flushing, None
             flushing.result()
 
-    def finish(self) -> WrittenData:
-        """Make every new shard durable and describe what was written."""
+    def finish(self, *, flush: bool = True) -> WrittenData:
+        """Describe what was written, every new shard made durable first; with ``flush=False``
+        the last shards are left staged and their disks named in ``unflushed``, for a committer
+        that flushes the disks of a whole batch of objects at once."""
         if self._done:
             raise InvalidInput("writer already finished")
         self._done = True
@@ -237,9 +242,12 @@ class ObjectWriter:
             self._settle_one()
         etag = self._etag(self._refs)
         self._wait_flush()
-        self._chunks.flush(self._dirty)
+        unflushed = frozenset(self._dirty)
+        if flush:
+            self._chunks.flush(unflushed)
+            unflushed = frozenset()
         refs = Counter(ref.chunk_id for ref in self._refs)
-        return WrittenData(self._size, etag, tuple(self._refs), self._new, refs)
+        return WrittenData(self._size, etag, tuple(self._refs), self._new, refs, unflushed=unflushed)
 
     def _etag(self, refs: Sequence[ChunkRef]) -> str:
         if self._md5 is not None:

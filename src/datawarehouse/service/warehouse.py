@@ -119,11 +119,13 @@ class ObjectUpload:
     def finish_later(
         self, *, extra_system_meta: dict[str, str] | None = None, conditions: dict[str, str] | None = None
     ) -> Future[ObjectVersion]:
-        """``finish`` up to handing the version to the committer: the bytes are durable when this
-        returns, the version once the future is resolved. For an inline object nothing here
-        blocks on I/O, so an event loop may call it and await the future."""
+        """``finish`` up to handing the version to the committer: the bytes and the version are
+        durable once the future is resolved (the committer flushes the disks holding the last
+        staged shards of every object of its batch, once each, before journaling them). For an
+        inline object nothing here blocks on I/O, so an event loop may call it and await the
+        future."""
         engine = self._wh.engine
-        data = self._writer.finish()
+        data = self._writer.finish(flush=False)  # the committer flushes the batch's disks
         now = engine.now()
         version = ObjectVersion(
             bucket_id=self._bucket.bucket_id,
@@ -171,6 +173,7 @@ class ObjectUpload:
                 doc,
                 batch=catalog.apply_object_puts,
                 payload=catalog.PutOp(doc, version),
+                flush=data.unflushed,
             )
         else:
             # Versioning decides the version's fate in the commit; a quota is checked there too.
@@ -178,6 +181,7 @@ class ObjectUpload:
                 self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
                 domain,
                 lambda: doc,
+                flush=data.unflushed,
             )
         return _then(pending, partial(self._stored, version))
 

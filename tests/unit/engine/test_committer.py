@@ -12,7 +12,7 @@ import pytest
 
 from datawarehouse.engine import journal as jr
 from datawarehouse.engine.committer import APPLY_ALONE, Committer, Refused, _Item
-from datawarehouse.errors import InvalidInput, MetadataError
+from datawarehouse.errors import InvalidInput, MetadataError, StorageError
 from datawarehouse.ids import DiskId
 from datawarehouse.meta.repo import MetaTx
 from datawarehouse.meta.sql import SqlMetaRepo
@@ -179,3 +179,50 @@ def test_a_batch_function_must_answer_every_operation(committer: tuple[Committer
     with pytest.raises(MetadataError, match="closed"):
         c.close()
         c.submit(setting("b", "1"), (jr.RECORD_OP, b"b"))
+
+
+def test_shards_are_flushed_once_per_batch_before_the_journal(
+    tmp_path: Path, stores: dict[DiskId, MemoryStore]
+) -> None:
+    """Operations naming disks with staged shards: the committer flushes the union of those
+    disks once, before any record of the batch reaches the journal; when that flush fails,
+    exactly the operations with shards fail and the others are committed."""
+    repo = SqlMetaRepo.for_sqlite(tmp_path / "meta.sqlite3")
+    journal = jr.Journal(lambda: stores, lambda: 2)
+    flushes: list[tuple[frozenset[DiskId], int]] = []
+    failing: set[DiskId] = set()
+
+    def flush(disks: frozenset[DiskId]) -> None:
+        flushes.append((disks, len(journaled(stores))))
+        if disks & failing:
+            raise StorageError("disk x: fdatasync failed")
+
+    c = Committer(repo, journal, flush=flush)
+    try:
+        a, b, plain = item("a", "1", None), item("b", "2", None), item("p", "3", None)
+        a.flush, b.flush = frozenset({DiskId("d0"), DiskId("d1")}), frozenset({DiskId("d1"), DiskId("d2")})
+        c._commit([a, b, plain])
+        assert flushes == [(frozenset({DiskId("d0"), DiskId("d1"), DiskId("d2")}), 0)]
+        assert [f.result() for f in (a.future, b.future, plain.future)] == ["alone:a", "alone:b", "alone:p"]
+        assert journaled(stores) == [b"a=1", b"b=2", b"p=3"]
+
+        failing.add(DiskId("d2"))
+        x, y = item("x", "4", None), item("y", "5", None)
+        x.flush = frozenset({DiskId("d2")})
+        c._commit([x, y])
+        with pytest.raises(StorageError):
+            x.future.result()
+        assert y.future.result() == "alone:y"
+        assert journaled(stores)[-1] == b"y=5" and b"x=4" not in journaled(stores)
+        with repo.read() as tx:
+            assert tx.get_setting("x") is None and tx.get_setting("y") == "5"
+        unable = Committer(repo, journal)  # no flush function: naming disks is a programming error
+        try:
+            with pytest.raises(MetadataError):
+                unable.enqueue(setting("z", "6"), (jr.RECORD_OP, b"z"), flush=frozenset({DiskId("d0")}))
+        finally:
+            unable.close()
+    finally:
+        c.close()
+        journal.close()
+        repo.close()
