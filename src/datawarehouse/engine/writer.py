@@ -4,9 +4,11 @@ The writer is push-style (``write`` as bytes arrive, ``finish`` at the end) so t
 the S3 server stream through it alike, holding only a few chunks in memory. Chunk ids are looked
 up as they are cut: a known chunk only gains a reference at commit; a new one is written once per
 object even if it repeats. Shards are staged (written without an fsync each) and made durable
-in batches: ``finish`` flushes the disks before anything refers to them, and a long object is
-flushed every ``FLUSH_EVERY`` bytes of shards too, in the background, which bounds the work left
-for ``finish`` and the time a staged shard waits in a temp file.
+in batches: ``finish`` flushes the disks before anything refers to them (or, with
+``flush=False``, names them for the committer, which flushes the disks of a whole batch of
+objects at once before journaling it), and a long object is flushed every ``FLUSH_EVERY`` bytes
+of shards too, in the background, which bounds the work left for ``finish`` and the time a staged
+shard waits unsynced.
 
 Objects up to ``inline_max_size`` are not chunked: they become one sealed frame stored in the
 metadata (and its journal), so a small object costs no shard files at all.
