@@ -7,6 +7,7 @@ stored with the data itself, so reads never depend on today's config.
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -58,8 +59,9 @@ class EngineConfig:
         """The AEAD id (format.md) new chunks are sealed with; reads use the id in each frame."""
         return CIPHERS.index(self.cipher) + 1
 
-    @property
+    @functools.cached_property
     def chunker(self) -> ChunkerParams:
+        """Built once (a PUT asks for it; validating the bounds each time showed in profiles)."""
         return ChunkerParams(self.chunk_min_size, self.chunk_avg_size, self.chunk_max_size)
 
 

@@ -3,6 +3,7 @@ UTC ``datetime`` named ``*_at``."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -70,6 +71,7 @@ NAMED_CLASSES: dict[str, StorageClass] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def parse_storage_class(text: str, disk_count: int) -> StorageClass:
     """Parse ``EC(k,m)``/``k+m``/``replica-N``/``raid1``/``raid5``/``raid6``/``raidz3``.
 
@@ -93,6 +95,7 @@ def parse_storage_class(text: str, disk_count: int) -> StorageClass:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def default_storage_class(disk_count: int) -> StorageClass:
     """The default EC(k, m) for a number of disks (1: 1+0, 2: 1+1, 3: 2+1, 4-5: 2+2, 6-11: 4+2, 12+: 8+4)."""
     if disk_count < 1:

@@ -121,7 +121,8 @@ class ObjectWriter:
         self._known = known
         self._domain = domain_id
         self._class = storage_class
-        self._cdc = FastCDC(chunker)
+        self._chunker = chunker
+        self._cdc: FastCDC | None = None  # made when the object outgrows the inline size (most never do)
         self._now = now
         self._inline_max = inline_max_size
         self._level = compression_level
@@ -160,6 +161,8 @@ class ObjectWriter:
             data, self._head = b"".join(self._head), None
         if self._md5 is not None:
             self._md5.update(data)
+        if self._cdc is None:
+            self._cdc = FastCDC(self._chunker)
         for piece in self._cdc.feed(data):
             self._submit(piece)
 
@@ -235,7 +238,7 @@ class ObjectWriter:
             etag = self._etag((ref,))
             sealed = crypto.seal_chunk(self._keys, chunk_id, plain, self._level)
             return WrittenData(self._size, etag, (ref,), [], Counter(), sealed)
-        for piece in self._cdc.finish():
+        for piece in self._cdc.finish() if self._cdc is not None else ():
             self._submit(piece)
         if self._held is not None:
             held, self._held = self._held, None
