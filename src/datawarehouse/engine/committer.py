@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from datawarehouse.engine.journal import Journal
-from datawarehouse.errors import DwhError, MetadataError
+from datawarehouse.errors import DwhError, MetadataError, StorageError
 from datawarehouse.ids import DiskId
 from datawarehouse.meta.repo import MetaRepo, MetaTx
 
@@ -163,7 +163,7 @@ class Committer:
         try:
             self._flush(disks)
         except BaseException as exc:
-            err = exc if isinstance(exc, DwhError) else MetadataError(f"flushing shards failed: {exc!r}")
+            err = exc if isinstance(exc, DwhError) else StorageError(f"flushing shards failed: {exc!r}")
             for item in batch:
                 if item.flush:
                     item.future.set_exception(err)
