@@ -294,25 +294,25 @@ _UNSET_LATEST = (
 )
 _INSERT_VERSION = sa.insert(_OV)
 _INSERT_MANIFEST = sa.insert(_ME)
+
+
 # Group commit of new versions: in one statement, whether the bucket exists and which keys of a
-# batch have a latest version (no row: no bucket; a NULL key: none of them); then one multi-row
-# INSERT .. RETURNING for the whole batch (SQLAlchemy's "insertmanyvalues" for an executemany).
-_LATEST_KEYS = (
-    sa.select(_BK.c.bucket_id, _OV.c.key)
-    .select_from(
-        _BK.outerjoin(
-            _OV,
-            sa.and_(
-                _OV.c.bucket_id == _BK.c.bucket_id,
-                _OV.c.key.in_(_P("p_keys", expanding=True)),
-                _OV.c.is_latest == sa.true(),
-            ),
+# batch have a latest version (no row: no bucket; a NULL key: none of them); then the versions:
+# on PostgreSQL one multi-row INSERT .. RETURNING for the whole batch (SQLAlchemy's
+# "insertmanyvalues"), on SQLite one raw INSERT per version, its key from ``lastrowid``.
+def _latest_keys_stmt(key_matches: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return (
+        sa.select(_BK.c.bucket_id, _OV.c.key)
+        .select_from(
+            _BK.outerjoin(_OV, sa.and_(_OV.c.bucket_id == _BK.c.bucket_id, key_matches, _OV.c.is_latest == sa.true()))
         )
+        .where(_BK.c.bucket_id == _P("p_bucket"))
     )
-    .where(_BK.c.bucket_id == _P("p_bucket"))
-)
+
+
+_LATEST_KEYS = _latest_keys_stmt(_OV.c.key.in_(_P("p_keys", expanding=True)))
 _INSERT_VERSIONS = sa.insert(_OV).returning(_OV.c.version_pk, _OV.c.version_id)
-_INSERT_VERSION_ROW = sa.insert(_OV)  # SQLite's raw path: one row per execute, its pk from lastrowid
+_INSERT_VERSION_ROW = sa.insert(_OV)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -320,21 +320,8 @@ def _latest_keys_raw(count: int, dialect: sa.Dialect) -> RawStatement:
     """``_LATEST_KEYS`` for exactly ``count`` keys, compiled once (the raw path cannot expand an
     IN list at execution). Parameters: the keys in order, then the bucket id."""
     keys: list[sa.BindParameter[Any]] = [sa.bindparam(f"p_k{i}") for i in range(count)]
-    stmt = (
-        sa.select(_BK.c.bucket_id, _OV.c.key)
-        .select_from(
-            _BK.outerjoin(
-                _OV,
-                sa.and_(
-                    _OV.c.bucket_id == _BK.c.bucket_id,
-                    _OV.c.key.in_(keys) if keys else sa.false(),  # no keys: only whether the bucket exists
-                    _OV.c.is_latest == sa.true(),
-                ),
-            )
-        )
-        .where(_BK.c.bucket_id == _P("p_bucket"))
-    )
-    raw = RawStatement(stmt, dialect)
+    # No keys: the statement only tells whether the bucket exists.
+    raw = RawStatement(_latest_keys_stmt(_OV.c.key.in_(keys) if keys else sa.false()), dialect)
     if raw.params != (*(f"p_k{i}" for i in range(count)), "p_bucket"):
         raise MetadataError("metadata: unexpected parameter order in the latest-keys statement")
     return raw
@@ -819,7 +806,9 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
             with self._raw_cursor("insert versions") as cursor:
                 for v, params in zip(versions, raw.rows(rows), strict=True):
                     cursor.execute(raw.sql, params)
-                    pks[v.version_id] = int(cursor.lastrowid or 0)
+                    if cursor.lastrowid is None:
+                        raise MetadataError("metadata: insert_new_versions: SQLite gave no row id")
+                    pks[v.version_id] = int(cursor.lastrowid)
         if len(pks) != len(versions):
             raise MetadataError("metadata: insert_new_versions: not every version was stored")
         manifest = [m for v in versions if v.chunks for m in _manifest_values(pks[v.version_id], v)]
