@@ -132,6 +132,31 @@ def test_stage_with_prefix_and_cache_hint(store: BlobStore) -> None:
     assert store.stat("shards/p/one").size == 6 + len(payload) - 7
 
 
+def test_get_into_splits_a_blob_between_head_and_buffer(store: BlobStore) -> None:
+    """``get_into``: the first ``head`` bytes returned, the rest written into the caller's buffer
+    (at an offset inside a larger one, as a chunk's data shards are read side by side); a blob of
+    another length gives ``None``; a missing one ``BlobNotFound``. Packed (``shards/``) and plain
+    keys alike."""
+    payload = bytes(range(256)) * 1000
+    for key in ("shards/g/one", "plain-blob"):
+        store.stage(key, payload, prefix=b"HEAD" * 44)
+        store.flush()
+        big = bytearray(b"." * (len(payload) + 20))
+        dest = memoryview(big)[10 : 10 + len(payload)]
+        assert store.get_into(key, 176, dest) == b"HEAD" * 44
+        assert bytes(big) == b"." * 10 + payload + b"." * 10
+        # Other splits of the same blob.
+        assert store.get_into(key, 0, memoryview(bytearray(176 + len(payload)))) == b""
+        assert store.get_into(key, 176 + len(payload), memoryview(bytearray(0))) == b"HEAD" * 44 + payload
+        # Longer or shorter than the blob: None, never a partial answer.
+        assert store.get_into(key, 176, memoryview(bytearray(len(payload) + 1))) is None
+        assert store.get_into(key, 176, memoryview(bytearray(len(payload) - 1))) is None
+    with pytest.raises(BlobNotFound):
+        store.get_into("shards/g/missing", 10, memoryview(bytearray(10)))
+    with pytest.raises(BlobNotFound):
+        store.get_into("missing", 10, memoryview(bytearray(10)))
+
+
 def test_overwrite_returns_new_content(store: BlobStore) -> None:
     store.put("k", b"old content, longer")
     store.put("k", b"new")

@@ -22,8 +22,10 @@ import pytest
 import datawarehouse.engine.engine as engine_mod
 from datawarehouse.config import EngineConfig
 from datawarehouse.core import digest
+from datawarehouse.core.erasure import ErasureCoder
 from datawarehouse.engine.chunkstore import parse_shard_key, shard_key
 from datawarehouse.errors import (
+    BlobNotFound,
     BucketAlreadyExists,
     BucketNotEmpty,
     DataDirLocked,
@@ -34,10 +36,10 @@ from datawarehouse.errors import (
     NoSuchBucket,
     NoSuchKey,
 )
-from datawarehouse.records import StorageClass
+from datawarehouse.records import ChunkRecord, StorageClass
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
 from datawarehouse.storage.packstore import PACK_DIR, PackedLocation, PackStore, scan_locations
-from datawarehouse.storage.wrappers import CountingStore
+from datawarehouse.storage.wrappers import CountingStore, FaultyStore
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -310,6 +312,97 @@ def test_range_read_touches_only_needed_chunks(tmp_path: Path, monkeypatch: pyte
             assert shards == 4 * len(want)
         touched, shards = read_and_count(0, len(data))
         assert touched == {r.chunk_id for r in refs}
+
+
+# --- the read path: data shards straight into one buffer, read around anything wrong ---------------
+
+
+def _faulty_wh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Warehouse, bytes]:
+    real_open_store = engine_mod._open_store
+    monkeypatch.setattr(engine_mod, "_open_store", lambda rec: FaultyStore(real_open_store(rec)))
+    wh = Warehouse.init(tmp_path / "dwh", options=OpenOptions(config=SMALL))
+    wh.create_bucket("bkt")
+    data = rand(600_000, 31)
+    wh.put_object("bkt", "obj", data)
+    return wh, data
+
+
+def _first_chunk(wh: Warehouse) -> ChunkRecord:
+    chunk_id = wh.head_object("bkt", "obj").chunks[0].chunk_id
+    with wh.engine.repo.transaction() as tx:
+        (rec,) = [c for c in tx.list_chunks(None, limit=1000) if c.chunk_id == chunk_id]
+    return rec
+
+
+def _shard_store(wh: Warehouse, rec: ChunkRecord, index: int) -> tuple[FaultyStore, str]:
+    store = wh.engine.disks.store(rec.placement[index])
+    assert isinstance(store, FaultyStore)
+    return store, shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
+
+
+def _heal_queue(wh: Warehouse) -> list[tuple[bytes, str]]:
+    with wh.engine.repo.transaction() as tx:
+        return [(item.chunk_id, item.reason) for item in tx.list_heal()]
+
+
+def test_healthy_read_neither_joins_nor_decodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every data shard healthy, a chunk's data shards are read into one buffer in frame
+    order: the erasure decoder (and its join of fragments) is never called."""
+    wh, data = _faulty_wh(tmp_path, monkeypatch)
+    with wh:
+
+        def no_decode(self: ErasureCoder, *args: object, **kwargs: object) -> bytes:
+            raise AssertionError("decoded although every data shard was healthy")
+
+        monkeypatch.setattr(ErasureCoder, "decode", no_decode)
+        assert wh.get_object_bytes("bkt", "obj") == data
+        assert _heal_queue(wh) == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "corrupt-payload",
+        "corrupt-fragment-header",
+        "corrupt-header",
+        "truncate",
+        "missing",
+        "read-error",
+        "corrupt-parity-too",
+    ],
+)
+def test_bad_data_shard_is_read_around_and_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Whatever is wrong with a data shard, the read returns the right bytes (decoded from the
+    other shards), and a shard that is really bad is queued for heal once, with its index."""
+    wh, data = _faulty_wh(tmp_path, monkeypatch)
+    with wh:
+        rec = _first_chunk(wh)
+        store, key = _shard_store(wh, rec, 1)
+        if fault == "corrupt-payload":
+            store.corrupt(key, offset=300)
+        elif fault == "corrupt-fragment-header":  # the erasure library's header, after ours
+            store.corrupt(key, offset=100)
+        elif fault == "corrupt-header":
+            store.corrupt(key, offset=20)
+        elif fault == "truncate":
+            store.truncate(key, keep=3000)
+        elif fault == "missing":
+            store.fail(key, error=BlobNotFound)
+        elif fault == "read-error":
+            store.fail(key)
+        else:  # two bad shards: a data shard and the first parity shard (EC(4,2) still reads)
+            store.corrupt(key, offset=300)
+            parity_store, parity_key = _shard_store(wh, rec, rec.k)
+            parity_store.corrupt(parity_key, offset=300)
+        errors_before = sum(wh.engine.disks.errors.values())
+        assert wh.get_object_bytes("bkt", "obj") == data
+        queued = _heal_queue(wh)
+        assert [chunk_id for chunk_id, _ in queued] == [rec.chunk_id]
+        assert queued[0][1].startswith("shard 1: " if fault != "corrupt-parity-too" else "shard ")
+        bad_shards = 2 if fault == "corrupt-parity-too" else 1
+        assert sum(wh.engine.disks.errors.values()) - errors_before == bad_shards
 
 
 # --- listings, overwrite, delete -----------------------------------------------------------------

@@ -75,11 +75,28 @@ def _driver(k: int, m: int) -> tuple[ECDriver, threading.Lock]:
 
 # liberasurecode's fragment header (``fragment_header_t``, native little-endian, 80 bytes):
 # index u32, payload size u32, backend metadata size u32, original data size u64 at offset 0, and
-# the magic at offset 59. Only what the data-shard fast path needs is read.
-_FRAGMENT_HEADER: Final = 80
+# the magic at offset 59. Only what the data-shard fast paths need is read.
+FRAGMENT_HEADER: Final = 80
 _FRAGMENT_FIELDS: Final = struct.Struct("<IIIQ")
 _FRAGMENT_MAGIC_AT: Final = 59
 _FRAGMENT_MAGIC: Final = 0xB0C5ECC
+
+
+def fragment_data_size(sealed_size: int, k: int) -> int:
+    """Bytes of frame data in each of the k fragments of an isa_l_rs_vand encoding of
+    ``sealed_size`` bytes (liberasurecode aligns the input to a multiple of k, w = 8)."""
+    return -(-sealed_size // k)
+
+
+def data_fragment_header_ok(header: bytes | memoryview, index: int, data_size: int, sealed_size: int) -> bool:
+    """Whether ``header`` (a fragment's first 80 bytes) describes data fragment ``index`` of a
+    ``sealed_size``-byte frame carrying ``data_size`` bytes with no backend metadata: then its
+    data is bytes ``[index * data_size, ...)`` of the frame (the code is systematic)."""
+    if len(header) < FRAGMENT_HEADER:
+        return False
+    idx, size, backend_meta, orig = _FRAGMENT_FIELDS.unpack_from(header, 0)
+    magic = int.from_bytes(header[_FRAGMENT_MAGIC_AT : _FRAGMENT_MAGIC_AT + 4], "little")
+    return magic == _FRAGMENT_MAGIC and idx == index and backend_meta == 0 and orig == sealed_size and size == data_size
 
 
 def _join_data_fragments(fragments: Sequence[bytes | memoryview], sealed_size: int) -> bytes | None:
@@ -92,22 +109,13 @@ def _join_data_fragments(fragments: Sequence[bytes | memoryview], sealed_size: i
     an S3 GET of 1 MiB objects)."""
     parts: list[memoryview] = []
     remaining = sealed_size
+    data_size = fragment_data_size(sealed_size, len(fragments))
     for index, fragment in enumerate(fragments):
         view = memoryview(fragment)
-        if len(view) < _FRAGMENT_HEADER:
+        if FRAGMENT_HEADER + data_size > len(view) or not data_fragment_header_ok(view, index, data_size, sealed_size):
             return None
-        idx, size, backend_meta, orig = _FRAGMENT_FIELDS.unpack_from(view, 0)
-        magic = int.from_bytes(view[_FRAGMENT_MAGIC_AT : _FRAGMENT_MAGIC_AT + 4], "little")
-        if (
-            magic != _FRAGMENT_MAGIC
-            or idx != index
-            or backend_meta != 0
-            or orig != sealed_size
-            or _FRAGMENT_HEADER + size > len(view)
-        ):
-            return None
-        take = min(size, remaining)
-        parts.append(view[_FRAGMENT_HEADER : _FRAGMENT_HEADER + take])
+        take = min(data_size, remaining)
+        parts.append(view[FRAGMENT_HEADER : FRAGMENT_HEADER + take])
         remaining -= take
     if remaining:
         return None

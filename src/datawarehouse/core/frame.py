@@ -174,6 +174,23 @@ def parse_shard(data: bytes | memoryview) -> tuple[ShardHeader, memoryview]:
     return header, payload
 
 
+def parse_shard_split(head: bytes | memoryview, rest: bytes | memoryview) -> ShardHeader:
+    """Like :func:`parse_shard` for a shard read in two parts (``BlobStore.get_into``): ``head``
+    holds the header and the payload's first bytes, ``rest`` the remainder of the payload. Both
+    are checked as one: the header, the total size and the payload's xxh3."""
+    header = parse_shard_header(head)
+    with memoryview(head) as first, memoryview(rest) as second:
+        total = first.nbytes + second.nbytes
+        expected = SHARD_HEADER_SIZE + header.payload_size
+        if total != expected:
+            raise CorruptFrame(f"shard: file is {total} bytes, header says {expected}")
+        hasher = xxhash.xxh3_64(first[SHARD_HEADER_SIZE:])
+        hasher.update(second)
+        if hasher.intdigest() != header.payload_xxh3:
+            raise CorruptFrame("shard: payload checksum mismatch")
+    return header
+
+
 # --- journal records ---------------------------------------------------------------------------
 
 

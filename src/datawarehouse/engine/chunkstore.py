@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from datawarehouse.core import crypto, frame
-from datawarehouse.core.erasure import ErasureCoder
+from datawarehouse.core.erasure import FRAGMENT_HEADER, ErasureCoder, data_fragment_header_ok, fragment_data_size
 from datawarehouse.engine.diskset import DiskSet
 from datawarehouse.engine.keys import KeyRing
 from datawarehouse.engine.placement import place
@@ -173,48 +173,105 @@ class ChunkStore:
                     last = exc
                     continue
                 header, payload = frame.parse_shard(blob)
-                if (
-                    header.chunk_id != rec.chunk_id
-                    or header.index != index
-                    or header.generation != rec.generation
-                    or header.k != rec.k
-                    or header.m != rec.m
-                ):
-                    raise CorruptFrame("shard header names another chunk, index or generation")
+                self._check_identity(rec, index, header)
                 return payload  # a view of the blob read: decoding copies it once anyway
             if last is None or not isinstance(last, NotFound):
                 break
         raise last if last is not None else NotFound("shard missing")
 
-    def _decode(self, rec: ChunkRecord, shards: Mapping[int, bytes | memoryview]) -> bytes:
-        coder = ErasureCoder(rec.k, rec.m)
-        sealed = coder.decode(shards, rec.sealed_size)
+    def _read_data_shards(
+        self, rec: ChunkRecord, shards: dict[int, bytes | memoryview], bad: dict[int, str]
+    ) -> memoryview | None:
+        """The sealed frame, read from the k data shards of an erasure-coded chunk straight into
+        one buffer, where the systematic code has already put the frame in order: each shard's
+        headers go to a small buffer and its data (``BlobStore.get_into``) to its place in the
+        frame, so nothing is joined or decoded. Every shard is verified as ``_read_shard`` does.
+
+        ``None`` when any data shard cannot be used this way: a shard that fails its checks is
+        entered in ``bad``; the verified ones are entered in ``shards`` (whole fragments, for
+        the decoder); one that is missing, unreadable or of another length is left out of both,
+        for ``read`` to look for it as usual."""
+        k = rec.k
+        data_size = fragment_data_size(rec.sealed_size, k)
+        head = frame.SHARD_HEADER_SIZE + FRAGMENT_HEADER
+        buf = memoryview(bytearray(k * data_size))
+        complete = True
+        heads: list[bytes | None] = []
+        for index in range(k):
+            dest = buf[index * data_size : (index + 1) * data_size]
+            got: bytes | None = None
+            if index < len(rec.placement) and self.disks.has(rec.placement[index]):
+                key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
+                try:
+                    got = self.disks.store(rec.placement[index]).get_into(key, head, dest)
+                except DwhError:
+                    got = None
+            heads.append(got)
+            if got is None:
+                complete = False
+                continue
+            try:
+                header = frame.parse_shard_split(got, dest)
+                self._check_identity(rec, index, header)
+            except IntegrityError as exc:
+                bad[index] = f"{exc.__class__.__name__}: {exc}"
+                complete = False
+                continue
+            fragment_header = memoryview(got)[frame.SHARD_HEADER_SIZE :]
+            if not data_fragment_header_ok(fragment_header, index, data_size, rec.sealed_size):
+                complete = False  # a layout this path does not know: the decoder reads it
+                shards[index] = got[frame.SHARD_HEADER_SIZE :] + bytes(dest)
+        if complete:
+            return buf[: rec.sealed_size]
+        for index, got in enumerate(heads):
+            if got is not None and index not in bad and index not in shards:
+                dest = buf[index * data_size : (index + 1) * data_size]
+                shards[index] = got[frame.SHARD_HEADER_SIZE :] + bytes(dest)
+        return None
+
+    @staticmethod
+    def _check_identity(rec: ChunkRecord, index: int, header: frame.ShardHeader) -> None:
+        if (
+            header.chunk_id != rec.chunk_id
+            or header.index != index
+            or header.generation != rec.generation
+            or header.k != rec.k
+            or header.m != rec.m
+        ):
+            raise CorruptFrame("shard header names another chunk, index or generation")
+
+    def _open(self, rec: ChunkRecord, sealed: bytes | memoryview) -> bytes:
         key_version = struct.unpack_from(">I", sealed, 8)[0] if len(sealed) >= 12 else 0
         keys = self.keyring.version(rec.domain_id, key_version)
         return crypto.open_chunk(keys, rec.chunk_id, sealed)
 
+    def _decode(self, rec: ChunkRecord, shards: Mapping[int, bytes | memoryview]) -> bytes:
+        return self._open(rec, ErasureCoder(rec.k, rec.m).decode(shards, rec.sealed_size))
+
     def read(self, rec: ChunkRecord) -> bytes:
         """The chunk's plaintext, verified; reads around bad shards and reports them."""
         shards: dict[int, bytes | memoryview] = {}
-        order = list(range(rec.k + rec.m))
         bad: dict[int, str] = {}
-        pos = 0
-        while len(shards) < rec.k and pos < len(order):
-            index = order[pos]
-            pos += 1
-            try:
-                shards[index] = self._read_shard(rec, index)
-            except (IntegrityError, NotFound) as exc:
-                bad[index] = f"{exc.__class__.__name__}: {exc}"
-            except DwhError as exc:
-                bad[index] = f"{exc.__class__.__name__}: {exc}"
-        for index, reason in bad.items():
-            self._bad(rec, index, reason)
-        if len(shards) < rec.k:
-            raise DataUnavailable(
-                f"chunk {rec.chunk_id.hex()[:16]}: only {len(shards)} of the {rec.k} shards needed are readable"
-            )
         try:
+            if rec.k > 1:
+                sealed = self._read_data_shards(rec, shards, bad)
+                if sealed is not None:
+                    return self._open(rec, sealed)
+            order = [i for i in range(rec.k + rec.m) if i not in shards and i not in bad]
+            pos = 0
+            while len(shards) < rec.k and pos < len(order):
+                index = order[pos]
+                pos += 1
+                try:
+                    shards[index] = self._read_shard(rec, index)
+                except DwhError as exc:
+                    bad[index] = f"{exc.__class__.__name__}: {exc}"
+            for index, reason in bad.items():
+                self._bad(rec, index, reason)
+            if len(shards) < rec.k:
+                raise DataUnavailable(
+                    f"chunk {rec.chunk_id.hex()[:16]}: only {len(shards)} of the {rec.k} shards needed are readable"
+                )
             return self._decode(rec, shards)
         except IntegrityError:
             # Shards with valid checksums decoded to bytes that fail authentication: rare (a

@@ -92,6 +92,16 @@ class BlobStore(Protocol):
         """At most ``length`` bytes from ``offset`` (short at the end of the blob)."""
         ...
 
+    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        """Read a blob in two parts: its first ``head`` bytes are returned, the rest is written
+        into ``dest``. ``None`` (``dest`` untouched or partly written) when the blob is not
+        ``head + len(dest)`` bytes long; ``BlobNotFound`` when it is missing.
+
+        For readers that place several blobs side by side in one buffer (a chunk's data shards):
+        a store that can (``PackStore``: one ``preadv``) reads straight into ``dest``, sparing the
+        copy a join of whole blobs would cost."""
+        ...
+
     def delete(self, key: str) -> bool:
         """Remove a blob; ``False`` if it was not there."""
         ...
@@ -112,3 +122,12 @@ class BlobStore(Protocol):
     def describe(self) -> str:
         """A human label (a path) for messages; never a secret."""
         ...
+
+
+def get_into_via_get(store: BlobStore, key: str, head: int, dest: memoryview) -> bytes | None:
+    """``BlobStore.get_into`` for stores without a scatter read: ``get``, then one copy."""
+    data = store.get(key)
+    if len(data) != head + dest.nbytes:
+        return None
+    dest[:] = memoryview(data)[head:]
+    return data[:head]

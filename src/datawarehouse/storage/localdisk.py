@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datawarehouse.errors import BlobNotFound, DwhError, StorageError, UnsafePath
-from datawarehouse.storage.base import BlobStat, Capacity, validate_key
+from datawarehouse.storage.base import BlobStat, Capacity, get_into_via_get, validate_key
 
 if TYPE_CHECKING:
     from datawarehouse.storage.base import AppendFile, BlobStore
@@ -421,6 +421,9 @@ class LocalDiskStore:
 
     # --- reads -----------------------------------------------------------------------------------
 
+    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        return get_into_via_get(self, key, head, dest)
+
     def get(self, key: str) -> bytes:
         fd = self._open_read(key)
         try:
@@ -692,6 +695,24 @@ def pread_full(fd: int, length: int, offset: int) -> bytes:
         parts.append(more)
         got += len(more)
     return b"".join(parts)
+
+
+def preadv_full(fd: int, head: int, dest: memoryview, offset: int) -> bytes | None:
+    """``head`` bytes at ``offset`` returned, the next ``len(dest)`` bytes read into ``dest``
+    (``preadv``: the kernel copies straight into the caller's buffer); ``None`` when the file
+    ends first. Short reads are continued, as in :func:`pread_full`."""
+    first = bytearray(head)
+    total = head + dest.nbytes
+    got = os.preadv(fd, [first, dest], offset)
+    while got < total:
+        if got < head:
+            more = os.preadv(fd, [memoryview(first)[got:], dest], offset + got)
+        else:
+            more = os.preadv(fd, [dest[got - head :]], offset + got)
+        if more <= 0:
+            return None
+        got += more
+    return bytes(first)
 
 
 class LocalAppendFile:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import BlobNotFound, StorageError
-from datawarehouse.storage.base import BlobStat, Capacity, validate_key
+from datawarehouse.storage.base import BlobStat, Capacity, get_into_via_get, validate_key
 
 if TYPE_CHECKING:
     from datawarehouse.storage.base import AppendFile, BlobStore
@@ -83,6 +83,9 @@ class MemoryStore:
             if blob is None:
                 raise BlobNotFound(f"blob {key!r} not found on {self._label}")
             return bytes(blob.data)
+
+    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        return get_into_via_get(self, key, head, dest)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:

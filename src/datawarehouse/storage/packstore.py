@@ -54,7 +54,7 @@ from datawarehouse.errors import DwhError, InvalidInput, StorageError
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage import prealloc
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
-from datawarehouse.storage.localdisk import LocalDiskStore, pread_full
+from datawarehouse.storage.localdisk import LocalDiskStore, pread_full, preadv_full
 
 if TYPE_CHECKING:
     from datawarehouse.storage.base import BlobStore
@@ -315,6 +315,29 @@ class PackStore:
         validate_key(key)
         data = self._read_packed(key, 0, None)
         return self._legacy.get(key) if data is None else data
+
+    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        validate_key(key)
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+            if hit is not None:
+                pack, e = hit
+                try:
+                    if e.length != head + dest.nbytes:
+                        return None
+                    try:
+                        got = preadv_full(self._read_fd(pack), head, dest, e.offset)
+                    except OSError as exc:
+                        raise self._error(exc, "get", key) from exc
+                    if got is None:
+                        raise StorageError(
+                            f"get {key!r} on {self._label}: pack {pack.id:016x} is shorter than its index says"
+                        )
+                    return got
+                finally:
+                    self._release(pack)
+        return self._legacy.get_into(key, head, dest)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
@@ -793,18 +816,22 @@ class PackStore:
                 os.close(pack.fd)
                 pack.fd = None
 
-    def _pread(self, pack: _Pack, offset: int, length: int, key: str) -> bytes:
+    def _read_fd(self, pack: _Pack) -> int:
+        """The pack's descriptor, opened on first use (the caller holds a reader count)."""
         fd = pack.fd
+        if fd is None:
+            fd = os.open(pack.path, _READ_FLAGS)
+            with self._lock:
+                if pack.fd is None:
+                    pack.fd = fd
+                else:
+                    os.close(fd)
+                    fd = pack.fd
+        return fd
+
+    def _pread(self, pack: _Pack, offset: int, length: int, key: str) -> bytes:
         try:
-            if fd is None:
-                fd = os.open(pack.path, _READ_FLAGS)
-                with self._lock:
-                    if pack.fd is None:
-                        pack.fd = fd
-                    else:
-                        os.close(fd)
-                        fd = pack.fd
-            data = pread_full(fd, length, offset)
+            data = pread_full(self._read_fd(pack), length, offset)
         except OSError as exc:
             raise self._error(exc, "get", key) from exc
         if len(data) < length:

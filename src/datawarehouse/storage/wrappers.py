@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Literal
 
 from datawarehouse.errors import StorageError
-from datawarehouse.storage.base import AppendFile, BlobStat, BlobStore, Capacity
+from datawarehouse.storage.base import AppendFile, BlobStat, BlobStore, Capacity, get_into_via_get
 
 __all__ = ["ALL_OPS", "CountingStore", "FaultAction", "FaultRule", "FaultyStore", "Op"]
 
@@ -196,6 +196,10 @@ class FaultyStore:
             elif rule.action == "truncate":
                 data = data[: self._keep(rule, len(data))]
         return data
+
+    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        # Through ``get``, so that its faults apply to these reads too.
+        return get_into_via_get(self, key, head, dest)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         rules = self._fire("get_range", key)
@@ -391,6 +395,13 @@ class CountingStore:
         data = self._inner.get(key)
         self._add_bytes("get", len(data))
         return data
+
+    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        self._count("get", key)
+        got = self._inner.get_into(key, head, dest)
+        if got is not None:
+            self._add_bytes("get", head + dest.nbytes)
+        return got
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         self._count("get_range", key)

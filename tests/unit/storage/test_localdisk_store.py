@@ -570,3 +570,35 @@ def test_filesystem_sync_failure_reaches_every_caller(monkeypatch: pytest.Monkey
     assert info.value.errno == errno.EIO
     with pytest.raises(OSError):  # not "covered" by the failed sync
         shared.sync(0)
+
+
+def test_preadv_full_reads_head_and_buffer_and_continues_short_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``preadv_full``: head returned, the rest in the caller's buffer; a read the kernel cuts
+    short is continued where it stopped (in the head or in the buffer); a file that ends first
+    gives ``None``."""
+    path = tmp_path / "f"
+    data = bytes(range(256)) * 64
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        dest = bytearray(1000)
+        assert localdisk.preadv_full(fd, 100, memoryview(dest), 50) == data[50:150]
+        assert bytes(dest) == data[150:1150]
+
+        real = os.preadv
+
+        def at_most_7(fd_: int, buffers: list[memoryview | bytearray], offset: int) -> int:
+            # Hand the kernel only the first 7 bytes of the request.
+            first = memoryview(buffers[0])
+            return real(fd_, [first[: min(7, first.nbytes)]], offset)
+
+        monkeypatch.setattr(localdisk.os, "preadv", at_most_7)
+        dest = bytearray(30)
+        assert localdisk.preadv_full(fd, 20, memoryview(dest), 3) == data[3:23]
+        assert bytes(dest) == data[23:53]
+        monkeypatch.setattr(localdisk.os, "preadv", real)
+        assert localdisk.preadv_full(fd, 100, memoryview(bytearray(len(data))), 0) is None
+    finally:
+        os.close(fd)
