@@ -318,25 +318,18 @@ class PackStore:
 
     def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
         validate_key(key)
-        if self._packed(key):
-            self._ensure_loaded()
-            hit = self._acquire(key)
+        with self._held(key) as hit:
             if hit is not None:
                 pack, e = hit
+                if e.length != head + dest.nbytes:
+                    return None
                 try:
-                    if e.length != head + dest.nbytes:
-                        return None
-                    try:
-                        got = preadv_full(self._read_fd(pack), head, dest, e.offset)
-                    except OSError as exc:
-                        raise self._error(exc, "get", key) from exc
-                    if got is None:
-                        raise StorageError(
-                            f"get {key!r} on {self._label}: pack {pack.id:016x} is shorter than its index says"
-                        )
-                    return got
-                finally:
-                    self._release(pack)
+                    got = preadv_full(self._read_fd(pack), head, dest, e.offset)
+                except OSError as exc:
+                    raise self._error(exc, "get", key) from exc
+                if got is None:
+                    raise self._short_pack(pack, key)
+                return got
         return self._legacy.get_into(key, head, dest)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
@@ -349,18 +342,12 @@ class PackStore:
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at its
         end; ``None`` when the key is not in a pack (the caller falls back to a plain file)."""
-        if not self._packed(key):
-            return None
-        self._ensure_loaded()
-        hit = self._acquire(key)
-        if hit is None:
-            return None
-        pack, e = hit
-        try:
+        with self._held(key) as hit:
+            if hit is None:
+                return None
+            pack, e = hit
             n = max(0, e.length - offset if length is None else min(length, e.length - offset))
             return self._pread(pack, e.offset + offset, n, key) if n else b""
-        finally:
-            self._release(pack)
 
     def stat(self, key: str) -> BlobStat:
         validate_key(key)
@@ -390,23 +377,18 @@ class PackStore:
         file (written durably, then its packed copy tombstoned and flushed), so appends continue
         it as they would on a ``LocalDiskStore``."""
         validate_key(key)
-        if self._packed(key):
-            self._ensure_loaded()
-            hit = self._acquire(key)
-            if hit is not None:
-                pack, e = hit
-                try:
-                    data = self._pread(pack, e.offset, e.length, key)
-                finally:
-                    self._release(pack)
-                self._legacy.put(key, data)
+        with self._held(key) as hit:
+            data = None if hit is None else self._pread(hit[0], hit[1].offset, hit[1].length, key)
+        if hit is not None and data is not None:
+            e = hit[1]
+            self._legacy.put(key, data)
 
-                def same_put() -> int | None:
-                    cur = self._keydir.get(key)
-                    return cur.oldest if cur is e else None
+            def same_put() -> int | None:
+                cur = self._keydir.get(key)
+                return cur.oldest if cur is e else None
 
-                if self._write(fmt.KIND_TOMBSTONE, key, b"", time.time_ns(), publish_now=True, decide=same_put):
-                    self.flush()
+            if self._write(fmt.KIND_TOMBSTONE, key, b"", time.time_ns(), publish_now=True, decide=same_put):
+                self.flush()
         return self._legacy.open_append(key)
 
     def capacity(self) -> Capacity:
@@ -800,6 +782,20 @@ class PackStore:
 
     # --- internals: reading ----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _held(self, key: str) -> Iterator[tuple[_Pack, _Put] | None]:
+        """The pack and entry of a packed ``key`` (``None`` when it is not in a pack), the pack
+        kept open for reading until the block ends."""
+        hit = None
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+        try:
+            yield hit
+        finally:
+            if hit is not None:
+                self._release(hit[0])
+
     def _acquire(self, key: str) -> tuple[_Pack, _Put] | None:
         with self._lock:
             e = self._keydir.get(key)
@@ -835,8 +831,11 @@ class PackStore:
         except OSError as exc:
             raise self._error(exc, "get", key) from exc
         if len(data) < length:
-            raise StorageError(f"get {key!r} on {self._label}: pack {pack.id:016x} is shorter than its index says")
+            raise self._short_pack(pack, key)
         return data
+
+    def _short_pack(self, pack: _Pack, key: str) -> StorageError:
+        return StorageError(f"get {key!r} on {self._label}: pack {pack.id:016x} is shorter than its index says")
 
     # --- internals: opening ----------------------------------------------------------------------
 
