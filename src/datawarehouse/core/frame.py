@@ -163,21 +163,13 @@ def parse_shard(data: bytes | memoryview) -> tuple[ShardHeader, memoryview]:
 
     The payload is a view into ``data`` (no copy); it keeps ``data`` alive.
     """
-    header = parse_shard_header(data)
-    view = memoryview(data)
-    expected = SHARD_HEADER_SIZE + header.payload_size
-    if view.nbytes != expected:
-        raise CorruptFrame(f"shard: file is {view.nbytes} bytes, header says {expected}")
-    payload = view[SHARD_HEADER_SIZE:]
-    if xxh3_64(payload) != header.payload_xxh3:
-        raise CorruptFrame("shard: payload checksum mismatch")
-    return header, payload
+    return parse_shard_split(data, b""), memoryview(data)[SHARD_HEADER_SIZE:]
 
 
 def parse_shard_split(head: bytes | memoryview, rest: bytes | memoryview) -> ShardHeader:
-    """Like :func:`parse_shard` for a shard read in two parts (``BlobStore.get_into``): ``head``
-    holds the header and the payload's first bytes, ``rest`` the remainder of the payload. Both
-    are checked as one: the header, the total size and the payload's xxh3."""
+    """The header of a shard read in two parts (``BlobStore.get_into``; ``rest`` empty for a
+    whole shard): ``head`` holds the header and the payload's first bytes, ``rest`` the remainder
+    of the payload. Both are checked as one: the header, the total size and the payload's xxh3."""
     header = parse_shard_header(head)
     with memoryview(head) as first, memoryview(rest) as second:
         total = first.nbytes + second.nbytes

@@ -8,6 +8,7 @@ that fail the AEAD tag or the chunk-id check are never returned.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -195,18 +196,15 @@ class ChunkStore:
         data_size = fragment_data_size(rec.sealed_size, k)
         head = frame.SHARD_HEADER_SIZE + FRAGMENT_HEADER
         buf = memoryview(bytearray(k * data_size))
+        verified: dict[int, bytes] = {}  # index -> the headers read with it
         complete = True
-        heads: list[bytes | None] = []
         for index in range(k):
             dest = buf[index * data_size : (index + 1) * data_size]
-            got: bytes | None = None
+            got = None
             if index < len(rec.placement) and self.disks.has(rec.placement[index]):
                 key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
-                try:
+                with contextlib.suppress(DwhError):  # read's usual path looks for it again
                     got = self.disks.store(rec.placement[index]).get_into(key, head, dest)
-                except DwhError:
-                    got = None
-            heads.append(got)
             if got is None:
                 complete = False
                 continue
@@ -217,16 +215,14 @@ class ChunkStore:
                 bad[index] = f"{exc.__class__.__name__}: {exc}"
                 complete = False
                 continue
+            verified[index] = got
             fragment_header = memoryview(got)[frame.SHARD_HEADER_SIZE :]
             if not data_fragment_header_ok(fragment_header, index, data_size, rec.sealed_size):
                 complete = False  # a layout this path does not know: the decoder reads it
-                shards[index] = got[frame.SHARD_HEADER_SIZE :] + bytes(dest)
         if complete:
             return buf[: rec.sealed_size]
-        for index, got in enumerate(heads):
-            if got is not None and index not in bad and index not in shards:
-                dest = buf[index * data_size : (index + 1) * data_size]
-                shards[index] = got[frame.SHARD_HEADER_SIZE :] + bytes(dest)
+        for index, got in verified.items():
+            shards[index] = got[frame.SHARD_HEADER_SIZE :] + buf[index * data_size : (index + 1) * data_size]
         return None
 
     @staticmethod

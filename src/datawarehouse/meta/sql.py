@@ -313,7 +313,6 @@ def _latest_keys_stmt(key_matches: sa.ColumnElement[bool]) -> sa.Select[Any]:
 
 _LATEST_KEYS = _latest_keys_stmt(_OV.c.key.in_(_P("p_keys", expanding=True)))
 _INSERT_VERSIONS = sa.insert(_OV).returning(_OV.c.version_pk, _OV.c.version_id)
-_INSERT_VERSION_ROW = sa.insert(_OV)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -802,7 +801,7 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
         if self._pg:
             pks: dict[str, int] = {r.version_id: r.version_pk for r in self._rows(_INSERT_VERSIONS, rows)}
         else:
-            raw = _bulk_statement(_INSERT_VERSION_ROW, self._conn.dialect, tuple(rows[0]))
+            raw = _bulk_statement(_INSERT_VERSION, self._conn.dialect, tuple(rows[0]))
             pks = {}
             with self._raw_cursor("insert versions") as cursor:
                 for v, params in zip(versions, raw.rows(rows), strict=True):

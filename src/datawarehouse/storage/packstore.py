@@ -378,8 +378,8 @@ class PackStore:
         it as they would on a ``LocalDiskStore``."""
         validate_key(key)
         with self._held(key) as hit:
-            data = None if hit is None else self._pread(hit[0], hit[1].offset, hit[1].length, key)
-        if hit is not None and data is not None:
+            data = b"" if hit is None else self._pread(hit[0], hit[1].offset, hit[1].length, key)
+        if hit is not None:
             e = hit[1]
             self._legacy.put(key, data)
 
