@@ -798,8 +798,8 @@ def test_reservation_left_by_a_crash_is_handed_back_on_open(tmp_path: Path) -> N
 # --- the key directory's compact entries -----------------------------------------------------------
 
 
-def test_put_directory_round_trips_entries_and_finds_a_packs_keys() -> None:
-    directory = packstore._PutDirectory()
+def test_packed_directory_round_trips_entries_and_finds_a_packs_keys() -> None:
+    directory = packstore._PackedDirectory(packstore._Put)
     big = packstore._Put(7, 2**40 + 5, 262_144, time.time_ns(), 2**50, 3, 266_240)
     directory["shards/a"] = big
     directory["shards/b"] = packstore._Put(8, 4096, 10, 1, 2, 8, 8192)
@@ -814,6 +814,10 @@ def test_put_directory_round_trips_entries_and_finds_a_packs_keys() -> None:
     assert "shards/b" not in directory and directory.get("shards/b") is None and len(directory) == 2
     directory["shards/a"] = big._replace(seq=big.seq + 1)
     assert directory.get("shards/a") == big._replace(seq=big.seq + 1) != big
+    tombs = packstore._PackedDirectory(packstore._Tomb)
+    tomb = packstore._Tomb(3, 8192, 2**60, 1, 4096, time.time_ns())
+    tombs["shards/a"] = tomb
+    assert tombs.get("shards/a") == tomb and tombs.in_pack(3) == [("shards/a", tomb)] and tombs.in_pack(7) == []
 
 
 def test_compaction_copies_entries_that_lookups_return_as_new_objects(tmp_path: Path) -> None:
@@ -836,4 +840,27 @@ def test_compaction_copies_entries_that_lookups_return_as_new_objects(tmp_path: 
         else:
             with pytest.raises(BlobNotFound):
                 reopened.get(key)
+    reopened.close()
+
+
+def test_compaction_forgets_tombstones_once_no_pack_can_hold_their_puts(tmp_path: Path) -> None:
+    store = PackStore(tmp_path, create=True, pack_limit=64 * 1024)
+    keys = [f"shards/t{i}" for i in range(30)]
+    for key in keys:
+        store.put(key, os.urandom(6000))
+    for key in keys:
+        store.delete(key)
+    first = store.compact(min_dead_fraction=0.3)  # the packs of the puts go; their tombstones are carried
+    assert first.packs_compacted > 0
+    dropped = first.tombstones_dropped
+    for _ in range(3):
+        dropped += store.compact(min_dead_fraction=0.0).tombstones_dropped
+    # Those in the active pack stay until it is sealed; every other one is forgotten.
+    assert dropped > 0
+    assert len(store._deleted) == len(keys) - dropped
+    store.close()
+    reopened = PackStore(tmp_path)
+    for key in keys:
+        with pytest.raises(BlobNotFound):
+            reopened.get(key)
     reopened.close()
