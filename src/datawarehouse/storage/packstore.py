@@ -154,20 +154,15 @@ class _PackedDirectory(Generic[_E]):
     def __delitem__(self, key: str) -> None:
         del self._packed[key]
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._packed
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._packed)
 
-    def __len__(self) -> int:
-        return len(self._packed)
-
     def in_pack(self, pack_id: int) -> list[tuple[str, _E]]:
-        """The entries whose record is in ``pack_id`` (only those are decoded)."""
-        first = _PACK_FIELD.unpack_from
+        """The entries whose record is in ``pack_id``: matched on their packed first field, so
+        only those are decoded."""
+        first = _PACK_FIELD.pack(pack_id)
         unpack = self._fields.unpack
-        return [(key, self._make(unpack(raw))) for key, raw in self._packed.items() if first(raw)[0] == pack_id]
+        return [(key, self._make(unpack(raw))) for key, raw in self._packed.items() if raw.startswith(first)]
 
 
 class _Pack:
