@@ -19,6 +19,8 @@ from datawarehouse.errors import ConfigError, InvalidInput
 from datawarehouse.records import ChunkerParams, parse_storage_class
 
 CIPHERS = ("aes-256-gcm", "chacha20-poly1305")
+_TRUE = ("1", "true", "yes", "on")  # how a DWH_* variable spells a boolean
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class EngineConfig:
     gc_grace_seconds: int = 24 * 3600
     storage_class: str = ""  # empty: follow the number of disks
     cipher: str = "aes-256-gcm"  # or "chacha20-poly1305" (for CPUs without AES instructions)
+    # Parity shards (read only to repair) written around the page cache with O_DIRECT. Off: on a
+    # pack file, direct writes of parity and buffered writes of data shards queue on the same
+    # inode lock, and a random PUT measured 20-25 % slower with them than all buffered
+    # (docs/benchmarks.md). On keeps parity out of the page cache where memory is scarce.
+    direct_parity: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.compression_level <= 19:
@@ -135,6 +142,13 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key}: expected an integer, got {value!r}") from exc
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower() if isinstance(value, str) else None
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if kind in (str, "str"):
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string")

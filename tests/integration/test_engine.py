@@ -5,6 +5,7 @@ streamed write. Real components throughout (local disks in ``tmp_path``, SQLite,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -268,7 +269,7 @@ def test_bad_range_raises_before_any_byte(wh: Warehouse) -> None:
 
 def test_range_read_touches_only_needed_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_open_store = engine_mod._open_store
-    monkeypatch.setattr(engine_mod, "_open_store", lambda rec: CountingStore(real_open_store(rec)))
+    monkeypatch.setattr(engine_mod, "_open_store", lambda rec, **kw: CountingStore(real_open_store(rec, **kw)))
     with Warehouse.init(tmp_path / "dwh", options=OpenOptions(config=SMALL)) as wh:
         wh.create_bucket("bkt")
         data = rand(2 * MiB, 21)
@@ -319,7 +320,7 @@ def test_range_read_touches_only_needed_chunks(tmp_path: Path, monkeypatch: pyte
 
 def _faulty_wh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Warehouse, bytes]:
     real_open_store = engine_mod._open_store
-    monkeypatch.setattr(engine_mod, "_open_store", lambda rec: FaultyStore(real_open_store(rec)))
+    monkeypatch.setattr(engine_mod, "_open_store", lambda rec, **kw: FaultyStore(real_open_store(rec, **kw)))
     wh = Warehouse.init(tmp_path / "dwh", options=OpenOptions(config=SMALL))
     wh.create_bucket("bkt")
     data = rand(600_000, 31)
@@ -675,6 +676,31 @@ def test_default_storage_class_by_disk_count(tmp_path: Path, count: int, expecte
 
 
 # --- config changes ------------------------------------------------------------------------------
+
+
+def test_direct_parity_setting_reaches_every_disk_and_data_reads_either_way(tmp_path: Path) -> None:
+    """``engine.direct_parity`` (off by default) decides whether the disks write parity shards
+    around the page cache; objects written either way read back under the other."""
+    root = tmp_path / "dwh"
+    data = {"a": rand(900 * KiB, 31), "b": rand(700 * KiB, 32)}
+    with Warehouse.init(root, options=OpenOptions(config=SMALL)) as wh:
+        assert [s.direct_io for s in wh.engine.disks.stores().values()] == [False] * 6
+        wh.create_bucket("bkt")
+        wh.put_object("bkt", "a", data["a"])
+    direct = dataclasses.replace(SMALL, direct_parity=True)
+    probe = tmp_path / "probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | getattr(os, "O_DIRECT", 0), 0o600))
+        takes_direct = hasattr(os, "O_DIRECT")
+    except OSError:
+        takes_direct = False
+    with Warehouse.open(root, options=OpenOptions(config=direct)) as wh:
+        assert [s.direct_io for s in wh.engine.disks.stores().values()] == [takes_direct] * 6
+        wh.put_object("bkt", "b", data["b"])
+        assert wh.get_object_bytes("bkt", "a") == data["a"]
+    with Warehouse.open(root, options=OpenOptions(config=SMALL)) as wh:
+        for key, value in data.items():
+            assert wh.get_object_bytes("bkt", key) == value
 
 
 def test_reads_survive_config_change(tmp_path: Path) -> None:

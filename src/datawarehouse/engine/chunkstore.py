@@ -128,7 +128,8 @@ class ChunkStore:
                     payloads[index],
                 )
                 key = shard_key(domain_id, chunk_id, generation, index)
-                # Reads take the data shards; parity is read only to repair: it skips the page cache.
+                # Reads take the data shards; parity is read only to repair: a store opened with
+                # direct I/O (engine.direct_parity) writes it around the page cache.
                 self.disks.store(target).stage(key, payloads[index], cache=index < storage_class.k, prefix=header)
         rec = ChunkRecord(
             domain_id=domain_id,
@@ -354,7 +355,7 @@ class ChunkStore:
                 rebuilt[index],
             )
             key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
-            # As when first written: header in front of the payload, parity around the page cache.
+            # As when first written: header in front of the payload, parity flagged cache=False.
             self.disks.store(target).stage(key, rebuilt[index], cache=index < rec.k, prefix=header)
             touched.add(target)
             if index >= len(rec.placement) or rec.placement[index] != target:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -52,10 +53,10 @@ log = logging.getLogger(__name__)
 Replay = Callable[[MetaTx, dict[str, Any]], None]
 
 
-def _open_store(rec: DiskRecord) -> BlobStore:
+def _open_store(rec: DiskRecord, *, direct_parity: bool) -> BlobStore:
     """Every disk is a pack store (format version 3): shards go to packs, journal segments and
-    v1 shard files stay plain files it reads through."""
-    return PackStore(rec.path)
+    v1 shard files stay plain files it reads through. ``direct_parity``: see ``EngineConfig``."""
+    return PackStore(rec.path, direct_io=direct_parity)
 
 
 class Engine:
@@ -78,7 +79,7 @@ class Engine:
         # key (IAM access keys) reseal them here.
         self.master_rotation_hooks: list[Callable[[], None]] = []
         self.keyring = KeyRing(datadir.keys.load(passphrase), config.aead)
-        self.disks = DiskSet(datadir.disks(), _open_store)
+        self.disks = DiskSet(datadir.disks(), functools.partial(_open_store, direct_parity=config.direct_parity))
         try:
             self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
             self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="dwh-chunk")
