@@ -16,11 +16,13 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import datawarehouse.engine.engine as engine_mod
+import datawarehouse.engine.writer as writer_mod
 from datawarehouse.config import EngineConfig
 from datawarehouse.core import digest
 from datawarehouse.core.erasure import ErasureCoder
@@ -36,6 +38,7 @@ from datawarehouse.errors import (
     InvalidStorageClass,
     NoSuchBucket,
     NoSuchKey,
+    StorageError,
 )
 from datawarehouse.records import ChunkRecord, StorageClass
 from datawarehouse.service.warehouse import OpenOptions, Warehouse
@@ -313,6 +316,51 @@ def test_range_read_touches_only_needed_chunks(tmp_path: Path, monkeypatch: pyte
             assert shards == 4 * len(want)
         touched, shards = read_and_count(0, len(data))
         assert touched == {r.chunk_id for r in refs}
+
+
+def test_a_long_write_flushes_in_the_background_and_a_failed_flush_fails_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``FLUSH_EVERY`` bytes of staged shards a writer starts a flush of their disks on the
+    I/O threads and goes on: the flush has happened before the object ends, and a flush that
+    fails fails the write (nothing becomes visible)."""
+    monkeypatch.setattr(writer_mod, "FLUSH_EVERY", 256 * KiB)
+    real_open_store = engine_mod._open_store
+    monkeypatch.setattr(
+        engine_mod, "_open_store", lambda rec, **kw: FaultyStore(CountingStore(real_open_store(rec, **kw)))
+    )
+    piece = 64 * KiB
+    flushed_mid_stream: list[int] = []
+    with Warehouse.init(tmp_path / "dwh", options=OpenOptions(config=SMALL)) as wh:
+        wh.create_bucket("bkt")
+        stores = list(wh.engine.disks.stores().values())
+
+        def flushes() -> int:
+            return sum(
+                s.inner.calls("flush")
+                for s in stores
+                if isinstance(s, FaultyStore) and isinstance(s.inner, CountingStore)
+            )
+
+        def stream(data: bytes, fail_after: int | None = None) -> Iterator[bytes]:
+            for i in range(0, len(data), piece):
+                if i == len(data) // 2:
+                    flushed_mid_stream.append(flushes())
+                if fail_after is not None and i == fail_after:
+                    for s in stores:
+                        assert isinstance(s, FaultyStore)
+                        s.fail(ops=["flush"])
+                yield data[i : i + piece]
+
+        data = rand(4 * MiB, 41)
+        wh.put_object("bkt", "long", stream(data))
+        assert flushed_mid_stream and flushed_mid_stream[0] > 0
+        assert wh.get_object_bytes("bkt", "long") == data
+
+        with pytest.raises(StorageError):
+            wh.put_object("bkt", "failed", stream(rand(4 * MiB, 42), fail_after=MiB))
+        with pytest.raises(NoSuchKey):
+            wh.head_object("bkt", "failed")
 
 
 # --- the read path: data shards straight into one buffer, read around anything wrong ---------------

@@ -21,20 +21,6 @@ def test_file_and_environment(tmp_path: Path) -> None:
     assert cfg.server.host_port == ("127.0.0.1", 9200) and cfg.server.region == "eu-west-1"
 
 
-def test_boolean_settings_from_file_and_environment(tmp_path: Path) -> None:
-    assert load_config(None, env={}).engine.direct_parity is False
-    path = tmp_path / "dwh.toml"
-    path.write_text("[engine]\ndirect_parity = true\n")
-    assert load_config(path, env={}).engine.direct_parity is True
-    for word, value in (("1", True), ("On", True), ("yes", True), ("false", False), ("0", False), ("off", False)):
-        assert load_config(path, env={"DWH_ENGINE_DIRECT_PARITY": word}).engine.direct_parity is value
-    path.write_text("[engine]\ndirect_parity = 1\n")  # TOML has real booleans: an integer is a mistake
-    with pytest.raises(ConfigError, match=r"engine\.direct_parity: expected true or false"):
-        load_config(path, env={})
-    with pytest.raises(ConfigError, match=r"engine\.direct_parity: expected true or false, got 'maybe'"):
-        load_config(None, env={"DWH_ENGINE_DIRECT_PARITY": "maybe"})
-
-
 @pytest.mark.parametrize(
     ("env", "key"),
     [

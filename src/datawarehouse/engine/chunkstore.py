@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -145,10 +145,15 @@ class ChunkStore:
         )
         return rec, set(targets)
 
+    def start_flush(self, disk_ids: Iterable[DiskId]) -> list[Future[None]]:
+        """Begin making staged shards (and deferred directory entries) durable, all disks at
+        once, on the I/O threads; durable once every returned future is done. A writer flushing
+        in the background waits on these rather than parking a chunk thread on the syncs."""
+        return [self._io.submit(self.disks.store(d).flush) for d in disk_ids]
+
     def flush(self, disk_ids: Iterable[DiskId]) -> None:
         """Make staged shards (and deferred directory entries) durable, all disks at once."""
-        futures = [self._io.submit(self.disks.store(d).flush) for d in disk_ids]
-        for future in futures:
+        for future in self.start_flush(disk_ids):
             future.result()
 
     # --- read ----------------------------------------------------------------------------------

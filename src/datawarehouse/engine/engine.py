@@ -82,7 +82,7 @@ class Engine:
         self.disks = DiskSet(datadir.disks(), functools.partial(_open_store, direct_parity=config.direct_parity))
         try:
             self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
-            self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="dwh-chunk")
+            self.pool = ThreadPoolExecutor(max_workers=config.chunk_threads, thread_name_prefix="dwh-chunk")
             meta_exists = datadir.meta_path.exists()
             if not meta_exists and not rebuilding and jr.segment_names(self.disks.stores()):
                 raise MetadataError(
@@ -311,7 +311,7 @@ class Engine:
             inline_max_size=self.config.inline_max_size if inline else 0,
             compression_level=self.config.compression_level or None,  # 0 disables compression
             # Enough chunks in flight to keep every pool thread busy while others wait on fsync.
-            max_inflight=self.config.threads + 4,
+            max_inflight=self.config.chunk_threads + 4,
             max_size=max_size,
             md5_etag=md5_etag,
         )

@@ -141,7 +141,7 @@ class ObjectWriter:
         self._new: list[ChunkRecord] = []
         self._dirty: set[DiskId] = set()
         self._staged_bytes = 0
-        self._flushing: Future[None] | None = None  # the periodic flush in progress, if any
+        self._flushing: list[Future[None]] = []  # the periodic flush in progress, one per disk
         self._done = False
 
     # --- streaming -----------------------------------------------------------------------------
@@ -214,13 +214,13 @@ class ObjectWriter:
                 # In the background: the pipeline keeps cutting and sealing while the filesystem
                 # syncs. At most one such flush at a time (the next waits for the previous).
                 self._wait_flush()
-                self._flushing = self._pool.submit(self._chunks.flush, self._dirty)
+                self._flushing = self._chunks.start_flush(self._dirty)
                 self._dirty, self._staged_bytes = set(), 0
 
     def _wait_flush(self) -> None:
-        if self._flushing is not None:
-            flushing, self._flushing = self._flushing, None
-            flushing.result()
+        flushing, self._flushing = self._flushing, []
+        for future in flushing:
+            future.result()
 
     def finish(self, *, flush: bool = True) -> WrittenData:
         """Describe what was written, every new shard made durable first; with ``flush=False``

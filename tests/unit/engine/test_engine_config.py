@@ -3,6 +3,7 @@ message names the offending key."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,30 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert (e.compression_level, e.threads) == (9, 4)
 
 
+def test_boolean_settings_from_file_and_environment(tmp_path: Path) -> None:
+    assert load_config(None, env={}).engine.direct_parity is False
+    path = tmp_path / "dwh.toml"
+    path.write_text("[engine]\ndirect_parity = true\n")
+    assert load_config(path, env={}).engine.direct_parity is True
+    for word, value in (("1", True), ("On", True), ("yes", True), ("false", False), ("0", False), ("off", False)):
+        assert load_config(path, env={"DWH_ENGINE_DIRECT_PARITY": word}).engine.direct_parity is value
+    path.write_text("[engine]\ndirect_parity = 1\n")  # TOML has real booleans: an integer is a mistake
+    with pytest.raises(ConfigError, match=r"engine\.direct_parity: expected true or false"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match=r"engine\.direct_parity: expected true or false, got 'maybe'"):
+        load_config(None, env={"DWH_ENGINE_DIRECT_PARITY": "maybe"})
+
+
+def test_threads_zero_means_one_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EngineConfig().threads == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    assert EngineConfig().chunk_threads == 5 and EngineConfig(threads=3).chunk_threads == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert EngineConfig().chunk_threads == 2  # the caller cuts while a chunk thread seals
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(200)), raising=False)
+    assert EngineConfig().chunk_threads == 64
+
+
 def test_env_is_read_from_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DWH_ENGINE_THREADS", "7")
     assert load_config(None).engine.threads == 7
@@ -64,7 +89,7 @@ def test_env_is_read_from_process_environment(monkeypatch: pytest.MonkeyPatch) -
         ({"DWH_ENGINE_COMPRESSION_LEVEL": "99"}, "engine.compression_level"),
         ({"DWH_ENGINE_COMPRESSION_LEVEL": "-1"}, "engine.compression_level"),
         ({"DWH_ENGINE_COMPRESSION_LEVEL": "three"}, "engine.compression_level"),
-        ({"DWH_ENGINE_THREADS": "0"}, "engine.threads"),
+        ({"DWH_ENGINE_THREADS": "-1"}, "engine.threads"),
         ({"DWH_ENGINE_THREADS": "65"}, "engine.threads"),
         ({"DWH_ENGINE_INLINE_MAX_SIZE": "2000000"}, "engine.inline_max_size"),
         ({"DWH_ENGINE_GC_GRACE_SECONDS": "-5"}, "engine.gc_grace_seconds"),
