@@ -160,7 +160,7 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
     if kind in (bool, "bool"):
         if isinstance(value, bool):
             return value
-        word = str(value).strip().lower() if isinstance(value, str) else None
+        word = value.strip().lower() if isinstance(value, str) else None
         if word in _TRUE or word in _FALSE:
             return word in _TRUE
         raise ConfigError(f"{key}: expected true or false, got {value!r}")

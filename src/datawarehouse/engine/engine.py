@@ -310,7 +310,7 @@ class Engine:
             self.now(),
             inline_max_size=self.config.inline_max_size if inline else 0,
             compression_level=self.config.compression_level or None,  # 0 disables compression
-            # Enough chunks in flight to keep every pool thread busy while others wait on fsync.
+            # Enough chunks in flight to keep every pool thread busy while the caller cuts the next ones.
             max_inflight=self.config.chunk_threads + 4,
             max_size=max_size,
             md5_etag=md5_etag,
