@@ -64,10 +64,11 @@ class EngineConfig:
         except InvalidInput as exc:
             raise ConfigError(f"engine.chunk_*_size: {exc}") from exc
 
-    @property
+    @functools.cached_property
     def chunk_threads(self) -> int:
         """``threads``, with 0 resolved to the CPUs this process may run on (at least 2, so a
-        chunk is sealed while the caller cuts the next one)."""
+        chunk is sealed while the caller cuts the next one). Resolved once: every writer asks
+        for it (a PUT's in-flight bound), and the CPU set is a system call away."""
         if self.threads:
             return self.threads
         try:
