@@ -150,8 +150,7 @@ class Target:
             self.proc.kill()
 
 
-async def drive(target: Target, method: str, keys: list[str], bodies: list[bytes], concurrency: int) -> dict[str, Any]:
-    urls = [target.url(method, k) for k in keys]
+async def drive(urls: list[str], name: str, method: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
     latencies: list[float] = []
     sem = asyncio.Semaphore(concurrency)
     conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
@@ -167,22 +166,22 @@ async def drive(target: Target, method: str, keys: list[str], bodies: list[bytes
                     async with session.put(urls[i], data=bodies[i % len(bodies)]) as r:
                         await r.read()
                         if r.status != 200:
-                            raise RuntimeError(f"{target.name} PUT {r.status}")
+                            raise RuntimeError(f"{name} PUT {r.status}")
                     moved += len(bodies[i % len(bodies)])
                 else:
                     async with session.get(urls[i]) as r:
                         data = await r.read()
                         if r.status != 200:
-                            raise RuntimeError(f"{target.name} GET {r.status}")
+                            raise RuntimeError(f"{name} GET {r.status}")
                     moved += len(data)
                 latencies.append(time.perf_counter() - t)
 
         start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(len(keys))))
+        await asyncio.gather(*(one(i) for i in range(len(urls))))
         elapsed = time.perf_counter() - start
     latencies.sort()
     return {
-        "ops_s": len(keys) / elapsed,
+        "ops_s": len(urls) / elapsed,
         "mb_s": moved / elapsed / 1e6,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
@@ -201,26 +200,46 @@ def measured(
 ) -> dict[str, Any]:
     """One pass of ``method`` over every key, with the server's CPU per request (and py-spy on the
     server meanwhile when ``profile`` is set)."""
+    urls = [target.url(method, k) for k in keys]  # presigned before the clock starts
     spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
-    cpu = target.ps.cpu_times()
+    client = psutil.Process()
+    cpu, mine, machine = target.ps.cpu_times(), client.cpu_times(), psutil.cpu_times()
     switches = context_switches(target.ps)
     try:
-        res = asyncio.run(drive(target, method, keys, bodies, concurrency))
+        res = asyncio.run(drive(urls, target.name, method, bodies, concurrency))
     finally:
         spy.stop()
-    after = target.ps.cpu_times()
+    after, mine_after, machine_after = target.ps.cpu_times(), client.cpu_times(), psutil.cpu_times()
     # Server CPU per request (user + system, all threads): steadier than rates on a shared machine.
     res["server_cpu_ms"] = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(keys)
     res["server_sys_ms"] = 1000 * (after.system - cpu.system) / len(keys)
+    # The client's own CPU per request (this process: aiohttp and the event loop), and how many
+    # of the machine's cores were busy meanwhile: a target needs its rate times (server + client
+    # CPU per request) in cores, which shows whether a miss is a stall or the machine's limit.
+    res["client_cpu_ms"] = 1000 * (mine_after.user + mine_after.system - mine.user - mine.system) / len(keys)
+    res["machine_busy_cores"] = busy_cores(machine, machine_after)
     # Thread switches cost ~10-30 us of CPU each on this VM (perf: finish_task_switch).
     res["server_switches"] = (context_switches(target.ps) - switches) / len(keys)
     print(
         f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms, "
         f"server CPU {res['server_cpu_ms']:.2f} ms/op ({res['server_sys_ms']:.2f} in the kernel, "
-        f"{res['server_switches']:.0f} context switches)",
+        f"{res['server_switches']:.0f} context switches), client CPU {res['client_cpu_ms']:.2f} ms/op, "
+        f"machine {res['machine_busy_cores']:.2f} of {os.cpu_count()} cores busy",
         flush=True,
     )
     return res
+
+
+def busy_cores(before: Any, after: Any) -> float:
+    """Cores busy between two ``psutil.cpu_times()`` samples of the whole machine."""
+    fields = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")  # guest is inside user
+
+    def total(t: Any) -> float:
+        return sum(getattr(t, f, 0.0) for f in fields)
+
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    spent = total(after) - total(before)
+    return (os.cpu_count() or 1) * (1 - idle / spent) if spent > 0 else 0.0
 
 
 def puts(
@@ -531,6 +550,15 @@ def report(r: dict[str, Any]) -> None:
             continue
         ratio = d / m
         print(f"target {key}: {ratio:.2f}x moto (>= {want}x): {'PASS' if ratio >= want else 'FAIL'}")
+        w = r["dwh"][key]
+        if ratio < want and "client_cpu_ms" in w:
+            ops = w["ops_s"] * want / ratio  # the rate the target asks for
+            cores = ops * (w["server_cpu_ms"] + w["client_cpu_ms"]) / 1000
+            print(
+                f"  CPU budget: {ops:.0f} ops/s x ({w['server_cpu_ms']:.2f} server + {w['client_cpu_ms']:.2f} "
+                f"client ms/op) = {cores:.1f} cores at today's cost per request, on {os.cpu_count()}; "
+                f"{w['machine_busy_cores']:.2f} were busy during the run"
+            )
     r["targets"] = {
         key: {"want_x_moto": want, "got_x_moto": (d / m) if d and m else None}
         for key, unit, want in targets
