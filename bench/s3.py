@@ -552,7 +552,7 @@ def report(r: dict[str, Any]) -> None:
         print(f"target {key}: {ratio:.2f}x moto (>= {want}x): {'PASS' if ratio >= want else 'FAIL'}")
         w = r["dwh"][key]
         if ratio < want and "client_cpu_ms" in w:
-            ops = w["ops_s"] * want / ratio  # the rate the target asks for
+            ops = r["moto"][key]["ops_s"] * want  # the rate the target asks for
             cores = ops * (w["server_cpu_ms"] + w["client_cpu_ms"]) / 1000
             print(
                 f"  CPU budget: {ops:.0f} ops/s x ({w['server_cpu_ms']:.2f} server + {w['client_cpu_ms']:.2f} "
