@@ -146,8 +146,11 @@ def encode_record_header(
     return fields + _CHECKSUM.pack(check) + key_bytes
 
 
-def scan_records(fd: int, size: int, version: int = FORMAT_VERSION) -> tuple[list[Record], int]:
-    """Parse the records of a pack file (``size`` bytes, read through ``fd`` with ``pread``).
+def scan_records(
+    fd: int, size: int, version: int = FORMAT_VERSION, *, start: int | None = None
+) -> tuple[list[Record], int]:
+    """Parse the records of a pack file (``size`` bytes, read through ``fd`` with ``pread``),
+    from its first record or from ``start`` (where an earlier scan of it stopped).
 
     Returns the records that verify and the offset where the first one that does not starts
     (at most ``size``; ``size`` if all are whole). Stops at that first bad record: a record past
@@ -155,7 +158,7 @@ def scan_records(fd: int, size: int, version: int = FORMAT_VERSION) -> tuple[lis
     any torn write. A version 3 record is whole once its payload is; its zero gap may be cut.
     """
     records: list[Record] = []
-    pos = first_record(version)
+    pos = first_record(version) if start is None else start
     while pos + RECORD_HEADER <= size:
         head = os.pread(fd, RECORD_HEADER + _MAX_KEY_BYTES, pos)
         if len(head) < RECORD_HEADER:
