@@ -27,7 +27,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,7 +35,7 @@ from datawarehouse.errors import StorageError
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
 from datawarehouse.storage.localdisk import LocalDiskStore, pread_full, preadv_full
-from datawarehouse.storage.packstore import PACK_DIR
+from datawarehouse.storage.packstore import PACK_DIR, PackedReads, shared_read_fd
 
 __all__ = ["PackFollower"]
 
@@ -53,7 +53,7 @@ class _Followed:
     dropped: bool = False  # no longer in the follower (its file was removed, or the follower closed)
 
 
-class PackFollower:
+class PackFollower(PackedReads):
     """A read-only ``BlobStore`` over a disk directory written by another process's
     ``PackStore``. Thread-safe. Keys outside ``packed_prefix`` are read as plain files."""
 
@@ -211,18 +211,6 @@ class PackFollower:
                     self.refresh()  # its pack vanished or is shorter: the record moved
         return self._legacy.get_into(key, head, dest)
 
-    def get(self, key: str) -> bytes:
-        validate_key(key)
-        data = self._read_packed(key, 0, None)
-        return self._legacy.get(key) if data is None else data
-
-    def get_range(self, key: str, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise StorageError(f"get_range {key!r}: negative offset or length ({offset}, {length})")
-        validate_key(key)
-        data = self._read_packed(key, offset, length)
-        return self._legacy.get_range(key, offset, length) if data is None else data
-
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at
         its end; ``None`` when no pack holds the key (the caller reads a plain file)."""
@@ -252,16 +240,7 @@ class PackFollower:
                 return None
             followed.readers += 1
         try:
-            fd = followed.fd
-            if fd is None:
-                fd = os.open(followed.path, _READ_FLAGS)
-                with self._lock:
-                    if followed.fd is None:
-                        followed.fd = fd
-                    else:
-                        os.close(fd)
-                        fd = followed.fd
-            return read(fd)
+            return read(shared_read_fd(followed, self._lock))
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -278,19 +257,10 @@ class PackFollower:
             return BlobStat(size=hit[2], modified_at=datetime.fromtimestamp(hit[3] / 1e9, UTC))
         return self._legacy.stat(key)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        legacy = self._legacy.list(prefix)
-        if not (self._prefix.startswith(prefix) or prefix.startswith(self._prefix)):
-            yield from legacy
-            return
+    def _packed_keys(self, prefix: str) -> builtins.list[str]:
         self.refresh()
         with self._lock:
-            packed = [k for k in self._where if k.startswith(prefix)]
-        seen = set(packed)
-        yield from packed
-        for key in legacy:
-            if key not in seen:
-                yield key
+            return [k for k in self._where if k.startswith(prefix)]
 
     def capacity(self) -> Capacity:
         return self._legacy.capacity()

@@ -46,11 +46,12 @@ import os
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, Protocol, TypeVar
 
 from datawarehouse.errors import DwhError, InvalidInput, StorageError
 from datawarehouse.storage import packformat as fmt
@@ -61,7 +62,15 @@ from datawarehouse.storage.localdisk import LocalDiskStore, pread_full, preadv_f
 if TYPE_CHECKING:
     from datawarehouse.storage.base import BlobStore
 
-__all__ = ["PACK_DIR", "CompactionReport", "PackStore", "PackedLocation", "scan_locations"]
+__all__ = [
+    "PACK_DIR",
+    "CompactionReport",
+    "PackStore",
+    "PackedLocation",
+    "PackedReads",
+    "scan_locations",
+    "shared_read_fd",
+]
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +208,48 @@ class _Pack:
         self.reserved = 0  # blocks reserved up to this offset (``prealloc``), past ``size``
 
 
-class PackStore:
+class PackedReads(ABC):
+    """The reads a packed store shares with its plain-file fallback: a packed key is read from
+    its pack (``_read_packed``), anything else from ``_legacy``; listings merge both. Shared by
+    ``PackStore`` and the read-only ``PackFollower``."""
+
+    _legacy: LocalDiskStore
+    _prefix: str
+
+    @abstractmethod
+    def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
+        """Bytes of a packed key, or ``None`` when no pack holds it."""
+
+    @abstractmethod
+    def _packed_keys(self, prefix: str) -> builtins.list[str]:
+        """The packed keys starting with ``prefix``."""
+
+    def get(self, key: str) -> bytes:
+        validate_key(key)
+        data = self._read_packed(key, 0, None)
+        return self._legacy.get(key) if data is None else data
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError(f"get_range {key!r}: negative offset or length ({offset}, {length})")
+        validate_key(key)
+        data = self._read_packed(key, offset, length)
+        return self._legacy.get_range(key, offset, length) if data is None else data
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        legacy = self._legacy.list(prefix)
+        if not (self._prefix.startswith(prefix) or prefix.startswith(self._prefix)):
+            yield from legacy
+            return
+        packed = self._packed_keys(prefix)
+        seen = set(packed)
+        yield from packed
+        for key in legacy:
+            if key not in seen:
+                yield key
+
+
+class PackStore(PackedReads):
     """A ``BlobStore`` over one disk directory whose shard keys live in append-only packs.
 
     Thread-safe. ``root`` must exist unless ``create``; a missing root (unmounted disk) does not
@@ -354,11 +404,6 @@ class PackStore:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes:
-        validate_key(key)
-        data = self._read_packed(key, 0, None)
-        return self._legacy.get(key) if data is None else data
-
     def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
         validate_key(key)
         with self._held(key) as hit:
@@ -374,13 +419,6 @@ class PackStore:
                     raise self._short_pack(pack, key)
                 return got
         return self._legacy.get_into(key, head, dest)
-
-    def get_range(self, key: str, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise StorageError(f"get_range {key!r}: negative offset or length ({offset}, {length})")
-        validate_key(key)
-        data = self._read_packed(key, offset, length)
-        return self._legacy.get_range(key, offset, length) if data is None else data
 
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at its
@@ -401,19 +439,10 @@ class PackStore:
                 return BlobStat(size=e.length, modified_at=datetime.fromtimestamp(e.timestamp_ns / 1e9, UTC))
         return self._legacy.stat(key)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        legacy = self._legacy.list(prefix)
-        if self._prefix.startswith(prefix) or prefix.startswith(self._prefix):
-            self._ensure_loaded()
-            with self._lock:
-                packed = [k for k in self._keydir if k.startswith(prefix)]
-            seen = set(packed)
-            yield from packed
-            for key in legacy:
-                if key not in seen:
-                    yield key
-        else:
-            yield from legacy
+    def _packed_keys(self, prefix: str) -> builtins.list[str]:
+        self._ensure_loaded()
+        with self._lock:
+            return [k for k in self._keydir if k.startswith(prefix)]
 
     def open_append(self, key: str) -> AppendFile:
         """Append-only blobs are always plain files. A packed blob at ``key`` is first moved to a
@@ -857,16 +886,7 @@ class PackStore:
 
     def _read_fd(self, pack: _Pack) -> int:
         """The pack's descriptor, opened on first use (the caller holds a reader count)."""
-        fd = pack.fd
-        if fd is None:
-            fd = os.open(pack.path, _READ_FLAGS)
-            with self._lock:
-                if pack.fd is None:
-                    pack.fd = fd
-                else:
-                    os.close(fd)
-                    fd = pack.fd
-        return fd
+        return shared_read_fd(pack, self._lock)
 
     def _pread(self, pack: _Pack, offset: int, length: int, key: str) -> bytes:
         try:
@@ -952,6 +972,27 @@ class PackStore:
         if not os.path.isdir(self.root):
             return StorageError(f"{op} {where}: store root is missing (disk not mounted?)")
         return StorageError(f"{op} {where}: {name} ({exc.strerror})")
+
+
+class _SharedFd(Protocol):
+    fd: int | None
+    path: str
+
+
+def shared_read_fd(pack: _SharedFd, lock: threading.Lock) -> int:
+    """``pack.fd``, opened read-only on first use; of two threads racing to open it, one
+    descriptor is kept and the other closed. The caller keeps the pack from being closed
+    meanwhile (a reader count)."""
+    fd = pack.fd
+    if fd is None:
+        fd = os.open(pack.path, _READ_FLAGS)
+        with lock:
+            if pack.fd is None:
+                pack.fd = fd
+            else:
+                os.close(fd)
+                fd = pack.fd
+    return fd
 
 
 def _check_still_linked(fd: int, path: str) -> None:
