@@ -35,18 +35,16 @@ from datawarehouse.errors import StorageError
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
 from datawarehouse.storage.localdisk import LocalDiskStore, pread_full, preadv_full
-from datawarehouse.storage.packstore import PACK_DIR, PackedReads, shared_read_fd
+from datawarehouse.storage.packstore import PACK_DIR, PackedReads, load_pack, shared_read_fd
 
 __all__ = ["PackFollower"]
-
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass
 class _Followed:
     path: str
     version: int
-    end: int  # records before this offset are applied (the whole pack once it is sealed)
+    end: int  # records before this offset are applied
     sealed: bool
     fd: int | None = None
     readers: int = 0  # reads using ``fd`` now: it is closed only once none is left
@@ -99,7 +97,7 @@ class PackFollower(PackedReads):
             for pack_id in ids:
                 followed = self._packs.get(pack_id)
                 if followed is None or not followed.sealed:
-                    self._catch_up(pack_id, followed, fmt.index_name(pack_id) in names)
+                    self._catch_up(pack_id, followed)
             self.refreshes += 1
 
     def _start_over(self) -> None:
@@ -119,48 +117,22 @@ class PackFollower(PackedReads):
                 os.close(followed.fd)
             followed.fd = None
 
-    def _catch_up(self, pack_id: int, followed: _Followed | None, has_index: bool) -> None:
+    def _catch_up(self, pack_id: int, followed: _Followed | None) -> None:
         """Apply the records of one pack not applied yet: from its index once it is sealed,
         else by scanning from where the last scan stopped."""
-        path = os.path.join(self._dir, fmt.pack_name(pack_id))
         try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            return  # deleted since the listing: its live records are in a later pack already
+            loaded = load_pack(self._dir, pack_id, repair=False, start=None if followed is None else followed.end)
         except OSError as exc:
-            raise StorageError(f"refresh {path}: {exc.strerror}") from exc
-        try:
-            if followed is None:
-                header = fmt.read_file_header(os.pread(fd, fmt.FILE_HEADER, 0))
-                if header is None or header[0] != pack_id:
-                    return  # being created (header not written yet), or not a pack we can read
-                followed = _Followed(path, header[1], fmt.first_record(header[1]), sealed=False)
-            records = self._sealed_records(pack_id, followed) if has_index else None
-            if records is not None:
-                end, sealed = followed.end, True
-                records = [r for r in records if r.record_offset >= followed.end]
-            else:
-                size = os.fstat(fd).st_size
-                records, end = fmt.scan_records(fd, size, followed.version, start=followed.end)
-                sealed = False
-            with self._lock:
-                for rec in records:
-                    self._apply(pack_id, rec)
-                followed.end, followed.sealed = end, sealed
-                self._packs[pack_id] = followed
-        except OSError as exc:
-            raise StorageError(f"refresh {path}: {exc.strerror}") from exc
-        finally:
-            os.close(fd)
-
-    def _sealed_records(self, pack_id: int, followed: _Followed) -> builtins.list[fmt.Record] | None:
-        try:
-            with open(os.path.join(self._dir, fmt.index_name(pack_id)), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        decoded = fmt.decode_index(data, pack_id, followed.version)
-        return None if decoded is None else decoded[1]  # a damaged index: scan instead
+            raise StorageError(f"refresh {self._label}, pack {pack_id:016x}: {exc.strerror}") from exc
+        if loaded is None:
+            return  # being created, removed since the listing (its live records are in a later pack), or unreadable
+        if followed is None:
+            followed = _Followed(os.path.join(self._dir, fmt.pack_name(pack_id)), loaded.version, 0, sealed=False)
+        with self._lock:
+            for rec in loaded.records:
+                self._apply(pack_id, rec)
+            followed.end, followed.sealed = loaded.end, loaded.indexed
+            self._packs[pack_id] = followed
 
     def _apply(self, pack_id: int, rec: fmt.Record) -> None:
         """Apply one record unless a later position already decided its key (lock held)."""

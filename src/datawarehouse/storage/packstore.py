@@ -65,9 +65,11 @@ if TYPE_CHECKING:
 __all__ = [
     "PACK_DIR",
     "CompactionReport",
+    "LoadedPack",
     "PackStore",
     "PackedLocation",
     "PackedReads",
+    "load_pack",
     "scan_locations",
     "shared_read_fd",
 ]
@@ -936,10 +938,10 @@ class PackStore(PackedReads):
             self._next_id = ids[-1] + 1
         seq = 0
         for pack_id in ids:
-            loaded = _load_pack(self._dir, pack_id, repair=True)
+            loaded = load_pack(self._dir, pack_id, repair=True)
             if loaded is None:
                 continue
-            size, version, records = loaded
+            size, version, records = loaded.size, loaded.version, loaded.records
             pack = _Pack(pack_id, os.path.join(self._dir, fmt.pack_name(pack_id)), size, _SEALED, version)
             self._packs[pack_id] = pack
             with self._lock:
@@ -1077,12 +1079,21 @@ def _write_file_durably(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, int, builtins.list[fmt.Record]] | None:
-    """``(size, format version, records)`` of one pack, from its index or by scanning it. With ``repair``, a pack
-    without an index (the active pack of a crashed process) is truncated at its first bad record
-    and sealed; a pack with a damaged index is only scanned (it was sealed: a bad record there is
-    damage, not a torn write, and what follows it is left for an operator). ``None`` for a file
-    that is not a pack of a readable format version."""
+class LoadedPack(NamedTuple):
+    size: int
+    version: int
+    records: builtins.list[fmt.Record]
+    end: int  # records before this offset are in ``records`` (or were, for a resumed load)
+    indexed: bool  # read from a valid index: the pack is sealed, nothing will follow ``end``
+
+
+def load_pack(pack_dir: str, pack_id: int, *, repair: bool, start: int | None = None) -> LoadedPack | None:
+    """One pack's records, from its index or by scanning it. With ``repair``, a pack without an
+    index (the active pack of a crashed process) is truncated at its first bad record and sealed;
+    a pack with a damaged index is only scanned (it was sealed: a bad record there is damage, not
+    a torn write, and what follows it is left for an operator). ``start``: only the records from
+    that offset on (where an earlier load stopped: a ``PackFollower`` resuming). ``None`` for a
+    file that is not (or not yet, or no longer) a pack of a readable format version."""
     path = os.path.join(pack_dir, fmt.pack_name(pack_id))
     idx_path = os.path.join(pack_dir, fmt.index_name(pack_id))
     try:
@@ -1100,17 +1111,19 @@ def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, int, 
         if header is None or header[0] != pack_id:
             if repair and size < fmt.FILE_HEADER and idx_data is None:
                 os.unlink(path)  # crashed while being created: holds nothing
-            else:
+            elif size >= fmt.FILE_HEADER:  # a shorter one is being created (or was, by a crashed writer)
                 log.warning("%s: not a pack file of a readable format version, ignored", path)
             return None
         version = header[1]
+        first = fmt.first_record(version) if start is None else start
         if idx_data is not None:
             decoded = fmt.decode_index(idx_data, pack_id, version)
             if decoded is not None:
                 _covered, records = decoded
-                return size, version, [r for r in records if r.offset + r.length <= size]
+                whole = [r for r in records if r.offset + r.length <= size and r.record_offset >= first]
+                return LoadedPack(size, version, whole, size, indexed=True)
             log.warning("%s: index is damaged, scanning the pack", idx_path)
-        records, good_end = fmt.scan_records(fd, size, version)
+        records, good_end = fmt.scan_records(fd, size, version, start=first)
         if repair and idx_data is None:
             if good_end < size:
                 log.warning("%s: dropping %d bytes of unacknowledged tail", path, size - good_end)
@@ -1122,7 +1135,7 @@ def _load_pack(pack_dir: str, pack_id: int, *, repair: bool) -> tuple[int, int, 
                 prealloc.release(fd, size)
             _write_file_durably(idx_path, fmt.encode_index(pack_id, size, records, version))
             PackStore._fsync_dir(pack_dir)
-        return size, version, records
+        return LoadedPack(size, version, records, good_end, indexed=False)
     finally:
         os.close(fd)
 
@@ -1141,13 +1154,13 @@ def scan_locations(root: str | os.PathLike[str]) -> dict[str, PackedLocation]:
     live: dict[str, PackedLocation] = {}
     for pack_id in fmt.iter_pack_ids(names):
         try:
-            loaded = _load_pack(pack_dir, pack_id, repair=False)
+            loaded = load_pack(pack_dir, pack_id, repair=False)
         except OSError as exc:
             raise StorageError(f"scan {pack_dir}: {exc.strerror}") from exc
         if loaded is None:
             continue
         path = Path(pack_dir, fmt.pack_name(pack_id))
-        for rec in loaded[2]:
+        for rec in loaded.records:
             if rec.kind == fmt.KIND_PUT:
                 live[rec.key] = PackedLocation(path, rec.offset, rec.length)
             else:
