@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +23,28 @@ from datawarehouse.service.access import CallerDirectory
 from datawarehouse.service.audit.forward import Forwarder, start_forwarders
 from datawarehouse.service.audit.log import AuditLog
 from datawarehouse.service.warehouse import Warehouse
+
+MAX_WORKERS = 64
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here (not by uvicorn) so read workers can inherit it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(f"server.address: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _listen_unix(path: str) -> socket.socket:
+    """The primary's Unix socket for its read workers (mode 0600, in a 0700 directory)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(2048)
+    return sock
 
 
 def open_for_serving(data_dir: Path, disks: list[Path] | None) -> Warehouse:
@@ -59,7 +86,10 @@ def serve(
     ] = None,
     workers: Annotated[
         int,
-        typer.Option("--workers", help="Server processes (only 1 is supported: one process owns a data directory)."),
+        typer.Option(
+            "--workers",
+            help="Server processes: one primary (all writes) and N-1 read workers (see docs/operations.md).",
+        ),
     ] = 1,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
@@ -67,12 +97,12 @@ def serve(
     import uvicorn
 
     from datawarehouse.api.s3.app import S3App
+    from datawarehouse.api.s3.worker import InternalEndpoint
+    from datawarehouse.cli.workers import SupervisedServer, Supervisor, WorkerSettings
+    from datawarehouse.cli.workers import server_config as server_config_for
 
-    if workers != 1:
-        raise ConfigError(
-            "--workers: only 1 is supported (one process owns a data directory; it uses every core "
-            "through threads) — see docs/operations.md"
-        )
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: 1 to {MAX_WORKERS} server processes")
     # Flags win over dwh.toml [server] and DWH_SERVER_* variables, which win over the defaults.
     config = load_config(data_dir / "dwh.toml")
     settings = config.server
@@ -84,6 +114,7 @@ def serve(
     )
     host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
+    run_dir: Path | None = None
     audit: AuditLog | None = None
     forwarders: list[Forwarder] = []
     try:
@@ -91,6 +122,29 @@ def serve(
         wh.iam.set_root_credentials(creds)
         audit = AuditLog(wh, config.audit)
         forwarders = start_forwarders(audit.read_after, config.audit, wh.engine.datadir.root / "audit")
+        listen = _listen(host, port)
+        sockets = [listen]
+        internal: InternalEndpoint | None = None
+        supervisor: Supervisor | None = None
+        if workers > 1:
+            run_dir = Path(tempfile.mkdtemp(prefix="dwh-run-"))  # mode 0700: the Unix socket's home
+            socket_path = str(run_dir / "primary.sock")
+            token = secrets.token_urlsafe(32)
+            sockets.append(_listen_unix(socket_path))
+            internal = InternalEndpoint(socket_path, token, audit, wh.iam.note_key_use, wh.engine.now)
+            supervisor = Supervisor(
+                workers - 1,
+                WorkerSettings(
+                    data_dir=str(data_dir.absolute()),
+                    listen_fd=listen.fileno(),
+                    socket_path=socket_path,
+                    token=token,
+                    root_access_key=creds.access_key,
+                    root_secret_key=creds.secret_key,
+                    domain=settings.domain or None,
+                    region=settings.region,
+                ),
+            )
         app = S3App(
             wh,
             CallerDirectory(wh.iam).lookup,
@@ -98,6 +152,7 @@ def serve(
             region=settings.region,
             lifecycle_interval=settings.lifecycle_interval,
             audit=audit,
+            internal=internal,
         )
         endpoint = f"http://{host}:{port}"
         console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)
@@ -118,24 +173,19 @@ def serve(
             highlight=False,
         )
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        server_config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            log_level="warning",
-            timeout_graceful_shutdown=30,
-            access_log=False,
-        )
+        if workers > 1:
+            console.print(f"serving with {workers} processes: this one and {workers - 1} read workers", highlight=False)
+        server_config = server_config_for(app)
         # What start-up built (modules, SQLAlchemy's metadata, the key directories) lives as long
         # as the process: moved out of the collector's reach, a full collection no longer walks
         # it (one took ~60 ms, a pause of every request in flight).
         gc.collect()
         gc.freeze()
-        uvicorn.Server(server_config).run()
+        server = uvicorn.Server(server_config) if supervisor is None else SupervisedServer(server_config, supervisor)
+        server.run(sockets=sockets)
     finally:
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         for forwarder in forwarders:
             forwarder.stop()
         if audit is not None:

@@ -98,7 +98,10 @@ class DataDir:
         return cls.open(root)
 
     @classmethod
-    def open(cls, root: Path) -> DataDir:
+    def open(cls, root: Path, *, follower: bool = False) -> DataDir:
+        """Lock and open ``root``. ``follower``: a process that only reads what the lock's holder
+        writes (a read worker of ``dwh serve --workers``): no lock taken, and the disks are not
+        checked (the holder did, and claims a wiped one); nothing is written."""
         root = root.absolute()
         path = root / DATADIR_FILE
         try:
@@ -109,6 +112,8 @@ class DataDir:
             raise DataDirError(f"{path} is unreadable or malformed") from exc
         if doc.get("format") != FORMAT:
             raise DataDirError(f"{path}: unknown format {doc.get('format')!r}")
+        if follower:
+            return cls(root, doc, -1)
         lock_fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -45,6 +45,7 @@ from datawarehouse.records import (
     parse_storage_class,
 )
 from datawarehouse.storage.base import BlobStore
+from datawarehouse.storage.packfollow import PackFollower
 from datawarehouse.storage.packstore import PackStore
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ def _open_store(rec: DiskRecord, *, direct_parity: bool) -> BlobStore:
     return PackStore(rec.path, direct_io=direct_parity)
 
 
+def _open_follower_store(rec: DiskRecord) -> BlobStore:
+    """A follower reads the packs the primary writes (storage/packfollow.py)."""
+    return PackFollower(rec.path)
+
+
 class Engine:
     def __init__(
         self,
@@ -69,8 +75,16 @@ class Engine:
         replay: Replay,
         *,
         rebuilding: bool = False,
+        follower: bool = False,
     ) -> None:
+        """``follower``: a process that only reads a data directory another process (the lock's
+        holder) writes — a read worker of ``dwh serve --workers``. Its disks are pack followers,
+        its metadata is opened read-only, and it has no journal or committer: it replays nothing,
+        creates no domain, records no disk row and queues no heal."""
         self.datadir = datadir
+        self.follower = follower
+        self._journal: jr.Journal | None = None
+        self._committer: Committer | None = None
         self.config = config
         self.clock = clock
         self._replay = replay
@@ -79,10 +93,18 @@ class Engine:
         # key (IAM access keys) reseal them here.
         self.master_rotation_hooks: list[Callable[[], None]] = []
         self.keyring = KeyRing(datadir.keys.load(passphrase), config.aead)
-        self.disks = DiskSet(datadir.disks(), functools.partial(_open_store, direct_parity=config.direct_parity))
+        opener = (
+            _open_follower_store if follower else functools.partial(_open_store, direct_parity=config.direct_parity)
+        )
+        self.disks = DiskSet(datadir.disks(), opener)
         try:
             self.chunks = ChunkStore(self.disks, self.keyring, self._report_bad_shard)
             self.pool = ThreadPoolExecutor(max_workers=config.chunk_threads, thread_name_prefix="dwh-chunk")
+            if follower:
+                self.repo = SqlMetaRepo.for_sqlite(datadir.meta_path, create=False, read_only=True)
+                self._load_domain_secrets()
+                self.replayed = 0
+                return
             meta_exists = datadir.meta_path.exists()
             if not meta_exists and not rebuilding and jr.segment_names(self.disks.stores()):
                 raise MetadataError(
@@ -90,10 +112,10 @@ class Engine:
                     "run `dwh repair rebuild-meta` to rebuild it"
                 )
             self.repo = SqlMetaRepo.for_sqlite(datadir.meta_path)
-            self.journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
+            self._journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
             self._load_domain_secrets()
             self.replayed = self.catch_up()
-            self.committer = Committer(self.repo, self.journal, flush=self.chunks.flush)
+            self._committer = Committer(self.repo, self._journal, flush=self.chunks.flush)
             self._ensure_domain(DEFAULT_DOMAIN)
             with self.repo.transaction() as tx:
                 for rec in self.disks.records():
@@ -138,24 +160,56 @@ class Engine:
         config: EngineConfig | None = None,
         clock: Clock | None = None,
         rebuilding: bool = False,
+        follower: bool = False,
     ) -> Engine:
-        datadir = DataDir.open(root)
+        datadir = DataDir.open(root, follower=follower)
         try:
             return cls(
-                datadir, config or EngineConfig(), clock or SystemClock(), passphrase, replay, rebuilding=rebuilding
+                datadir,
+                config or EngineConfig(),
+                clock or SystemClock(),
+                passphrase,
+                replay,
+                rebuilding=rebuilding,
+                follower=follower,
             )
         except BaseException:
             datadir.close()
             raise
 
     def close(self) -> None:
-        self.committer.close()
+        if self._committer is not None:
+            self._committer.close()
         self.pool.shutdown(wait=True)
         self.chunks.close()
-        self.journal.close()
+        if self._journal is not None:
+            self._journal.close()
         self.disks.close()
         self.repo.close()
         self.datadir.close()
+
+    @property
+    def journal(self) -> jr.Journal:
+        if self._journal is None:
+            raise MetadataError("this process only reads the data directory: it has no journal")
+        return self._journal
+
+    @property
+    def committer(self) -> Committer:
+        if self._committer is None:
+            raise MetadataError("this process only reads the data directory: writes go through the primary")
+        return self._committer
+
+    def refresh(self) -> None:
+        """A follower after the writer committed: learn domain secrets made since (a new
+        tenant's domain), so its objects can be read here."""
+        with self.repo.read() as tx:
+            records = tx.list_domain_secrets()
+        for r in records:
+            if not self.keyring.has_version(r.domain_id, r.key_version) and not self.keyring.add_wrapped(
+                r.domain_id, r.key_version, r.wrapped, r.master_key_id
+            ):
+                log.warning("domain %d: wrapped by master key %s, not loaded here", r.domain_id, r.master_key_id)
 
     # --- facts ---------------------------------------------------------------------------------
 
@@ -185,7 +239,7 @@ class Engine:
         """Unwrap every domain secret. One wrapped by a master key that is not loaded (an
         interrupted passphrase rotation) is looked up in the journal under a loaded key; if none
         is found, opening fails — a new secret is never made for a domain that has one."""
-        with self.repo.transaction() as tx:
+        with self.repo.read() as tx:
             records = tx.list_domain_secrets()
         missing = [
             r for r in records if not self.keyring.add_wrapped(r.domain_id, r.key_version, r.wrapped, r.master_key_id)
@@ -368,6 +422,8 @@ class Engine:
 
     def _report_bad_shard(self, rec: ChunkRecord, index: int, reason: str) -> None:
         log.warning("shard %d of chunk %s is bad: %s", index, rec.chunk_id.hex()[:16], reason)
+        if self.follower:
+            return  # it cannot queue a heal; the primary's reads and scrub find the shard too
         try:
             with self.repo.transaction() as tx:
                 tx.enqueue_heal(HealItem(rec.domain_id, rec.chunk_id, f"shard {index}: {reason}"[:500], self.now()))

@@ -212,6 +212,9 @@ class KeyRing:
     def has_domain(self, domain_id: int) -> bool:
         return domain_id in self._current
 
+    def has_version(self, domain_id: int, key_version: int) -> bool:
+        return (domain_id, key_version) in self._domains
+
     def current(self, domain_id: DomainId | int) -> DomainKeys:
         with self._lock:
             version = self._current.get(domain_id)

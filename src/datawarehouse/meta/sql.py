@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -1272,12 +1274,26 @@ class SqlMetaRepo:
 
     ``create=True`` creates the schema when the database is new; with ``create=False`` the
     database must exist already. Either way an existing database is migrated to head.
+    ``read_only``: a second process reading what another one writes (a read worker of
+    ``dwh serve --workers``): nothing is migrated — the schema must be at head already — and
+    ``transaction()`` refuses.
     """
 
-    def __init__(self, url: str | URL, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        create: bool = True,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        read_only: bool = False,
+    ) -> None:
         u = make_url(url)
         self._sqlite = u.get_backend_name() == "sqlite"
         self._busy_timeout = busy_timeout
+        self.read_only = read_only
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
+        self._watch_version: int | None = None
         self._write_lock = threading.Lock()
         self._local = threading.local()
         if self._sqlite:
@@ -1303,14 +1319,18 @@ class SqlMetaRepo:
             self._engine = sa.create_engine(u, pool_size=8, max_overflow=8, pool_pre_ping=True)
             self._raw = None
         try:
-            self._migrate(create)
+            if read_only:
+                self._check_head()
+                self.changed()  # the baseline: whatever is cached from now on is read after it
+            else:
+                self._migrate(create)
         except BaseException:
             self._engine.dispose()
             raise
 
     @classmethod
-    def for_sqlite(cls, path: str | Path, *, create: bool = True) -> SqlMetaRepo:
-        return cls(URL.create("sqlite+pysqlite", database=str(path)), create=create)
+    def for_sqlite(cls, path: str | Path, *, create: bool = True, read_only: bool = False) -> SqlMetaRepo:
+        return cls(URL.create("sqlite+pysqlite", database=str(path)), create=create, read_only=read_only)
 
     @property
     def engine(self) -> sa.Engine:
@@ -1320,6 +1340,8 @@ class SqlMetaRepo:
     @contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
         """A connection inside an open write transaction, committed on normal exit."""
+        if self.read_only:
+            raise MetadataError("metadata: this process only reads (writes go through the primary server process)")
         if getattr(self._local, "in_tx", False):
             raise MetadataError("metadata: nested transaction in one thread (it would wait for itself)")
         lock = self._write_lock if self._sqlite else None  # PostgreSQL: the advisory lock below
@@ -1442,9 +1464,49 @@ class SqlMetaRepo:
             except sa_exc.SQLAlchemyError as e:
                 raise _translate(e, "migration") from e
 
+    def _check_head(self) -> None:
+        """A read-only repository: the database's revision must be the newest this code knows
+        (the process that writes it migrates; a reader never does)."""
+        script = ScriptDirectory(str(MIGRATIONS_DIR))
+        try:
+            with self._engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except sa_exc.SQLAlchemyError as e:
+            raise _translate(e, "read the schema revision") from e
+        if current != script.get_current_head():
+            raise MetadataError(
+                f"metadata: the database is at schema revision {current!r}, this code expects "
+                f"{script.get_current_head()!r} (start the primary server process first)"
+            )
+
+    def changed(self) -> bool:
+        """Whether another connection committed since the last call (SQLite's ``PRAGMA
+        data_version``, on one connection kept for it; the first call answers False). A process
+        that only reads (a read worker) drops its caches of buckets, settings and identities
+        when this is true: a revoked key is refused there as soon as the revocation returned.
+        Costs one PRAGMA (a few microseconds). PostgreSQL: always True (no such signal)."""
+        if not self._sqlite:
+            return True
+        with self._watch_lock:
+            try:
+                if self._watch is None:
+                    db = self._engine.url.database or ""
+                    self._watch = sqlite3.connect(db, timeout=self._busy_timeout, check_same_thread=False)
+                row = self._watch.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as e:
+                raise MetadataError(f"metadata: cannot read the data version ({e.__class__.__name__})") from e
+            version = int(row[0])
+            changed = self._watch_version is not None and version != self._watch_version
+            self._watch_version = version
+            return changed
+
     def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         self._engine.dispose()
 
 

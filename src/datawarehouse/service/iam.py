@@ -200,6 +200,10 @@ class IamService:
         self._cache.clear()
         self._quotas.clear()
 
+    def forget_cached(self) -> None:
+        """Drop cached identities and quotas (a follower, after another process changed IAM)."""
+        self._forget()
+
     def _commit(self, apply: Callable[[MetaTx], Any], doc: dict[str, Any] | Callable[[], dict[str, Any]]) -> Any:
         """One journaled IAM change; the caches forget everything whatever the outcome."""
         try:
@@ -696,9 +700,14 @@ class IamService:
             entry = self._load_identity(access_key_id)
             self._cache.put(access_key_id, entry, generation)
         identity = verdict(entry, access_key_id, now)
-        if identity is not None:
+        if identity is not None and not self.engine.follower:
             self._last_used.touch(access_key_id, now)
         return identity
+
+    def note_key_use(self, access_key_id: str, at: datetime) -> None:
+        """A use of a key that another process (a read worker) served: recorded here, by the
+        one process that writes, as if it had served it."""
+        self._last_used.touch(access_key_id, at)
 
     def _load_identity(self, access_key_id: str) -> Resolved | None:
         with self._read() as tx:

@@ -237,9 +237,25 @@ class Warehouse:
         return cls(Engine.init(root, disks, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock))
 
     @classmethod
-    def open(cls, root: Path, options: OpenOptions | None = None) -> Warehouse:
+    def open(cls, root: Path, options: OpenOptions | None = None, *, follower: bool = False) -> Warehouse:
+        """``follower``: read what the process holding the data directory writes (a read worker
+        of ``dwh serve --workers``); call ``refresh_if_changed`` before each request."""
         o = options or OpenOptions()
-        return cls(Engine.open(root, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock))
+        engine = Engine.open(
+            root, catalog.replay, passphrase=o.passphrase, config=o.config, clock=o.clock, follower=follower
+        )
+        return cls(engine)
+
+    def refresh_if_changed(self) -> bool:
+        """A follower: if the writer committed since the last call, drop every cache of what it
+        may have changed (buckets, bucket settings, identities, quotas) and learn new domain
+        secrets. One PRAGMA when nothing changed. True if something had."""
+        if not self.engine.repo.changed():
+            return False
+        self.forget_buckets()
+        self.iam.forget_cached()
+        self.engine.refresh()
+        return True
 
     def close(self) -> None:
         try:

@@ -49,7 +49,8 @@ from datawarehouse.service.naming import MAX_KEY_BYTES, SNAPSHOT_MARK, is_system
 from datawarehouse.service.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from datawarehouse.service.audit.log import AuditLog
+    from datawarehouse.api.s3.worker import InternalEndpoint
+    from datawarehouse.service.audit.log import AuditLog, AuditSink
 
 log = logging.getLogger(__name__)
 AUDIT_EXPIRY_INTERVAL = 3600.0
@@ -86,9 +87,14 @@ class S3App:
         lifecycle_interval: float = 0,
         audit: AuditLog | None = None,
         secure: bool = False,
+        audit_sink: AuditSink | None = None,
+        internal: InternalEndpoint | None = None,
     ) -> None:
         """``lookup_caller``: the principal (with its secret and policies) of an access key id,
-        None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key."""
+        None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key.
+        ``audit``: the data directory's audit log (records, expiry, the admin API's queries);
+        ``audit_sink``: where request records go instead (a read worker's link to the primary's
+        log). ``internal``: the primary's endpoint for its read workers (api/s3/worker.py)."""
         from datawarehouse.api.admin.app import AdminApp
 
         load_all()
@@ -102,6 +108,8 @@ class S3App:
         self.offload = Offload(threads)
         self.authorizer = Authorizer(warehouse)
         self.audit = audit
+        self.audit_sink: AuditSink | None = audit_sink or audit
+        self.internal = internal
         self.secure = secure
         self._audit_expiry: asyncio.Task[None] | None = None
         self.admin = AdminApp(warehouse, lookup_caller, audit=audit, clock=self.clock, offload=self.offload)
@@ -117,6 +125,11 @@ class S3App:
         if scope["type"] != "http":
             return
         path = scope.get("path", "")
+        if self.internal is not None and self.internal.from_worker(scope):
+            if self.internal.is_call(scope):
+                await self.internal.handle(scope, receive, send)
+                return
+            scope = self.internal.with_client(scope)
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self.admin(scope, receive, send)
             return
@@ -139,7 +152,7 @@ class S3App:
             response, error = error_response(internal_error(), request_id), "InternalError"
         if request is None or request.body_left_unread:
             response.header("connection", "close")
-        if self.audit is None:
+        if self.audit_sink is None:
             await send_response(send, response, request_id, head_only=head)
             return
         sent = 0
@@ -168,7 +181,7 @@ class S3App:
     ) -> None:
         """One audit record per request, allowed or not (never its secrets: the audit log has no
         field for the Authorization header and redacts signatures from the query)."""
-        assert self.audit is not None
+        assert self.audit_sink is not None
         caller: Caller = request.notes.get("caller", ANONYMOUS) if request is not None else ANONYMOUS
         endpoint: Endpoint | None = request.notes.get("endpoint") if request is not None else None
         headers = request.headers if request is not None else {}
@@ -177,7 +190,7 @@ class S3App:
         except ValueError:
             received = 0
         try:
-            self.audit.record(
+            self.audit_sink.record(
                 operation=endpoint.operation if endpoint is not None else f"{scope.get('method', '?')} (unrouted)",
                 tenant=caller.principal.tenant or "",
                 principal=caller.name,

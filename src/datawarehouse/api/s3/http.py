@@ -7,6 +7,8 @@ only add per-request cost (Starlette's halves small-request rates here).
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +25,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 T = TypeVar("T")
 
+# S3's ``x-amz-id-2``: which server answered. Here: which process (``dwh serve --workers``
+# runs several); random per process, so it reveals nothing but "same process or not".
+HOST_ID = base64.b64encode(os.urandom(12))
 MAX_HEADER_BYTES = 64 * 1024  # all request headers together (S3: 8 KiB of user metadata + the rest)
 
 
@@ -128,7 +133,7 @@ def http_date(moment: datetime) -> str:
 
 
 async def send_response(send: Send, response: Response, request_id: str, head_only: bool = False) -> None:
-    headers = [(b"x-amz-request-id", request_id.encode()), (b"server", b"DataWarehouse")]
+    headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", HOST_ID), (b"server", b"DataWarehouse")]
     if response.content_type:
         headers.append((b"content-type", response.content_type.encode()))
     for name, value in response.headers:

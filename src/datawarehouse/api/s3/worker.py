@@ -1,0 +1,312 @@
+"""Serving one data directory from several processes (``dwh serve --workers N``).
+
+One **primary** process holds the data directory (its lock, the journal, the committer, the
+background jobs, the audit chain) and N-1 **read workers** share its listening socket. A worker
+opens the data directory as a follower (``Warehouse.open(follower=True)``: pack followers for the
+disks, the metadata read-only) and serves the hot reads itself — ``LOCAL_OPERATIONS`` — while
+every other request is passed on to the primary over its Unix socket (``forward.PrimaryLink``).
+So there is still exactly one writer, and whatever a client writes through any process is
+committed by the primary.
+
+Coherence: before each request it serves, a worker asks SQLite whether another connection
+committed (``PRAGMA data_version``) and if so drops its caches of buckets, settings, identities
+and quotas; a read after a write that returned sees the write, and a revoked key is refused once
+the revocation returned. New shards are found by the pack followers on a miss.
+
+Audit: a worker's own requests are recorded by the primary, in its one hash chain — the worker
+queues the records and posts them in batches to ``AUDIT_PATH`` on the Unix socket; requests it
+passes on are recorded by the primary as it serves them. The internal path is only answered on
+the Unix socket and with the worker token, which a worker strips from every client request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import http.client
+import json
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from datawarehouse.api.s3.canonical import parse_query
+from datawarehouse.api.s3.errors import S3Error, s3_error
+from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, PrimaryLink, drain
+from datawarehouse.api.s3.http import Receive, Scope, Send, error_response, send_response
+from datawarehouse.api.s3.router import route
+from datawarehouse.errors import DwhError
+from datawarehouse.service.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+INTERNAL_PREFIX = "/_dwh_internal/"  # never a bucket: "_" cannot start a bucket name
+AUDIT_PATH = INTERNAL_PREFIX + "audit"
+ADMIN_PREFIX = "/admin/v1"
+# What a worker serves itself: reads that write nothing (not even a heal: a bad shard it meets
+# is left to the primary's reads and scrub).
+LOCAL_OPERATIONS = frozenset({"GetObject", "HeadObject", "HeadBucket", "ListObjects", "ListObjectsV2"})
+AUDIT_FIELDS: Mapping[str, type] = {
+    "operation": str,
+    "tenant": str,
+    "principal": str,
+    "access_key": str,
+    "source_ip": str,
+    "bucket": str,
+    "key": str,
+    "version_id": str,
+    "status": int,
+    "error": str,
+    "bytes_in": int,
+    "bytes_out": int,
+    "duration_us": int,
+    "request_id": str,
+    "user_agent": str,
+    "query": str,
+}
+AUDIT_BATCH = 512
+AUDIT_QUEUE_MAX = 100_000  # records kept while the primary cannot take them (then counted, dropped)
+MAX_AUDIT_POST = 16 * 1024 * 1024
+
+
+def serves_locally(scope: Scope, domain: str | None) -> bool:
+    """Whether a worker answers this request itself (anything it cannot route, too: the answer is
+    the same error the primary would give)."""
+    path = scope.get("path", "")
+    if path.startswith(INTERNAL_PREFIX):
+        return True  # never passed on, whatever the method: answered here (an invalid bucket name)
+    method = scope.get("method", "")
+    if method not in ("GET", "HEAD"):
+        return False
+    if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+        return False
+    raw_path = scope.get("raw_path") or path.encode()
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    try:
+        endpoint = route(
+            method,
+            raw_path.decode("latin-1"),
+            parse_query(scope.get("query_string", b"").decode("latin-1")),
+            headers,
+            domain,
+        )
+    except S3Error:
+        return True
+    return endpoint.operation in LOCAL_OPERATIONS
+
+
+class WorkerApp:
+    """The ASGI app of a read worker: ``inner`` (an ``S3App`` on a follower Warehouse) for what
+    it serves, the primary for the rest."""
+
+    def __init__(self, inner: Any, warehouse: Warehouse, link: PrimaryLink, domain: str | None) -> None:
+        self.inner = inner
+        self.warehouse = warehouse
+        self.link = link
+        self.domain = domain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            if scope["type"] == "lifespan":
+                self.link.close()
+            return
+        if not serves_locally(scope, self.domain):
+            try:
+                await self.link.forward(scope, receive, send)
+            except LinkError as exc:
+                log.warning("worker: %s", exc)
+                await drain(receive)
+                err = s3_error("ServiceUnavailable", "the server is restarting; retry")
+                response = error_response(err, "0000000000000000").header("connection", "close")
+                await send_response(send, response, "0000000000000000", head_only=scope.get("method") == "HEAD")
+            return
+        try:
+            self.warehouse.refresh_if_changed()
+        except DwhError:
+            log.exception("worker: could not check for metadata changes")
+        await self.inner(scope, receive, send)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class WorkerAudit:
+    """The audit sink of a worker: records queued (``record`` never blocks on I/O) and posted to
+    the primary in batches by one thread; kept and retried while the primary is unreachable."""
+
+    def __init__(self, socket_path: str, token: str, *, interval: float = 0.2) -> None:
+        self._path = socket_path
+        self._token = token
+        self._interval = interval
+        self._queue: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="dwh-worker-audit", daemon=True)
+        self._thread.start()
+
+    def record(self, **fields: Any) -> None:
+        doc = {name: fields[name] for name in AUDIT_FIELDS if name in fields}
+        with self._lock:
+            if len(self._queue) >= AUDIT_QUEUE_MAX:
+                self.dropped += 1
+                return
+            self._queue.append(doc)
+            if len(self._queue) >= AUDIT_BATCH:
+                self._wake.set()
+
+    def _run(self) -> None:
+        conn: _UnixConnection | None = None
+        while True:
+            stopping = self._stop.is_set()
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    batch = [self._queue[i] for i in range(min(AUDIT_BATCH, len(self._queue)))]
+                if not batch:
+                    break
+                try:
+                    if conn is None:
+                        conn = _UnixConnection(self._path, timeout=30)
+                    body = json.dumps(batch, separators=(",", ":")).encode()
+                    conn.request(
+                        "POST",
+                        AUDIT_PATH,
+                        body=body,
+                        headers={TOKEN_HEADER.decode(): self._token, "content-type": "application/json"},
+                    )
+                    reply = conn.getresponse()
+                    reply.read()
+                    if reply.status != 204:
+                        raise OSError(f"the primary answered {reply.status}")
+                except (OSError, http.client.HTTPException) as exc:
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    if stopping:
+                        log.error("worker audit: %d records not delivered: %s", len(self._queue), exc)
+                        return
+                    log.warning("worker audit: will retry (%s)", exc)
+                    break
+                with self._lock:
+                    for _ in batch:
+                        self._queue.popleft()
+            if stopping:
+                if conn is not None:
+                    conn.close()
+                return
+
+    def close(self) -> None:
+        """Deliver what is queued (the primary is still serving while its workers stop)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+
+class InternalEndpoint:
+    """The primary's side: which requests came through a worker, and the audit records workers
+    post. Only on the Unix socket (``socket_path``) and with the token."""
+
+    def __init__(self, socket_path: str, token: str, audit: Any, note_key_use: Any, now: Any) -> None:
+        self.socket_path = socket_path
+        self._token = token.encode()
+        self._audit = audit
+        self._note_key_use = note_key_use
+        self._now = now
+
+    def from_worker(self, scope: Scope) -> bool:
+        """Whether a worker sent this (the Unix socket and the token): a client's request it
+        passed on, or one of its own calls (``is_call``)."""
+        server = scope.get("server")
+        if not server or server[0] != self.socket_path:
+            return False
+        for name, value in scope.get("headers", []):
+            if name.lower() == TOKEN_HEADER:
+                return hmac.compare_digest(value, self._token)
+        return False
+
+    @staticmethod
+    def is_call(scope: Scope) -> bool:
+        """A worker's own call (its audit records), not a client's request it passed on: those
+        always carry the client's address, and never reach the internal path anyway."""
+        return scope.get("path", "").startswith(INTERNAL_PREFIX) and not any(
+            name.lower() == CLIENT_HEADER for name, _ in scope.get("headers", [])
+        )
+
+    @staticmethod
+    def with_client(scope: Scope) -> Scope:
+        """The scope of a request a worker passed on, with the client's address it reported."""
+        out = dict(scope)
+        out["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (TOKEN_HEADER, CLIENT_HEADER)]
+        for name, value in scope.get("headers", []):
+            if name.lower() == CLIENT_HEADER:
+                out["client"] = None if value == b"-" else (value.decode("latin-1"), 0)
+        return out
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "POST" or scope.get("path") != AUDIT_PATH:
+            await _plain(send, 404)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if len(body) > MAX_AUDIT_POST:
+                await _plain(send, 413)
+                return
+            if not message.get("more_body", False):
+                break
+        try:
+            records = json.loads(body)
+            if not isinstance(records, list):
+                raise ValueError("not a list")
+            checked = [_checked(doc) for doc in records]
+        except ValueError as exc:
+            log.warning("worker audit: malformed batch refused (%s)", exc)
+            await _plain(send, 400)
+            return
+        now = self._now()
+        for fields in checked:
+            try:
+                self._audit.record(**fields)
+            except DwhError:
+                log.exception("audit: a worker's record could not be recorded")
+            if fields.get("access_key"):
+                self._note_key_use(fields["access_key"], now)
+        await _plain(send, 204)
+
+
+def _checked(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict) or "operation" not in doc:
+        raise ValueError("a record is not an object with an operation")
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        kind = AUDIT_FIELDS.get(name)
+        if kind is None or type(value) is not kind:
+            raise ValueError(f"field {name!r}")
+        out[name] = value
+    return out
+
+
+async def _plain(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})

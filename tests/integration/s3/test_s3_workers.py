@@ -1,0 +1,262 @@
+"""``dwh serve --workers 2``: a primary and a read worker behind one port.
+
+Each response names the process that answered (``x-amz-id-2``), so every check below samples
+fresh connections until both processes have answered: read-after-write, deletes, listings and
+key revocation hold whichever process a client reaches. Then the audit chain holds one record
+per request (the worker's included), a killed worker is replaced, a client cannot reach the
+internal endpoint, and a graceful stop leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from botocore.exceptions import ClientError
+from iamkit import GRACEFUL
+from s3server import DWH, DwhServer, unique_bucket
+
+from datawarehouse.cli.admin_client import AdminClient
+
+MAX_TRIES = 200  # fresh connections sampled until both processes answered
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DwhServer]:
+    srv = DwhServer(tmp_path_factory.mktemp("dwh-workers") / "data", extra_args=["--workers", "2"]).start()
+    _wait_for_workers(srv, 1)
+    try:
+        yield srv
+    finally:
+        srv.terminate()
+
+
+def _workers(server: DwhServer) -> list[psutil.Process]:
+    """The live read workers (a killed one is a zombie until the supervisor reaps it)."""
+    out = []
+    for proc in psutil.Process(server.pid).children():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "datawarehouse.cli.workers" in " ".join(proc.cmdline()):
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
+
+
+def _wait_for_workers(server: DwhServer, count: int, exclude: frozenset[int] = frozenset()) -> list[psutil.Process]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = [p for p in _workers(server) if p.pid not in exclude]
+        if len(found) == count:
+            # listening means: it answers on the shared port (sampled like any client)
+            time.sleep(1.0)
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{count} read workers did not start:\n{server.log()[-3000:]}")
+
+
+def _fresh(server: DwhServer, **kw: Any) -> Any:
+    """A client with its own connection pool: a new TCP connection, accepted by either process."""
+    return server.boto3_client(**kw)
+
+
+def _host(resp: dict[str, Any]) -> str:
+    return str(resp["ResponseMetadata"]["HTTPHeaders"]["x-amz-id-2"])
+
+
+def _until_both(check: Callable[[], str]) -> set[str]:
+    """Run ``check`` (which asserts, and returns the answering process) on fresh connections
+    until two processes have answered."""
+    hosts: set[str] = set()
+    for _ in range(MAX_TRIES):
+        hosts.add(check())
+        if len(hosts) >= 2:
+            return hosts
+    raise AssertionError(f"only {hosts} answered in {MAX_TRIES} connections")
+
+
+def _error_host(exc: ClientError) -> str:
+    return str(exc.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-id-2"])
+
+
+def test_read_after_write_whichever_process_answers(server: DwhServer) -> None:
+    s3 = _fresh(server)
+    bucket = unique_bucket("wk")
+    s3.create_bucket(Bucket=bucket)
+    counter = iter(range(10_000))
+
+    def write_then_read() -> str:
+        i = next(counter)
+        body = os.urandom(1000 + 7919 * (i % 40))  # inline and chunked objects
+        _fresh(server).put_object(Bucket=bucket, Key=f"k{i}", Body=body)
+        got = _fresh(server).get_object(Bucket=bucket, Key=f"k{i}")
+        assert got["Body"].read() == body
+        head = _fresh(server).head_object(Bucket=bucket, Key=f"k{i}")
+        assert head["ContentLength"] == len(body)
+        return _host(got)
+
+    assert len(_until_both(write_then_read)) == 2
+    written = next(counter)
+
+    def listing() -> str:
+        page = _fresh(server).list_objects_v2(Bucket=bucket)
+        assert page["KeyCount"] == written
+        return _host(page)
+
+    _until_both(listing)
+    # a range read, on either process
+    whole = s3.get_object(Bucket=bucket, Key="k0")["Body"].read()
+
+    def ranged() -> str:
+        got = _fresh(server).get_object(Bucket=bucket, Key="k0", Range="bytes=10-99")
+        assert got["Body"].read() == whole[10:100]
+        return _host(got)
+
+    _until_both(ranged)
+
+
+def test_delete_is_seen_by_every_process(server: DwhServer) -> None:
+    s3 = _fresh(server)
+    bucket = unique_bucket("wd")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="gone", Body=b"soon deleted" * 1000)
+    _until_both(lambda: _host(_fresh(server).get_object(Bucket=bucket, Key="gone")))  # both have read it
+    s3.delete_object(Bucket=bucket, Key="gone")
+
+    def missing() -> str:
+        with pytest.raises(ClientError) as err:
+            _fresh(server).get_object(Bucket=bucket, Key="gone")
+        assert err.value.response["Error"]["Code"] == "NoSuchKey"
+        return _error_host(err.value)
+
+    _until_both(missing)
+    s3.delete_bucket(Bucket=bucket)
+
+    def no_bucket() -> str:
+        with pytest.raises(ClientError) as err:
+            _fresh(server).head_bucket(Bucket=bucket)
+        assert err.value.response["Error"]["Code"] in ("404", "NoSuchBucket")
+        return _error_host(err.value)
+
+    _until_both(no_bucket)
+
+
+def test_revoked_key_is_refused_by_every_process(server: DwhServer) -> None:
+    admin = AdminClient(server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    admin.request("POST", "/tenants/default/users", body={"name": "reader"})
+    admin.request("PUT", "/tenants/default/users/reader/policies/readonly")
+    key = admin.request("POST", "/tenants/default/users/reader/keys", body={"description": "workers test"})
+    bucket = unique_bucket("wr")
+    _fresh(server).create_bucket(Bucket=bucket)
+    _fresh(server).put_object(Bucket=bucket, Key="k", Body=b"readable")
+
+    def as_reader() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=server.endpoint,
+            aws_access_key_id=key["access_key_id"],
+            aws_secret_access_key=key["secret_key"],
+            region_name=server.region,
+            config=Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"}),
+        )
+
+    def allowed() -> str:
+        got = as_reader().get_object(Bucket=bucket, Key="k")
+        assert got["Body"].read() == b"readable"
+        return _host(got)
+
+    _until_both(allowed)  # both processes have the identity cached now
+    admin.request("PATCH", f"/tenants/default/keys/{key['access_key_id']}", body={"status": "disabled"})
+
+    def refused() -> str:
+        with pytest.raises(ClientError) as err:
+            as_reader().get_object(Bucket=bucket, Key="k")
+        assert err.value.response["Error"]["Code"] in ("InvalidAccessKeyId", "AccessDenied")
+        return _error_host(err.value)
+
+    _until_both(refused)
+
+
+def test_internal_endpoint_is_not_reachable_by_clients(server: DwhServer) -> None:
+    """The workers' audit path, with a forged token, over TCP to either process: an S3 error,
+    and nothing lands in the audit log under the forged operation."""
+    hosts: set[str] = set()
+    body = b'[{"operation":"ForgedByClient","status":200}]'
+    for _ in range(MAX_TRIES):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        conn.request(
+            "POST",
+            "/_dwh_internal/audit",
+            body=body,
+            headers={"x-dwh-worker-token": "guess", "content-type": "application/json"},
+        )
+        resp = conn.getresponse()
+        text = resp.read()
+        assert resp.status >= 400 and b"<Error>" in text, (resp.status, text)
+        hosts.add(resp.getheader("x-amz-id-2") or "")
+        conn.close()
+        if len(hosts) >= 2:
+            break
+    assert len(hosts) == 2
+    admin = AdminClient(server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    assert admin.request("GET", "/audit", query={"operation": "ForgedByClient"})["records"] == []
+
+
+def test_killed_worker_is_replaced(server: DwhServer) -> None:
+    bucket = unique_bucket("wkill")
+    _fresh(server).create_bucket(Bucket=bucket)
+    _fresh(server).put_object(Bucket=bucket, Key="k", Body=b"still here" * 100)
+    (victim,) = _workers(server)
+    before = _until_both(lambda: _host(_fresh(server).get_object(Bucket=bucket, Key="k")))
+    os.kill(victim.pid, signal.SIGKILL)
+    _wait_for_workers(server, 1, exclude=frozenset({victim.pid}))
+    after = _until_both(lambda: _host(_fresh(server).get_object(Bucket=bucket, Key="k")))
+    assert len(before & after) == 1  # the primary; the replacement is a new process
+    assert "read worker 0" in server.log() and "restarting" in server.log()
+
+
+def test_audit_chain_holds_every_request_after_graceful_stop(tmp_path: Path) -> None:
+    srv = DwhServer(tmp_path / "data", extra_args=["--workers", "2"]).start()
+    try:
+        _wait_for_workers(srv, 1)
+        bucket = unique_bucket("wa")
+        _fresh(srv).create_bucket(Bucket=bucket)
+        _fresh(srv).put_object(Bucket=bucket, Key="k", Body=b"audited")
+        gets = 0
+
+        def read() -> str:
+            nonlocal gets
+            got = _fresh(srv).get_object(Bucket=bucket, Key="k")
+            gets += 1
+            return _host(got)
+
+        _until_both(read)
+        pids = [p.pid for p in _workers(srv)]
+    finally:
+        rc = srv.terminate()
+    assert rc in GRACEFUL, srv.log()[-3000:]
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    verify = subprocess.run(
+        [str(DWH), "audit", "verify", "--data-dir", str(srv.data_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    query = subprocess.run(
+        [str(DWH), "audit", "query", "--data-dir", str(srv.data_dir), "--operation", "GetObject", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert query.returncode == 0, query.stderr
+    records = [line for line in query.stdout.splitlines() if line.strip()]
+    assert len(records) == gets  # the worker's records reached the primary's chain, none twice
