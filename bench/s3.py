@@ -8,6 +8,7 @@ all driven by the same asyncio aiohttp client with presigned URLs, in one run.
     .venv/bin/python bench/s3.py --only dwh,get_1MiB_c8 --rounds 3 --profile bench/out/prof
                                                          # GET 3 times, py-spy on the server meanwhile
     .venv/bin/python bench/s3.py --only dwh --dwh-src /tmp/old/src  # A/B: serve another checkout's code
+    .venv/bin/python bench/s3.py --workers 3              # dwh serve --workers 3 (server CPU: all processes)
 
 Prints MB/s and ops/s per server and workload, the ratio to moto, the fraction of the ceiling,
 p50/p99 of 4 KiB GETs, and server RSS; writes bench/out/s3.json. Targets (incompressible data):

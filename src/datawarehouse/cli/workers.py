@@ -206,7 +206,7 @@ def worker_main() -> None:
             CallerDirectory(wh.iam).lookup,
             domain=settings.domain,
             region=settings.region,
-            audit_sink=sink,
+            record_audit=sink.record,
         )
         app = WorkerApp(inner, wh, PrimaryLink(settings.socket_path, settings.token), settings.domain)
         server = uvicorn.Server(server_config(app))

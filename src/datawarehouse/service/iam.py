@@ -706,8 +706,9 @@ class IamService:
 
     def note_key_use(self, access_key_id: str, at: datetime) -> None:
         """A use of a key that another process (a read worker) served: recorded here, by the
-        one process that writes, as if it had served it."""
-        self._last_used.touch(access_key_id, at)
+        one process that writes, as if it had served it (root's key has no row to update)."""
+        if self._root is None or access_key_id != self._root.access_key:
+            self._last_used.touch(access_key_id, at)
 
     def _load_identity(self, access_key_id: str) -> Resolved | None:
         with self._read() as tx:

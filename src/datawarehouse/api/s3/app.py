@@ -50,7 +50,7 @@ from datawarehouse.service.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from datawarehouse.api.s3.worker import InternalEndpoint
-    from datawarehouse.service.audit.log import AuditLog, AuditSink
+    from datawarehouse.service.audit.log import AuditLog
 
 log = logging.getLogger(__name__)
 AUDIT_EXPIRY_INTERVAL = 3600.0
@@ -87,14 +87,15 @@ class S3App:
         lifecycle_interval: float = 0,
         audit: AuditLog | None = None,
         secure: bool = False,
-        audit_sink: AuditSink | None = None,
+        record_audit: Callable[..., None] | None = None,
         internal: InternalEndpoint | None = None,
     ) -> None:
         """``lookup_caller``: the principal (with its secret and policies) of an access key id,
         None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key.
         ``audit``: the data directory's audit log (records, expiry, the admin API's queries);
-        ``audit_sink``: where request records go instead (a read worker's link to the primary's
-        log). ``internal``: the primary's endpoint for its read workers (api/s3/worker.py)."""
+        ``record_audit``: where request records go instead (a read worker's link to the
+        primary's log; called with ``AuditLog.record``'s keywords). ``internal``: the primary's
+        endpoint for its read workers (api/s3/worker.py)."""
         from datawarehouse.api.admin.app import AdminApp
 
         load_all()
@@ -108,7 +109,7 @@ class S3App:
         self.offload = Offload(threads)
         self.authorizer = Authorizer(warehouse)
         self.audit = audit
-        self.audit_sink: AuditSink | None = audit_sink or audit
+        self.record_audit = record_audit or (audit.record if audit is not None else None)
         self.internal = internal
         self.secure = secure
         self._audit_expiry: asyncio.Task[None] | None = None
@@ -152,7 +153,7 @@ class S3App:
             response, error = error_response(internal_error(), request_id), "InternalError"
         if request is None or request.body_left_unread:
             response.header("connection", "close")
-        if self.audit_sink is None:
+        if self.record_audit is None:
             await send_response(send, response, request_id, head_only=head)
             return
         sent = 0
@@ -181,7 +182,7 @@ class S3App:
     ) -> None:
         """One audit record per request, allowed or not (never its secrets: the audit log has no
         field for the Authorization header and redacts signatures from the query)."""
-        assert self.audit_sink is not None
+        assert self.record_audit is not None
         caller: Caller = request.notes.get("caller", ANONYMOUS) if request is not None else ANONYMOUS
         endpoint: Endpoint | None = request.notes.get("endpoint") if request is not None else None
         headers = request.headers if request is not None else {}
@@ -190,7 +191,7 @@ class S3App:
         except ValueError:
             received = 0
         try:
-            self.audit_sink.record(
+            self.record_audit(
                 operation=endpoint.operation if endpoint is not None else f"{scope.get('method', '?')} (unrouted)",
                 tenant=caller.principal.tenant or "",
                 principal=caller.name,

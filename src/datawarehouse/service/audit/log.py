@@ -35,7 +35,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
 from datawarehouse.config import AuditConfig
 from datawarehouse.errors import AuditLogClosed, InvalidInput, StorageError
@@ -51,31 +50,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 GROUP_COMMIT_SECONDS = 0.02  # gather records this long before a spool write (one fdatasync for all)
 RETRY_SECONDS = 1.0  # after a failed spool write or seal (the records stay queued)
-
-
-class AuditSink(Protocol):
-    """Where request records go: an ``AuditLog``, or a read worker's link to the primary's."""
-
-    def record(
-        self,
-        *,
-        operation: str,
-        tenant: str = "",
-        principal: str = "",
-        access_key: str = "",
-        source_ip: str = "",
-        bucket: str = "",
-        key: str = "",
-        version_id: str = "",
-        status: int = 0,
-        error: str = "",
-        bytes_in: int = 0,
-        bytes_out: int = 0,
-        duration_us: int = 0,
-        request_id: str = "",
-        user_agent: str = "",
-        query: str = "",
-    ) -> None: ...
 
 
 class AuditLog:
