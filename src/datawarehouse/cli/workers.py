@@ -186,7 +186,7 @@ def worker_main() -> None:
     """A read worker: settings from stdin, a follower Warehouse, the shared socket."""
     from datawarehouse.api.s3.app import S3App
     from datawarehouse.api.s3.forward import PrimaryLink
-    from datawarehouse.api.s3.worker import WorkerApp, WorkerAudit
+    from datawarehouse.api.s3.worker import PassOn, WorkerAudit
     from datawarehouse.cli.common import options
     from datawarehouse.service.access import CallerDirectory
     from datawarehouse.service.credentials import Credentials
@@ -201,14 +201,14 @@ def worker_main() -> None:
     sink = WorkerAudit(settings.socket_path, settings.token)
     try:
         wh.iam.set_root_credentials(Credentials(settings.root_access_key, settings.root_secret_key))
-        inner = S3App(
+        app = S3App(
             wh,
             CallerDirectory(wh.iam).lookup,
             domain=settings.domain,
             region=settings.region,
             record_audit=sink.record,
+            pass_on=PassOn(PrimaryLink(settings.socket_path, settings.token)),
         )
-        app = WorkerApp(inner, wh, PrimaryLink(settings.socket_path, settings.token), settings.domain)
         server = uvicorn.Server(server_config(app))
         threading.Thread(target=_watch_parent, args=(server,), name="dwh-parent-watch", daemon=True).start()
         gc.collect()

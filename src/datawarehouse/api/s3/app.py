@@ -41,6 +41,7 @@ from datawarehouse.api.s3.http import (
 )
 from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route
 from datawarehouse.api.s3.sigv4 import SignedRequest, verify_request
+from datawarehouse.api.s3.worker import INTERNAL_PREFIX, PassOn
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
 from datawarehouse.ids import split_bucket_name
@@ -70,6 +71,11 @@ SNAPSHOT_OK = frozenset(
 _REQUEST_IDS = itertools.count(secrets.randbits(63))
 
 
+class _PassedOn(Exception):
+    """Raised once routing shows that a read worker does not serve the request (caught in
+    ``S3App.__call__``, which hands it to the primary before any of its body is read)."""
+
+
 def new_request_id() -> str:
     return f"{next(_REQUEST_IDS) & 0xFFFFFFFFFFFFFFFF:016X}"
 
@@ -89,13 +95,15 @@ class S3App:
         secure: bool = False,
         record_audit: Callable[..., None] | None = None,
         internal: InternalEndpoint | None = None,
+        pass_on: PassOn | None = None,
     ) -> None:
         """``lookup_caller``: the principal (with its secret and policies) of an access key id,
         None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key.
         ``audit``: the data directory's audit log (records, expiry, the admin API's queries);
         ``record_audit``: where request records go instead (a read worker's link to the
         primary's log; called with ``AuditLog.record``'s keywords). ``internal``: the primary's
-        endpoint for its read workers (api/s3/worker.py)."""
+        endpoint for its read workers; ``pass_on``: a read worker's way to the primary, for the
+        requests it does not serve (both api/s3/worker.py)."""
         from datawarehouse.api.admin.app import AdminApp
 
         load_all()
@@ -111,6 +119,7 @@ class S3App:
         self.audit = audit
         self.record_audit = record_audit or (audit.record if audit is not None else None)
         self.internal = internal
+        self.pass_on = pass_on
         self.secure = secure
         self._audit_expiry: asyncio.Task[None] | None = None
         self.admin = AdminApp(warehouse, lookup_caller, audit=audit, clock=self.clock, offload=self.offload)
@@ -131,10 +140,13 @@ class S3App:
                 await self.internal.handle(scope, receive, send)
                 return
             scope = self.internal.with_client(scope)
-        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            await self.admin(scope, receive, send)
-            return
         request_id = new_request_id()
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            if self.pass_on is not None:
+                await self.pass_on(scope, receive, send, request_id)
+            else:
+                await self.admin(scope, receive, send)
+            return
         head = scope.get("method") == "HEAD"
         request: Request | None = None
         started = time.perf_counter()
@@ -142,7 +154,14 @@ class S3App:
         try:
             request = Request.from_scope(scope, receive, request_id)
             request.notes["scheme"] = scope.get("scheme", "http")
-            response = await self._handle(request)
+            # A read worker never passes the internal path on, whatever it routes to.
+            response = await self._handle(
+                request, may_pass_on=self.pass_on is not None and not path.startswith(INTERNAL_PREFIX)
+            )
+        except _PassedOn:
+            assert self.pass_on is not None
+            await self.pass_on(scope, receive, send, request_id)
+            return
         except S3Error as err:
             response, error = error_response(err, request_id), err.code
         except DwhError as exc:
@@ -218,9 +237,14 @@ class S3App:
             raise access_denied("Access Denied")
         return caller
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request, *, may_pass_on: bool = False) -> Response:
         endpoint = route(request.method, request.raw_path, request.query, request.headers, self.domain)
+        if may_pass_on and PassOn.takes(endpoint.operation):
+            raise _PassedOn
         request.notes["endpoint"] = endpoint
+        if self.warehouse.engine.follower:
+            # Another process writes: whatever it committed since the last request is seen here.
+            self.warehouse.refresh_if_changed()
         found: list[Caller] = []
 
         def secret_of(access_key: str) -> str | None:
@@ -358,5 +382,7 @@ class S3App:
                             await task
                 self.admin.close()
                 self.offload.close()
+                if self.pass_on is not None:
+                    self.pass_on.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -121,29 +121,37 @@ class PrimaryLink:
         self._release(conn)
 
     async def _open(self, request: h11.Request, first: Message) -> _Conn:
-        """A connection with the request head and its first body piece written: a reused one
-        that turns out closed is replaced by a fresh one once (nothing is lost: ``first`` is
-        still in hand)."""
+        """A connection with the request head and its first body piece written. A reused one
+        that turns out closed (the primary dropped it while idle) is replaced by a fresh one
+        once: nothing is lost, ``first`` is still in hand."""
         conn = self._reusable()
-        for attempt in (0, 1):
-            if conn is None:
-                conn = await self._connect()
+        if conn is not None:
             try:
-                data = conn.http.send(request) or b""
-                body = first.get("body", b"")
-                if body:
-                    data += conn.http.send(h11.Data(data=body)) or b""
-                if not first.get("more_body", False):
-                    data += conn.http.send(h11.EndOfMessage()) or b""
-                conn.writer.write(data)
-                await conn.writer.drain()
+                await self._write_head(conn, request, first)
                 return conn
-            except (OSError, h11.LocalProtocolError) as exc:
+            except OSError:
                 conn.close()
-                conn = None
-                if attempt == 1 or isinstance(exc, h11.LocalProtocolError):
-                    raise LinkError(f"cannot send the request to the primary ({exc.__class__.__name__})") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            except h11.LocalProtocolError as exc:
+                conn.close()
+                raise LinkError(f"cannot pass the request on ({exc})") from exc
+        conn = await self._connect()
+        try:
+            await self._write_head(conn, request, first)
+        except (OSError, h11.LocalProtocolError) as exc:
+            conn.close()
+            raise LinkError(f"cannot send the request to the primary ({exc.__class__.__name__})") from exc
+        return conn
+
+    @staticmethod
+    async def _write_head(conn: _Conn, request: h11.Request, first: Message) -> None:
+        data = conn.http.send(request) or b""
+        body = first.get("body", b"")
+        if body:
+            data += conn.http.send(h11.Data(data=body)) or b""
+        if not first.get("more_body", False):
+            data += conn.http.send(h11.EndOfMessage()) or b""
+        conn.writer.write(data)
+        await conn.writer.drain()
 
     async def _send_rest(self, conn: _Conn, first: Message, receive: Receive) -> None:
         """The rest of the body. If the primary stops reading (it answered early, e.g. an error

@@ -28,22 +28,22 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from datawarehouse.api.s3.canonical import parse_query
-from datawarehouse.api.s3.errors import S3Error, s3_error
+from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, PrimaryLink, drain
 from datawarehouse.api.s3.http import Receive, Scope, Send, error_response, send_response
-from datawarehouse.api.s3.router import route
 from datawarehouse.errors import DwhError
-from datawarehouse.service.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from datawarehouse.service.audit.log import AuditLog
 
 log = logging.getLogger(__name__)
 
 INTERNAL_PREFIX = "/_dwh_internal/"  # never a bucket: "_" cannot start a bucket name
 AUDIT_PATH = INTERNAL_PREFIX + "audit"
-ADMIN_PREFIX = "/admin/v1"
 # What a worker serves itself: reads that write nothing (not even a heal: a bad shard it meets
 # is left to the primary's reads and scrub).
 LOCAL_OPERATIONS = frozenset({"GetObject", "HeadObject", "HeadBucket", "ListObjects", "ListObjectsV2"})
@@ -70,63 +70,30 @@ AUDIT_QUEUE_MAX = 100_000  # records kept while the primary cannot take them (th
 MAX_AUDIT_POST = 16 * 1024 * 1024
 
 
-def serves_locally(scope: Scope, domain: str | None) -> bool:
-    """Whether a worker answers this request itself (anything it cannot route, too: the answer is
-    the same error the primary would give)."""
-    path = scope.get("path", "")
-    if path.startswith(INTERNAL_PREFIX):
-        return True  # never passed on, whatever the method: answered here (an invalid bucket name)
-    method = scope.get("method", "")
-    if method not in ("GET", "HEAD"):
-        return False
-    if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-        return False
-    raw_path = scope.get("raw_path") or path.encode()
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    try:
-        endpoint = route(
-            method,
-            raw_path.decode("latin-1"),
-            parse_query(scope.get("query_string", b"").decode("latin-1")),
-            headers,
-            domain,
-        )
-    except S3Error:
-        return True
-    return endpoint.operation in LOCAL_OPERATIONS
+class PassOn:
+    """What a read worker's ``S3App`` does with a request it does not serve: the primary answers
+    it (streamed through ``PrimaryLink``), or, if the primary cannot be reached, a 503 the
+    client's SDK retries."""
 
-
-class WorkerApp:
-    """The ASGI app of a read worker: ``inner`` (an ``S3App`` on a follower Warehouse) for what
-    it serves, the primary for the rest."""
-
-    def __init__(self, inner: Any, warehouse: Warehouse, link: PrimaryLink, domain: str | None) -> None:
-        self.inner = inner
-        self.warehouse = warehouse
+    def __init__(self, link: PrimaryLink) -> None:
         self.link = link
-        self.domain = domain
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.inner(scope, receive, send)
-            if scope["type"] == "lifespan":
-                self.link.close()
-            return
-        if not serves_locally(scope, self.domain):
-            try:
-                await self.link.forward(scope, receive, send)
-            except LinkError as exc:
-                log.warning("worker: %s", exc)
-                await drain(receive)
-                err = s3_error("ServiceUnavailable", "the server is restarting; retry")
-                response = error_response(err, "0000000000000000").header("connection", "close")
-                await send_response(send, response, "0000000000000000", head_only=scope.get("method") == "HEAD")
-            return
+    @staticmethod
+    def takes(operation: str) -> bool:
+        return operation not in LOCAL_OPERATIONS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         try:
-            self.warehouse.refresh_if_changed()
-        except DwhError:
-            log.exception("worker: could not check for metadata changes")
-        await self.inner(scope, receive, send)
+            await self.link.forward(scope, receive, send)
+        except LinkError as exc:
+            log.warning("worker: %s", exc)
+            await drain(receive)
+            err = s3_error("ServiceUnavailable", "the server is restarting; retry")
+            response = error_response(err, request_id).header("connection", "close")
+            await send_response(send, response, request_id, head_only=scope.get("method") == "HEAD")
+
+    def close(self) -> None:
+        self.link.close()
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -158,6 +125,7 @@ class WorkerAudit:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.dropped = 0
+        self._conn: _UnixConnection | None = None  # used by the thread only
         self._thread = threading.Thread(target=self._run, name="dwh-worker-audit", daemon=True)
         self._thread.start()
 
@@ -172,46 +140,50 @@ class WorkerAudit:
                 self._wake.set()
 
     def _run(self) -> None:
-        conn: _UnixConnection | None = None
         while True:
-            stopping = self._stop.is_set()
             self._wake.wait(self._interval)
             self._wake.clear()
-            while True:
-                with self._lock:
-                    batch = [self._queue[i] for i in range(min(AUDIT_BATCH, len(self._queue)))]
-                if not batch:
-                    break
-                try:
-                    if conn is None:
-                        conn = _UnixConnection(self._path, timeout=30)
-                    body = json.dumps(batch, separators=(",", ":")).encode()
-                    conn.request(
-                        "POST",
-                        AUDIT_PATH,
-                        body=body,
-                        headers={TOKEN_HEADER.decode(): self._token, "content-type": "application/json"},
-                    )
-                    reply = conn.getresponse()
-                    reply.read()
-                    if reply.status != 204:
-                        raise OSError(f"the primary answered {reply.status}")
-                except (OSError, http.client.HTTPException) as exc:
-                    if conn is not None:
-                        conn.close()
-                        conn = None
-                    if stopping:
-                        log.error("worker audit: %d records not delivered: %s", len(self._queue), exc)
-                        return
-                    log.warning("worker audit: will retry (%s)", exc)
-                    break
-                with self._lock:
-                    for _ in batch:
-                        self._queue.popleft()
+            stopping = self._stop.is_set()  # read before delivering: nothing recorded earlier is left
+            error = self._deliver()
             if stopping:
-                if conn is not None:
-                    conn.close()
+                if error is not None:
+                    log.error("worker audit: %d records not delivered: %s", len(self._queue), error)
+                if self._conn is not None:
+                    self._conn.close()
                 return
+            if error is not None:
+                log.warning("worker audit: will retry (%s)", error)
+
+    def _deliver(self) -> Exception | None:
+        """Post what is queued, a batch at a time; the error that stopped it, if any (what was
+        not acknowledged stays queued)."""
+        while True:
+            with self._lock:
+                batch = [self._queue[i] for i in range(min(AUDIT_BATCH, len(self._queue)))]
+            if not batch:
+                return None
+            try:
+                if self._conn is None:
+                    self._conn = _UnixConnection(self._path, timeout=30)
+                body = json.dumps(batch, separators=(",", ":")).encode()
+                self._conn.request(
+                    "POST",
+                    AUDIT_PATH,
+                    body=body,
+                    headers={TOKEN_HEADER.decode(): self._token, "content-type": "application/json"},
+                )
+                reply = self._conn.getresponse()
+                reply.read()
+                if reply.status != 204:
+                    raise OSError(f"the primary answered {reply.status}")
+            except (OSError, http.client.HTTPException) as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                return exc
+            with self._lock:
+                for _ in batch:
+                    self._queue.popleft()
 
     def close(self) -> None:
         """Deliver what is queued (the primary is still serving while its workers stop)."""
@@ -224,7 +196,14 @@ class InternalEndpoint:
     """The primary's side: which requests came through a worker, and the audit records workers
     post. Only on the Unix socket (``socket_path``) and with the token."""
 
-    def __init__(self, socket_path: str, token: str, audit: Any, note_key_use: Any, now: Any) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        token: str,
+        audit: AuditLog,
+        note_key_use: Callable[[str, datetime], None],
+        now: Callable[[], datetime],
+    ) -> None:
         self.socket_path = socket_path
         self._token = token.encode()
         self._audit = audit
