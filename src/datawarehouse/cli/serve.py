@@ -98,11 +98,12 @@ def serve(
 
     from datawarehouse.api.s3.app import S3App
     from datawarehouse.api.s3.worker import InternalEndpoint
-    from datawarehouse.cli.workers import SupervisedServer, Supervisor, WorkerSettings
+    from datawarehouse.cli.workers import SupervisedServer, Supervisor, WorkerSettings, exit_cleanly_on_sigterm
     from datawarehouse.cli.workers import server_config as server_config_for
 
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: 1 to {MAX_WORKERS} server processes")
+    exit_cleanly_on_sigterm()
     # Flags win over dwh.toml [server] and DWH_SERVER_* variables, which win over the defaults.
     config = load_config(data_dir / "dwh.toml")
     settings = config.server

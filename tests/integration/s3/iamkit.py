@@ -9,7 +9,6 @@ real boto3 clients (one per access key) or raw signed/unsigned HTTP (``s3http``)
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +42,7 @@ def offline(server: DwhServer) -> Iterator[Warehouse]:
     server.start()
 
 
-GRACEFUL = (0, -signal.SIGTERM)  # uvicorn may re-raise the SIGTERM it handled
+GRACEFUL = (0,)  # a graceful stop closes everything and exits 0 (cli/workers.py: exit_cleanly_on_sigterm)
 
 
 def stop(server: DwhServer) -> None:
