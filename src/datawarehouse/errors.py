@@ -175,6 +175,12 @@ class BlobNotFound(StorageError, NotFound):
     """A blob key is not present on a store."""
 
 
+class WouldBlock(StorageError):
+    """A read asked for memory only (``cached_only``) needs the disk: bytes not in the page cache,
+    a store that cannot tell, or a chunk that needs more than its data shards. Not a fault: the
+    caller does the ordinary read, on a thread that may wait."""
+
+
 class UnsafePath(InvalidInput):
     """A key or path would escape the directory it must stay in."""
 

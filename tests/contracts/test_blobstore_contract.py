@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datawarehouse.errors import BlobNotFound, StorageError, UnsafePath
+from datawarehouse.errors import BlobNotFound, StorageError, UnsafePath, WouldBlock
 from datawarehouse.storage.base import BlobStore
 from datawarehouse.storage.localdisk import LocalDiskStore
 from datawarehouse.storage.memory import MemoryStore
@@ -155,6 +155,28 @@ def test_get_into_splits_a_blob_between_head_and_buffer(store: BlobStore) -> Non
         store.get_into("shards/g/missing", 10, memoryview(bytearray(10)))
     with pytest.raises(BlobNotFound):
         store.get_into("missing", 10, memoryview(bytearray(10)))
+
+
+def test_get_into_cached_only_answers_the_same_or_would_block(store: BlobStore) -> None:
+    """``cached_only``: the same answer as an ordinary ``get_into``, or ``WouldBlock`` (a store
+    that cannot tell, bytes not in memory); never other bytes, never a wait."""
+    payload = bytes(range(256)) * 1000
+    for key in ("shards/c/one", "plain-blob"):
+        store.stage(key, payload, prefix=b"HEAD" * 44)
+        store.flush()
+        dest = bytearray(len(payload))
+        try:
+            head = store.get_into(key, 176, memoryview(dest), cached_only=True)
+        except WouldBlock:
+            continue
+        assert head == b"HEAD" * 44 and bytes(dest) == payload
+        try:
+            assert store.get_into(key, 176, memoryview(bytearray(len(payload) + 1)), cached_only=True) is None
+        except WouldBlock:
+            pass
+    for key in ("shards/c/missing", "missing"):
+        with pytest.raises((BlobNotFound, WouldBlock)):
+            store.get_into(key, 10, memoryview(bytearray(10)), cached_only=True)
 
 
 def test_overwrite_returns_new_content(store: BlobStore) -> None:

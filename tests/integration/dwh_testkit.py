@@ -418,6 +418,27 @@ def unsealed_packs(root: Path) -> list[Path]:
     return out
 
 
+def evict_page_cache(root: Path) -> bool:
+    """Drop every pack of every disk from the page cache, as if the server had not read them
+    since a reboot (fsync first: the kernel keeps dirty pages). False where the file system
+    keeps every page in memory (tmpfs): then nothing can be evicted."""
+    evicted = True
+    for disk in disk_dirs(root):
+        for path in pack_files(disk):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                try:
+                    if os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT) > 0:
+                        evicted = False  # the first byte is still in memory
+                except BlockingIOError:
+                    pass
+            finally:
+                os.close(fd)
+    return evicted
+
+
 def drop_shards(disk: Path) -> None:
     """Lose every shard of a disk and nothing else (its journal and identity stay)."""
     gone = False

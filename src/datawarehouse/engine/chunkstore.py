@@ -8,7 +8,6 @@ that fail the AEAD tag or the chunk-id check are never returned.
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +19,7 @@ from datawarehouse.core.erasure import FRAGMENT_HEADER, ErasureCoder, data_fragm
 from datawarehouse.engine.diskset import DiskSet
 from datawarehouse.engine.keys import KeyRing
 from datawarehouse.engine.placement import place
-from datawarehouse.errors import CorruptFrame, DataUnavailable, DwhError, IntegrityError, NotFound
+from datawarehouse.errors import CorruptFrame, DataUnavailable, DwhError, IntegrityError, NotFound, WouldBlock
 from datawarehouse.ids import ChunkId, DiskId, DomainId, new_generation
 from datawarehouse.records import ChunkRecord, StorageClass
 from datawarehouse.storage.base import BlobStore
@@ -187,7 +186,7 @@ class ChunkStore:
         raise last if last is not None else NotFound("shard missing")
 
     def _read_data_shards(
-        self, rec: ChunkRecord, shards: dict[int, bytes | memoryview], bad: dict[int, str]
+        self, rec: ChunkRecord, shards: dict[int, bytes | memoryview], bad: dict[int, str], cached_only: bool = False
     ) -> memoryview | None:
         """The sealed frame, read from the k data shards of an erasure-coded chunk straight into
         one buffer, where the systematic code has already put the frame in order: each shard's
@@ -197,7 +196,7 @@ class ChunkStore:
         ``None`` when any data shard cannot be used this way: a shard that fails its checks is
         entered in ``bad``; the verified ones are entered in ``shards`` (whole fragments, for
         the decoder); one that is missing, unreadable or of another length is left out of both,
-        for ``read`` to look for it as usual."""
+        for ``read`` to look for it as usual. ``cached_only``: see ``read``."""
         k = rec.k
         data_size = fragment_data_size(rec.sealed_size, k)
         head = frame.SHARD_HEADER_SIZE + FRAGMENT_HEADER
@@ -209,8 +208,12 @@ class ChunkStore:
             got = None
             if index < len(rec.placement) and self.disks.has(rec.placement[index]):
                 key = shard_key(rec.domain_id, rec.chunk_id, rec.generation, index)
-                with contextlib.suppress(DwhError):  # read's usual path looks for it again
-                    got = self.disks.store(rec.placement[index]).get_into(key, head, dest)
+                try:
+                    got = self.disks.store(rec.placement[index]).get_into(key, head, dest, cached_only=cached_only)
+                except WouldBlock:
+                    raise
+                except DwhError:  # read's usual path looks for it again
+                    got = None
             if got is None:
                 complete = False
                 continue
@@ -250,10 +253,24 @@ class ChunkStore:
     def _decode(self, rec: ChunkRecord, shards: Mapping[int, bytes | memoryview]) -> bytes:
         return self._open(rec, ErasureCoder(rec.k, rec.m).decode(shards, rec.sealed_size))
 
-    def read(self, rec: ChunkRecord) -> bytes:
-        """The chunk's plaintext, verified; reads around bad shards and reports them."""
+    def read(self, rec: ChunkRecord, *, cached_only: bool = False) -> bytes:
+        """The chunk's plaintext, verified; reads around bad shards and reports them.
+
+        ``cached_only``: for a caller that must not wait (an event loop). Only the common case
+        is done: the k data shards of an erasure-coded chunk, all in memory (the page cache),
+        all sound. Anything else — a byte on the disk, a lost or bad shard, a frame that fails
+        to open — raises ``WouldBlock`` and reports nothing; the ordinary read, on a thread,
+        then does the whole job (and reports what it finds)."""
         shards: dict[int, bytes | memoryview] = {}
         bad: dict[int, str] = {}
+        if cached_only:
+            sealed = self._read_data_shards(rec, shards, bad, cached_only=True) if rec.k > 1 else None
+            if sealed is None:
+                raise WouldBlock(f"chunk {rec.chunk_id.hex()[:16]}: needs more than its data shards in memory")
+            try:
+                return self._open(rec, sealed)
+            except IntegrityError:
+                raise WouldBlock(f"chunk {rec.chunk_id.hex()[:16]}: needs the full read") from None
         try:
             if rec.k > 1:
                 sealed = self._read_data_shards(rec, shards, bad)

@@ -378,11 +378,22 @@ class Engine:
         end: int | None = None,
         known: Mapping[ChunkId, ChunkRecord] | None = None,
         prefetch: int = 4,
+        cached_only: bool = False,
     ) -> Iterator[bytes]:
         """The bytes ``[start, end)``; ``known``: chunk records the caller already read;
-        ``prefetch``: chunks read ahead on the pool (0: all on the calling thread)."""
+        ``prefetch``: chunks read ahead on the pool (0: all on the calling thread);
+        ``cached_only``: from memory only, on the calling thread (see ``read_range``)."""
         return read_range(
-            self.chunks, self.pool, self.get_chunks, domain_id, version, start, end, prefetch=prefetch, known=known
+            self.chunks,
+            self.pool,
+            self.get_chunks,
+            domain_id,
+            version,
+            start,
+            end,
+            prefetch=prefetch,
+            known=known,
+            cached_only=cached_only,
         )
 
     def commit(

@@ -36,6 +36,7 @@ def read_range(
     end: int | None = None,
     prefetch: int = 4,
     known: Mapping[ChunkId, ChunkRecord] | None = None,
+    cached_only: bool = False,
 ) -> Iterator[bytes]:
     """Yield the bytes ``[start, end)`` of a version (``end`` exclusive, default: the size).
 
@@ -43,12 +44,16 @@ def read_range(
     ``next``), so a caller can refuse the request before it starts a response. ``known``: chunk
     records the caller already has (``MetaRepo.read_object`` returns those of the first chunks),
     so that a small object needs no further metadata query. The first chunk is read on the
-    thread that calls ``next``; the following ones are prefetched on ``pool`` meanwhile."""
+    thread that calls ``next``; the following ones are prefetched on ``pool`` meanwhile.
+    ``cached_only``: every chunk on the calling thread, from memory only (``ChunkStore.read``):
+    ``WouldBlock`` from ``next`` when one needs the disk, for the caller to start over on a
+    thread that may wait (the pieces already yielded are then void)."""
     size = version.size
     end = size if end is None else min(end, size)
     if start < 0 or (start >= size and size > 0) or start > end:
         raise InvalidRange(f"range {start}-{end} outside object of {size} bytes")
-    return _read_range(chunks, pool, get_chunks, domain_id, version, start, end, prefetch, known)
+    prefetch = 0 if cached_only else prefetch
+    return _read_range(chunks, pool, get_chunks, domain_id, version, start, end, prefetch, known, cached_only)
 
 
 def _read_range(
@@ -61,6 +66,7 @@ def _read_range(
     end: int,
     prefetch: int,
     known: Mapping[ChunkId, ChunkRecord] | None,
+    cached_only: bool,
 ) -> Iterator[bytes]:
     if start == end:
         return
@@ -93,7 +99,7 @@ def _read_range(
     def fetch(rec: ChunkRecord | None, chunk_id: ChunkId, plain_size: int) -> bytes:
         if rec is None:
             raise DataUnavailable(f"chunk {chunk_id.hex()[:16]} is not in the index")
-        plain = chunks.read(rec)
+        plain = chunks.read(rec, cached_only=cached_only)
         if len(plain) != plain_size:
             raise IntegrityError(f"chunk {chunk_id.hex()[:16]}: size {len(plain)} != manifest {plain_size}")
         return plain

@@ -485,12 +485,25 @@ class Warehouse:
         return found
 
     def read_object(
-        self, found: ObjectRead, start: int = 0, end: int | None = None, *, prefetch: int = 4
+        self,
+        found: ObjectRead,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        prefetch: int = 4,
+        cached_only: bool = False,
     ) -> Iterator[bytes]:
         """The bytes ``[start, end)`` of an opened object (the chunk records it carries are used);
-        ``prefetch``: chunks read ahead on the engine pool (0: all on the calling thread)."""
+        ``prefetch``: chunks read ahead on the engine pool (0: all on the calling thread);
+        ``cached_only``: only from memory, else ``WouldBlock`` (``Engine.read``)."""
         return self.engine.read(
-            found.bucket.domain_id, found.version, start, end, known=found.chunks, prefetch=prefetch
+            found.bucket.domain_id,
+            found.version,
+            start,
+            end,
+            known=found.chunks,
+            prefetch=prefetch,
+            cached_only=cached_only,
         )
 
     def get_object(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from datawarehouse.errors import UnsafePath
+from datawarehouse.errors import UnsafePath, WouldBlock
 
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}"
 # One pattern for the whole key (1 to 16 segments): every shard write checks its key, so one
@@ -92,10 +92,14 @@ class BlobStore(Protocol):
         """At most ``length`` bytes from ``offset`` (short at the end of the blob)."""
         ...
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         """Read a blob in two parts: its first ``head`` bytes are returned, the rest is written
         into ``dest``. ``None`` (``dest`` untouched or partly written) when the blob is not
         ``head + len(dest)`` bytes long; ``BlobNotFound`` when it is missing.
+
+        ``cached_only``: never wait for a disk — ``WouldBlock`` when any byte is not in memory
+        (the page cache) or the store cannot tell; for a caller that must not stall, such as
+        an event loop.
 
         For readers that place several blobs side by side in one buffer (a chunk's data shards):
         a store that can (``PackStore``: one ``preadv``) reads straight into ``dest``, sparing the
@@ -124,8 +128,13 @@ class BlobStore(Protocol):
         ...
 
 
-def get_into_via_get(store: BlobStore, key: str, head: int, dest: memoryview) -> bytes | None:
-    """``BlobStore.get_into`` for stores without a scatter read: ``get``, then one copy."""
+def get_into_via_get(
+    store: BlobStore, key: str, head: int, dest: memoryview, *, cached_only: bool = False
+) -> bytes | None:
+    """``BlobStore.get_into`` for stores without a scatter read: ``get``, then one copy. Such a
+    store cannot promise a read from memory: ``cached_only`` raises ``WouldBlock``."""
+    if cached_only:
+        raise WouldBlock(f"get {key!r} on {store.describe()}: this store cannot read from memory only")
     data = store.get(key)
     if len(data) != head + dest.nbytes:
         return None

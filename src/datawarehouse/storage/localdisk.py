@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datawarehouse.errors import BlobNotFound, DwhError, StorageError, UnsafePath
+from datawarehouse.errors import BlobNotFound, DwhError, StorageError, UnsafePath, WouldBlock
 from datawarehouse.storage.base import BlobStat, Capacity, get_into_via_get, validate_key
 
 if TYPE_CHECKING:
@@ -421,8 +421,8 @@ class LocalDiskStore:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
-        return get_into_via_get(self, key, head, dest)
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
+        return get_into_via_get(self, key, head, dest, cached_only=cached_only)
 
     def get(self, key: str) -> bytes:
         fd = self._open_read(key)
@@ -697,21 +697,37 @@ def pread_full(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def preadv_full(fd: int, head: int, dest: memoryview, offset: int) -> bytes | None:
+# ``preadv2`` flag: answer EAGAIN rather than wait for the disk (Linux >= 4.14; absent elsewhere).
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def preadv_full(fd: int, head: int, dest: memoryview, offset: int, *, cached_only: bool = False) -> bytes | None:
     """``head`` bytes at ``offset`` returned, the next ``len(dest)`` bytes read into ``dest``
     (``preadv``: the kernel copies straight into the caller's buffer); ``None`` when the file
-    ends first. Short reads are continued, as in :func:`pread_full`."""
+    ends first. Short reads are continued, as in :func:`pread_full`.
+
+    ``cached_only``: every ``preadv`` carries ``RWF_NOWAIT``, so bytes not in the page cache
+    raise ``WouldBlock`` instead of waiting for the disk (as does a kernel or file system
+    without the flag); a part that was cached may already be in ``dest``."""
+    if cached_only and _RWF_NOWAIT is None:
+        raise WouldBlock("this platform cannot read from the page cache only (no RWF_NOWAIT)")
+    flags = _RWF_NOWAIT if cached_only and _RWF_NOWAIT is not None else 0
     first = bytearray(head)
     total = head + dest.nbytes
-    got = os.preadv(fd, [first, dest], offset)
-    while got < total:
-        if got < head:
-            more = os.preadv(fd, [memoryview(first)[got:], dest], offset + got)
-        else:
-            more = os.preadv(fd, [dest[got - head :]], offset + got)
-        if more <= 0:
-            return None
-        got += more
+    try:
+        got = os.preadv(fd, [first, dest], offset, flags)
+        while got < total:
+            if got < head:
+                more = os.preadv(fd, [memoryview(first)[got:], dest], offset + got, flags)
+            else:
+                more = os.preadv(fd, [dest[got - head :]], offset + got, flags)
+            if more <= 0:
+                return None
+            got += more
+    except OSError as exc:
+        if flags and exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP):
+            raise WouldBlock("bytes not in the page cache") from None
+        raise
     return bytes(first)
 
 

@@ -84,8 +84,8 @@ class MemoryStore:
                 raise BlobNotFound(f"blob {key!r} not found on {self._label}")
             return bytes(blob.data)
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
-        return get_into_via_get(self, key, head, dest)
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
+        return get_into_via_get(self, key, head, dest)  # in memory: ``cached_only`` always holds
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:

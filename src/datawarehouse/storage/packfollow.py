@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from datawarehouse.errors import StorageError
+from datawarehouse.errors import StorageError, WouldBlock
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
 from datawarehouse.storage.localdisk import LocalDiskStore, pread_full, preadv_full
@@ -166,22 +166,33 @@ class PackFollower(PackedReads):
                 hit = self._where.get(key)
         return hit
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         validate_key(key)
         if self._packed(key):
             for attempt in (0, 1):
-                hit = self._locate(key)
+                hit = self._located(key) if cached_only else self._locate(key)
                 if hit is None:
                     break
                 pack_id, offset, length, _ = hit
                 if length != head + dest.nbytes:
                     return None
-                got = self._attempt(functools.partial(_preadv_at, head=head, dest=dest, offset=offset), pack_id)
+                read = functools.partial(_preadv_at, head=head, dest=dest, offset=offset, cached_only=cached_only)
+                got = self._attempt(read, pack_id)
                 if got is not None:
                     return got
+                if cached_only:  # catching up reads the packs' files
+                    raise WouldBlock(f"get {key!r} on {self._label}: its pack moved")
                 if attempt == 0:
                     self.refresh()  # its pack vanished or is shorter: the record moved
-        return self._legacy.get_into(key, head, dest)
+        return self._legacy.get_into(key, head, dest, cached_only=cached_only)
+
+    def _located(self, key: str) -> tuple[int, int, int, int]:
+        """Where ``key``'s record is, without catching up (which reads the packs' files)."""
+        with self._lock:
+            hit = self._where.get(key)
+        if hit is None:
+            raise WouldBlock(f"get {key!r} on {self._label}: not located yet")
+        return hit
 
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at
@@ -261,8 +272,8 @@ class PackFollower(PackedReads):
         self._start_over()
 
 
-def _preadv_at(fd: int, *, head: int, dest: memoryview, offset: int) -> bytes | None:
-    return preadv_full(fd, head, dest, offset)
+def _preadv_at(fd: int, *, head: int, dest: memoryview, offset: int, cached_only: bool) -> bytes | None:
+    return preadv_full(fd, head, dest, offset, cached_only=cached_only)
 
 
 def _pread_exactly(fd: int, *, length: int, offset: int) -> bytes | None:

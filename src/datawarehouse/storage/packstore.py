@@ -406,7 +406,7 @@ class PackStore(PackedReads):
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         validate_key(key)
         with self._held(key) as hit:
             if hit is not None:
@@ -414,13 +414,13 @@ class PackStore(PackedReads):
                 if e.length != head + dest.nbytes:
                     return None
                 try:
-                    got = preadv_full(self._read_fd(pack), head, dest, e.offset)
+                    got = preadv_full(self._read_fd(pack), head, dest, e.offset, cached_only=cached_only)
                 except OSError as exc:
                     raise self._error(exc, "get", key) from exc
                 if got is None:
                     raise self._short_pack(pack, key)
                 return got
-        return self._legacy.get_into(key, head, dest)
+        return self._legacy.get_into(key, head, dest, cached_only=cached_only)
 
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at its

@@ -197,9 +197,9 @@ class FaultyStore:
                 data = data[: self._keep(rule, len(data))]
         return data
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         # Through ``get``, so that its faults apply to these reads too.
-        return get_into_via_get(self, key, head, dest)
+        return get_into_via_get(self, key, head, dest, cached_only=cached_only)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         rules = self._fire("get_range", key)
@@ -396,9 +396,9 @@ class CountingStore:
         self._add_bytes("get", len(data))
         return data
 
-    def get_into(self, key: str, head: int, dest: memoryview) -> bytes | None:
+    def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         self._count("get", key)
-        got = self._inner.get_into(key, head, dest)
+        got = self._inner.get_into(key, head, dest, cached_only=cached_only)
         if got is not None:
             self._add_bytes("get", head + dest.nbytes)
         return got

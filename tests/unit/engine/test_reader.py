@@ -11,7 +11,7 @@ import pytest
 
 from datawarehouse.engine.chunkstore import ChunkStore
 from datawarehouse.engine.reader import WINDOW, read_range
-from datawarehouse.errors import DataUnavailable, IntegrityError, InvalidRange
+from datawarehouse.errors import DataUnavailable, IntegrityError, InvalidRange, WouldBlock
 from datawarehouse.ids import BucketId, ChunkId, DomainId, VersionId
 from datawarehouse.records import ChunkerParams, ChunkRecord, ChunkRef, ObjectVersion, StorageClass
 
@@ -35,11 +35,14 @@ def plain(chunk_id: ChunkId) -> bytes:
 class FakeChunks:
     """``ChunkStore.read`` only: the plaintext of a chunk is its last id byte, repeated."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_memory: int | None = None) -> None:
         self.threads: list[str] = []
         self.by_chunk: dict[ChunkId, str] = {}
+        self.in_memory = in_memory  # chunks numbered from here on are "on the disk"
 
-    def read(self, rec: ChunkRecord) -> bytes:
+    def read(self, rec: ChunkRecord, *, cached_only: bool = False) -> bytes:
+        if cached_only and self.in_memory is not None and int.from_bytes(rec.chunk_id, "big") >= self.in_memory:
+            raise WouldBlock("on the disk")
         self.threads.append(threading.current_thread().name)
         self.by_chunk[rec.chunk_id] = threading.current_thread().name
         return plain(rec.chunk_id)
@@ -98,6 +101,19 @@ def test_ranges_with_and_without_prefetch(pool: ThreadPoolExecutor, prefetch: in
     if prefetch == 0:
         assert set(fake.threads) == {threading.current_thread().name}
     assert len(index.queries) == 1
+
+
+def test_cached_only_reads_every_chunk_on_the_callers_thread(pool: ThreadPoolExecutor) -> None:
+    """``cached_only``: no prefetch (the pool's threads may wait for a disk), every chunk asked
+    from memory; the first chunk that is not raises ``WouldBlock`` from the iterator."""
+    v, fake, index = version(6), FakeChunks(), Index()
+    assert read(v, pool, index, fake, 5, 55, prefetch=4, cached_only=True) == expected(v, 5, 55)
+    assert fake.threads == [threading.current_thread().name] * 6
+    fake = FakeChunks(in_memory=3)
+    it = read_range(cast(ChunkStore, fake), pool, index, D, v, 0, 60, cached_only=True)
+    assert b"".join(next(it) for _ in range(3)) == expected(v, 0, 30)
+    with pytest.raises(WouldBlock):
+        next(it)
 
 
 def test_known_records_need_no_query(pool: ThreadPoolExecutor) -> None:

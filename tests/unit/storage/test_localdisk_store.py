@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from datawarehouse.errors import BlobNotFound, StorageError, UnsafePath
+from datawarehouse.errors import BlobNotFound, StorageError, UnsafePath, WouldBlock
 from datawarehouse.storage import localdisk
 from datawarehouse.storage.localdisk import TEMP_DIR, LocalDiskStore
 
@@ -589,10 +589,10 @@ def test_preadv_full_reads_head_and_buffer_and_continues_short_reads(
 
         real = os.preadv
 
-        def at_most_7(fd_: int, buffers: list[memoryview | bytearray], offset: int) -> int:
+        def at_most_7(fd_: int, buffers: list[memoryview | bytearray], offset: int, flags: int = 0) -> int:
             # Hand the kernel only the first 7 bytes of the request.
             first = memoryview(buffers[0])
-            return real(fd_, [first[: min(7, first.nbytes)]], offset)
+            return real(fd_, [first[: min(7, first.nbytes)]], offset, flags)
 
         monkeypatch.setattr(localdisk.os, "preadv", at_most_7)
         dest = bytearray(30)
@@ -600,5 +600,54 @@ def test_preadv_full_reads_head_and_buffer_and_continues_short_reads(
         assert bytes(dest) == data[23:53]
         monkeypatch.setattr(localdisk.os, "preadv", real)
         assert localdisk.preadv_full(fd, 100, memoryview(bytearray(len(data))), 0) is None
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="needs preadv2 RWF_NOWAIT (Linux)")
+def test_preadv_full_cached_only_reads_memory_and_never_waits_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cached_only``: bytes in the page cache are read; bytes on the disk raise ``WouldBlock``
+    (the ordinary read then brings them in); the end of the file is still ``None``; a platform
+    or file system without ``RWF_NOWAIT`` cannot promise it, so it refuses too."""
+    path = tmp_path / "f"
+    data = os.urandom(1 << 20)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        dest = bytearray(len(data) - 100)
+        assert localdisk.preadv_full(fd, 100, memoryview(dest), 0, cached_only=True) == data[:100]
+        assert bytes(dest) == data[100:]
+        past_end = memoryview(bytearray(len(data)))
+        assert localdisk.preadv_full(fd, 100, past_end, 0, cached_only=True) is None
+
+        os.fsync(fd)  # dirty pages are never dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+            pytest.skip("this file system keeps every page in memory (tmpfs)")
+        except BlockingIOError:
+            pass
+        with pytest.raises(WouldBlock):
+            localdisk.preadv_full(fd, 100, memoryview(dest), 0, cached_only=True)
+        assert localdisk.preadv_full(fd, 100, memoryview(dest), 0) == data[:100]  # waits, and caches
+        assert localdisk.preadv_full(fd, 100, memoryview(dest), 0, cached_only=True) == data[:100]
+
+        real = os.preadv
+
+        def no_nowait(fd_: int, buffers: list[memoryview | bytearray], offset: int, flags: int = 0) -> int:
+            if flags:
+                raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+            return real(fd_, buffers, offset)
+
+        monkeypatch.setattr(localdisk.os, "preadv", no_nowait)
+        with pytest.raises(WouldBlock):
+            localdisk.preadv_full(fd, 100, memoryview(dest), 0, cached_only=True)
+        monkeypatch.setattr(localdisk.os, "preadv", real)
+        monkeypatch.setattr(localdisk, "_RWF_NOWAIT", None)
+        with pytest.raises(WouldBlock):
+            localdisk.preadv_full(fd, 100, memoryview(dest), 0, cached_only=True)
+        assert localdisk.preadv_full(fd, 100, memoryview(dest), 0) == data[:100]
     finally:
         os.close(fd)
