@@ -11,7 +11,7 @@ from typing import Any
 import h11
 import pytest
 
-from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, PrimaryLink
+from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, NotPassable, PrimaryLink
 
 
 class Primary:
@@ -156,3 +156,25 @@ def test_no_primary_is_a_link_error(tmp_path: Path) -> None:
     link = PrimaryLink(str(tmp_path / "nobody.sock"), "t")
     with pytest.raises(LinkError):
         asyncio.run(run(link, scope(), [b"0123456789"]))
+
+
+def test_whitespace_around_a_value_is_trimmed_and_what_h11_refuses_is_not_passable(tmp_path: Path) -> None:
+    """httptools lets ``x-a: v `` through with its trailing space, which h11 refuses to send:
+    the space is not part of the value (RFC 9110; SigV4 trims it as well), so it is trimmed.
+    What h11 still refuses is ``NotPassable`` (the worker answers 400), never a crash, and its
+    message does not quote the value (which may be a credential)."""
+    primary = Primary()
+
+    async def body(link: PrimaryLink) -> Exception | None:
+        await run(link, scope(method="GET", headers=[(b"host", b"h"), (b"x-a", b"v \t")]), [b""])
+        bad = scope(method="GET", headers=[(b"host", b"h"), (b"authorization", b"AWS4 sig\x00ret")])
+        try:
+            await run(link, bad, [b""])
+        except NotPassable as exc:
+            return exc
+        return None
+
+    refused = asyncio.run(with_primary(tmp_path, primary, body))
+    ((request, _),) = primary.requests
+    assert (b"x-a", b"v") in list(request.headers)
+    assert isinstance(refused, NotPassable) and "ret" not in str(refused)

@@ -41,6 +41,11 @@ class LinkError(Exception):
     """The primary could not be reached, or broke the exchange before its response began."""
 
 
+class NotPassable(Exception):
+    """The client's request cannot be written as HTTP/1.1 to the primary: h11 refuses a header
+    name, value or target that the server's own parser (httptools) let through."""
+
+
 @dataclass
 class _Conn:
     reader: asyncio.StreamReader
@@ -94,19 +99,26 @@ class PrimaryLink:
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
+        # Whitespace around a value is not part of it (RFC 9110 5.5; SigV4 trims it too), and
+        # h11 refuses to send it, where httptools passes it through.
         headers = [
-            (name, value)
+            (name, value.strip(b" \t"))
             for name, value in scope.get("headers", [])
             if name.lower() not in RESERVED and name.lower() not in DROPPED_REQUEST
         ]
         headers.append((TOKEN_HEADER, self._token))
         client = scope.get("client")
         headers.append((CLIENT_HEADER, str(client[0]).encode() if client else b"-"))
-        return h11.Request(method=scope["method"].encode(), target=target, headers=headers)
+        try:
+            return h11.Request(method=scope["method"].encode(), target=target, headers=headers)
+        except h11.LocalProtocolError:
+            # Not the h11 message: it quotes the header's value, which may be a credential.
+            raise NotPassable("a header or the target is not valid HTTP/1.1") from None
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass one request on and stream the primary's response back. Raises ``LinkError``
-        only before anything was sent to the client (the caller then answers it)."""
+        """Pass one request on and stream the primary's response back. Raises ``LinkError`` or
+        ``NotPassable`` only before anything was sent to the client (the caller then answers
+        it)."""
         request = self._request(scope)
         first = await receive()
         if first["type"] == "http.disconnect":
@@ -131,13 +143,16 @@ class PrimaryLink:
                 return conn
             except OSError:
                 conn.close()
-            except h11.LocalProtocolError as exc:
+            except h11.LocalProtocolError:
                 conn.close()
-                raise LinkError(f"cannot pass the request on ({exc})") from exc
+                raise NotPassable("the request's framing is not valid HTTP/1.1") from None
         conn = await self._connect()
         try:
             await self._write_head(conn, request, first)
-        except (OSError, h11.LocalProtocolError) as exc:
+        except h11.LocalProtocolError:
+            conn.close()
+            raise NotPassable("the request's framing is not valid HTTP/1.1") from None
+        except OSError as exc:
             conn.close()
             raise LinkError(f"cannot send the request to the primary ({exc.__class__.__name__})") from exc
         return conn

@@ -32,8 +32,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from datawarehouse.api.s3.errors import s3_error
-from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, PrimaryLink, drain
+from datawarehouse.api.s3.errors import S3Error, s3_error
+from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, NotPassable, PrimaryLink, drain
 from datawarehouse.api.s3.http import Receive, Scope, Send, error_response, send_response
 from datawarehouse.errors import DwhError
 
@@ -87,10 +87,17 @@ class PassOn:
             await self.link.forward(scope, receive, send)
         except LinkError as exc:
             log.warning("worker: %s", exc)
-            await drain(receive)
-            err = s3_error("ServiceUnavailable", "the server is restarting; retry")
-            response = error_response(err, request_id).header("connection", "close")
-            await send_response(send, response, request_id, head_only=scope.get("method") == "HEAD")
+            await self._refuse(
+                scope, receive, send, request_id, s3_error("ServiceUnavailable", "the server is restarting; retry")
+            )
+        except NotPassable as exc:
+            await self._refuse(scope, receive, send, request_id, s3_error("InvalidRequest", str(exc)))
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, request_id: str, err: S3Error) -> None:
+        await drain(receive)
+        response = error_response(err, request_id).header("connection", "close")
+        await send_response(send, response, request_id, head_only=scope.get("method") == "HEAD")
 
     def close(self) -> None:
         self.link.close()
