@@ -6,6 +6,7 @@ the whole job, reports what it finds, and leaves the pages cached for the next m
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,13 +42,10 @@ def first_chunk(found: ObjectRead) -> ChunkRecord:
 
 
 @pytest.fixture
-def wh(tmp_path: Path):
-    w = Warehouse.init(tmp_path / "data")
-    w.create_bucket("photos")
-    try:
-        yield w
-    finally:
-        w.close()
+def wh(tmp_path: Path) -> Iterator[Warehouse]:
+    with Warehouse.init(tmp_path / "data") as opened:
+        opened.create_bucket("photos")
+        yield opened
 
 
 def test_memory_only_reads_come_from_the_page_cache_or_not_at_all(wh: Warehouse, tmp_path: Path) -> None:
