@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, NamedTuple, Protocol, TypeVar
 
-from datawarehouse.errors import DwhError, InvalidInput, StorageError
+from datawarehouse.errors import DwhError, InvalidInput, StorageError, WouldBlock
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage import prealloc
 from datawarehouse.storage.base import AppendFile, BlobStat, Capacity, validate_key
@@ -408,6 +408,8 @@ class PackStore(PackedReads):
 
     def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         validate_key(key)
+        if cached_only and not self._loaded:  # the first use reads every pack's index
+            raise WouldBlock(f"get {key!r} on {self._label}: the packs are not loaded yet")
         with self._held(key) as hit:
             if hit is not None:
                 pack, e = hit

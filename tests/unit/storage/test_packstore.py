@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from datawarehouse.errors import BlobNotFound, InvalidInput, StorageError
+from datawarehouse.errors import BlobNotFound, InvalidInput, StorageError, WouldBlock
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage import packstore, prealloc
 from datawarehouse.storage.localdisk import LocalDiskStore
@@ -84,6 +84,25 @@ def test_reopen_keeps_everything_flushed(root: Path, opened: list[PackStore]) ->
         assert s2.get(f"shards/k{i}") == _blob(i)
     assert s2.get("shards/direct") == b"d"
     assert sorted(s2.list("shards/")) == sorted([f"shards/k{i}" for i in range(20)] + ["shards/direct"])
+
+
+def test_a_memory_only_read_does_not_load_the_packs(tmp_path: Path, opened: list[PackStore]) -> None:
+    """A store opened before its disk was there (not mounted yet) loads its packs at its first
+    use, reading every pack's index: a ``cached_only`` read (an event loop's) refuses to be that
+    first use; once loaded, the blob is read from memory."""
+    late = tmp_path / "late"
+    s2 = _open(late, opened)  # the root is missing: nothing loaded
+    late.mkdir()
+    s = _open(late, opened)
+    s.stage("shards/k", _blob(1, 4096))
+    s.flush()
+    s.close()
+    dest = memoryview(bytearray(4000))
+    with pytest.raises(WouldBlock):
+        s2.get_into("shards/k", 96, dest, cached_only=True)
+    assert s2.get("shards/k") == _blob(1, 4096)  # an ordinary read loads them
+    assert s2.get_into("shards/k", 96, dest, cached_only=True) == _blob(1, 4096)[:96]
+    assert bytes(dest) == _blob(1, 4096)[96:]
 
 
 def test_staged_but_unflushed_blob_is_invisible(root: Path, opened: list[PackStore]) -> None:
