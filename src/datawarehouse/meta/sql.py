@@ -1467,16 +1467,16 @@ class SqlMetaRepo:
     def _check_head(self) -> None:
         """A read-only repository: the database's revision must be the newest this code knows
         (the process that writes it migrates; a reader never does)."""
-        script = ScriptDirectory(str(MIGRATIONS_DIR))
+        head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
         try:
             with self._engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
         except sa_exc.SQLAlchemyError as e:
             raise _translate(e, "read the schema revision") from e
-        if current != script.get_current_head():
+        if current != head:
             raise MetadataError(
                 f"metadata: the database is at schema revision {current!r}, this code expects "
-                f"{script.get_current_head()!r} (start the primary server process first)"
+                f"{head!r} (start the primary server process first)"
             )
 
     def changed(self) -> bool:

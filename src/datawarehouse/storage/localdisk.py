@@ -709,9 +709,11 @@ def preadv_full(fd: int, head: int, dest: memoryview, offset: int, *, cached_onl
     ``cached_only``: every ``preadv`` carries ``RWF_NOWAIT``, so bytes not in the page cache
     raise ``WouldBlock`` instead of waiting for the disk (as does a kernel or file system
     without the flag); a part that was cached may already be in ``dest``."""
-    if cached_only and _RWF_NOWAIT is None:
-        raise WouldBlock("this platform cannot read from the page cache only (no RWF_NOWAIT)")
-    flags = _RWF_NOWAIT if cached_only and _RWF_NOWAIT is not None else 0
+    flags = 0
+    if cached_only:
+        if _RWF_NOWAIT is None:
+            raise WouldBlock("this platform cannot read from the page cache only (no RWF_NOWAIT)")
+        flags = _RWF_NOWAIT
     first = bytearray(head)
     total = head + dest.nbytes
     try:

@@ -168,31 +168,40 @@ class PackFollower(PackedReads):
 
     def get_into(self, key: str, head: int, dest: memoryview, *, cached_only: bool = False) -> bytes | None:
         validate_key(key)
-        if self._packed(key):
-            for attempt in (0, 1):
-                hit = self._located(key) if cached_only else self._locate(key)
-                if hit is None:
-                    break
-                pack_id, offset, length, _ = hit
-                if length != head + dest.nbytes:
-                    return None
-                read = functools.partial(_preadv_at, head=head, dest=dest, offset=offset, cached_only=cached_only)
-                got = self._attempt(read, pack_id)
-                if got is not None:
-                    return got
-                if cached_only:  # catching up reads the packs' files
-                    raise WouldBlock(f"get {key!r} on {self._label}: its pack moved")
-                if attempt == 0:
-                    self.refresh()  # its pack vanished or is shorter: the record moved
-        return self._legacy.get_into(key, head, dest, cached_only=cached_only)
+        if not self._packed(key):
+            return self._legacy.get_into(key, head, dest, cached_only=cached_only)
+        if cached_only:
+            return self._get_into_located(key, head, dest)
+        for attempt in (0, 1):
+            hit = self._locate(key)
+            if hit is None:
+                break
+            pack_id, offset, length, _ = hit
+            if length != head + dest.nbytes:
+                return None
+            got = self._attempt(functools.partial(preadv_full, head=head, dest=dest, offset=offset), pack_id)
+            if got is not None:
+                return got
+            if attempt == 0:
+                self.refresh()  # its pack vanished or is shorter: the record moved
+        return self._legacy.get_into(key, head, dest)
 
-    def _located(self, key: str) -> tuple[int, int, int, int]:
-        """Where ``key``'s record is, without catching up (which reads the packs' files)."""
+    def _get_into_located(self, key: str, head: int, dest: memoryview) -> bytes | None:
+        """``get_into`` from memory only: a key already located, bytes in the page cache.
+        Catching up (a key not known yet, a pack that moved) reads the packs' files, so it is
+        left to an ordinary read: ``WouldBlock``."""
         with self._lock:
             hit = self._where.get(key)
         if hit is None:
             raise WouldBlock(f"get {key!r} on {self._label}: not located yet")
-        return hit
+        pack_id, offset, length, _ = hit
+        if length != head + dest.nbytes:
+            return None
+        read = functools.partial(preadv_full, head=head, dest=dest, offset=offset, cached_only=True)
+        got = self._attempt(read, pack_id)
+        if got is None:
+            raise WouldBlock(f"get {key!r} on {self._label}: its pack moved")
+        return got
 
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at
@@ -270,10 +279,6 @@ class PackFollower(PackedReads):
 
     def close(self) -> None:
         self._start_over()
-
-
-def _preadv_at(fd: int, *, head: int, dest: memoryview, offset: int, cached_only: bool) -> bytes | None:
-    return preadv_full(fd, head, dest, offset, cached_only=cached_only)
 
 
 def _pread_exactly(fd: int, *, length: int, offset: int) -> bytes | None:

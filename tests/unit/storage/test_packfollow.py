@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from datawarehouse.errors import BlobNotFound, StorageError
+from datawarehouse.errors import BlobNotFound, StorageError, WouldBlock
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage.packfollow import PackFollower
 from datawarehouse.storage.packstore import PACK_DIR, PackStore
@@ -66,6 +66,25 @@ def test_reads_what_the_writer_flushed_after_it_started(writer: PackStore, follo
     assert sorted(follower.list("shards/")) == ["shards/a", "shards/b"]
     with pytest.raises(BlobNotFound):
         follower.get("shards/never")
+
+
+def test_a_memory_only_read_never_catches_up(writer: PackStore, follower: PackFollower) -> None:
+    """``cached_only``: a key the follower has located is read (its bytes were just written,
+    so they are in the page cache); a key it has not is ``WouldBlock``, without a refresh (that
+    reads the packs' files); an ordinary read then catches up."""
+    writer.put("shards/a", _blob(1, 4096))
+    follower.refresh()
+    dest = memoryview(bytearray(4000))
+    assert follower.get_into("shards/a", 96, dest, cached_only=True) == _blob(1, 4096)[:96]
+    assert bytes(dest) == _blob(1, 4096)[96:]
+    assert follower.get_into("shards/a", 10, memoryview(bytearray(5)), cached_only=True) is None
+    writer.put("shards/b", _blob(2, 4096))
+    refreshes = follower.refreshes
+    with pytest.raises(WouldBlock):
+        follower.get_into("shards/b", 96, dest, cached_only=True)
+    assert follower.refreshes == refreshes
+    assert follower.get_into("shards/b", 96, dest) == _blob(2, 4096)[:96]
+    assert follower.get_into("shards/b", 96, dest, cached_only=True) == _blob(2, 4096)[:96]
 
 
 def test_a_staged_blob_is_invisible_until_written(writer: PackStore, follower: PackFollower) -> None:
