@@ -3,8 +3,9 @@
 Each response names the process that answered (``x-amz-id-2``), so every check below samples
 fresh connections until both processes have answered: read-after-write, deletes, listings and
 key revocation hold whichever process a client reaches. Then the audit chain holds one record
-per request (the worker's included), a killed worker is replaced, a client cannot reach the
-internal endpoint, and a graceful stop leaves no process behind.
+per request (the worker's included), an access key used only on the worker is marked used, a
+killed worker is replaced, a client cannot reach the internal endpoint, and a graceful stop
+leaves no process behind.
 """
 
 from __future__ import annotations
@@ -219,21 +220,14 @@ def test_a_header_value_with_trailing_whitespace_is_passed_on(server: DwhServer)
     answer comes back. The request goes on a connection known to be the worker's: a GET
     answered there first (by another process than the one answering passed-on requests)."""
 
-    def ask(conn: http.client.HTTPConnection, method: str, path: str, **headers: str) -> tuple[int, bytes, str]:
-        conn.request(method, path, body=b"" if method == "PUT" else None, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read(), resp.getheader("x-amz-id-2") or ""
-
-    first = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    _, _, primary = ask(first, "PUT", "/anybucket/key")  # a write: always the primary's answer
-    first.close()
+    primary = _primary_host(server)
     for _ in range(MAX_TRIES):
         conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
         try:
-            _, _, host = ask(conn, "GET", "/anybucket/key")
+            _, _, host = _ask(conn, "GET", "/anybucket/key")
             if host == primary:
                 continue
-            status, text, answered_by = ask(conn, "PUT", "/anybucket/key", **{"x-note": "v "})
+            status, text, answered_by = _ask(conn, "PUT", "/anybucket/key", **{"x-note": "v "})
         finally:
             conn.close()
         assert status == 403 and b"<Code>AccessDenied</Code>" in text, (status, text)
@@ -242,6 +236,73 @@ def test_a_header_value_with_trailing_whitespace_is_passed_on(server: DwhServer)
     else:
         raise AssertionError("no connection reached the worker")
     assert "LocalProtocolError" not in server.log()
+
+
+def _ask(conn: http.client.HTTPConnection, method: str, path: str, **headers: str) -> tuple[int, bytes, str]:
+    conn.request(method, path, body=b"" if method == "PUT" else None, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read(), resp.getheader("x-amz-id-2") or ""
+
+
+def _primary_host(server: DwhServer) -> str:
+    """The primary's ``x-amz-id-2``: a write is always answered by the primary."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        return _ask(conn, "PUT", "/anybucket/key")[2]
+    finally:
+        conn.close()
+
+
+def test_key_used_only_on_a_worker_is_marked_used(server: DwhServer) -> None:
+    """An access key's "last used" moves for requests a worker served: the worker's audit
+    records reach the primary, which notes the key. The key is used once, on a connection the
+    worker is known to hold (an anonymous GET there was answered by another process than the
+    primary), so the primary never sees the request itself."""
+    import boto3
+    from botocore.config import Config
+
+    admin = AdminClient(server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    admin.request("POST", "/tenants/default/users", body={"name": "lastused"})
+    admin.request("PUT", "/tenants/default/users/lastused/policies/readonly")
+    key = admin.request("POST", "/tenants/default/users/lastused/keys", body={"description": "last used"})
+    bucket = unique_bucket("wl")
+    _fresh(server).create_bucket(Bucket=bucket)
+    _fresh(server).put_object(Bucket=bucket, Key="k", Body=b"read by the worker")
+
+    def last_used() -> str | None:
+        keys = admin.request("GET", "/tenants/default/keys", query={"user": "lastused"})["keys"]
+        (found,) = [k for k in keys if k["access_key_id"] == key["access_key_id"]]
+        return found["last_used_at"]  # type: ignore[no-any-return]
+
+    assert last_used() is None
+    signer = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_key"],
+        region_name=server.region,
+        config=Config(signature_version="s3v4"),
+    )
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=600)
+    path = url[len(server.endpoint) :]
+    primary = _primary_host(server)
+    for _ in range(MAX_TRIES):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        try:
+            if _ask(conn, "GET", f"/{bucket}/k")[2] == primary:  # anonymous: refused, but names the process
+                continue
+            status, body, host = _ask(conn, "GET", path)
+        finally:
+            conn.close()
+        assert (status, body) == (200, b"read by the worker")
+        assert host != primary
+        break
+    else:
+        raise AssertionError("no connection reached the worker")
+    deadline = time.monotonic() + 30
+    while last_used() is None:
+        assert time.monotonic() < deadline, "the worker's use of the key never reached the primary"
+        time.sleep(0.2)
 
 
 def test_killed_worker_is_replaced(server: DwhServer) -> None:
