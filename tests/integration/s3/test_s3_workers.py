@@ -150,27 +150,38 @@ def test_delete_is_seen_by_every_process(server: DwhServer) -> None:
     _until_both(no_bucket)
 
 
-def test_revoked_key_is_refused_by_every_process(server: DwhServer) -> None:
+def _reader_of(server: DwhServer, user: str, bucket: str, body: bytes) -> tuple[AdminClient, dict[str, Any]]:
+    """A new user with the readonly policy and an access key, and ``bucket`` holding ``k``."""
     admin = AdminClient(server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
-    admin.request("POST", "/tenants/default/users", body={"name": "reader"})
-    admin.request("PUT", "/tenants/default/users/reader/policies/readonly")
-    key = admin.request("POST", "/tenants/default/users/reader/keys", body={"description": "workers test"})
-    bucket = unique_bucket("wr")
+    admin.request("POST", "/tenants/default/users", body={"name": user})
+    admin.request("PUT", f"/tenants/default/users/{user}/policies/readonly")
+    key = admin.request("POST", f"/tenants/default/users/{user}/keys", body={"description": "workers test"})
     _fresh(server).create_bucket(Bucket=bucket)
-    _fresh(server).put_object(Bucket=bucket, Key="k", Body=b"readable")
+    _fresh(server).put_object(Bucket=bucket, Key="k", Body=body)
+    return admin, key
+
+
+def _client_of(server: DwhServer, key: dict[str, Any]) -> Any:
+    """A boto3 client with ``key`` on a connection pool of its own, without retries."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_key"],
+        region_name=server.region,
+        config=Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def test_revoked_key_is_refused_by_every_process(server: DwhServer) -> None:
+    bucket = unique_bucket("wr")
+    admin, key = _reader_of(server, "reader", bucket, b"readable")
 
     def as_reader() -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=server.endpoint,
-            aws_access_key_id=key["access_key_id"],
-            aws_secret_access_key=key["secret_key"],
-            region_name=server.region,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"}),
-        )
+        return _client_of(server, key)
 
     def allowed() -> str:
         got = as_reader().get_object(Bucket=bucket, Key="k")
@@ -258,16 +269,8 @@ def test_key_used_only_on_a_worker_is_marked_used(server: DwhServer) -> None:
     records reach the primary, which notes the key. The key is used once, on a connection the
     worker is known to hold (an anonymous GET there was answered by another process than the
     primary), so the primary never sees the request itself."""
-    import boto3
-    from botocore.config import Config
-
-    admin = AdminClient(server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
-    admin.request("POST", "/tenants/default/users", body={"name": "lastused"})
-    admin.request("PUT", "/tenants/default/users/lastused/policies/readonly")
-    key = admin.request("POST", "/tenants/default/users/lastused/keys", body={"description": "last used"})
     bucket = unique_bucket("wl")
-    _fresh(server).create_bucket(Bucket=bucket)
-    _fresh(server).put_object(Bucket=bucket, Key="k", Body=b"read by the worker")
+    admin, key = _reader_of(server, "lastused", bucket, b"read by the worker")
 
     def last_used() -> str | None:
         keys = admin.request("GET", "/tenants/default/keys", query={"user": "lastused"})["keys"]
@@ -275,15 +278,8 @@ def test_key_used_only_on_a_worker_is_marked_used(server: DwhServer) -> None:
         return found["last_used_at"]  # type: ignore[no-any-return]
 
     assert last_used() is None
-    signer = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=key["secret_key"],
-        region_name=server.region,
-        config=Config(signature_version="s3v4"),
-    )
-    url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=600)
+    params = {"Bucket": bucket, "Key": "k"}
+    url = _client_of(server, key).generate_presigned_url("get_object", Params=params, ExpiresIn=600)
     path = url[len(server.endpoint) :]
     primary = _primary_host(server)
     for _ in range(MAX_TRIES):
