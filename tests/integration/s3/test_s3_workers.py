@@ -225,6 +225,21 @@ def test_internal_endpoint_is_not_reachable_by_clients(server: DwhServer) -> Non
     assert admin.request("GET", "/audit", query={"operation": "ForgedByClient"})["records"] == []
 
 
+def _ask(conn: http.client.HTTPConnection, method: str, path: str, **headers: str) -> tuple[int, bytes, str]:
+    conn.request(method, path, body=b"" if method == "PUT" else None, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read(), resp.getheader("x-amz-id-2") or ""
+
+
+def _primary_host(server: DwhServer) -> str:
+    """The primary's ``x-amz-id-2``: a write is always answered by the primary."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        return _ask(conn, "PUT", "/anybucket/key")[2]
+    finally:
+        conn.close()
+
+
 def test_a_header_value_with_trailing_whitespace_is_passed_on(server: DwhServer) -> None:
     """httptools keeps the space of ``x-note: v `` and h11 refused to send it: the worker
     answered 500. Now the value is trimmed (the space is not part of it) and the primary's
@@ -247,21 +262,6 @@ def test_a_header_value_with_trailing_whitespace_is_passed_on(server: DwhServer)
     else:
         raise AssertionError("no connection reached the worker")
     assert "LocalProtocolError" not in server.log()
-
-
-def _ask(conn: http.client.HTTPConnection, method: str, path: str, **headers: str) -> tuple[int, bytes, str]:
-    conn.request(method, path, body=b"" if method == "PUT" else None, headers=headers)
-    resp = conn.getresponse()
-    return resp.status, resp.read(), resp.getheader("x-amz-id-2") or ""
-
-
-def _primary_host(server: DwhServer) -> str:
-    """The primary's ``x-amz-id-2``: a write is always answered by the primary."""
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    try:
-        return _ask(conn, "PUT", "/anybucket/key")[2]
-    finally:
-        conn.close()
 
 
 def test_key_used_only_on_a_worker_is_marked_used(server: DwhServer) -> None:
