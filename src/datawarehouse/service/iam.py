@@ -188,7 +188,7 @@ class IamService:
         """The root pair (loaded by the server from ``keys/root-credentials.json``)."""
         self._root = root
         self._root_identity = None
-        self._forget()
+        self.forget_cached()
 
     def close(self) -> None:
         """Write pending ``last_used_at`` instants."""
@@ -196,20 +196,18 @@ class IamService:
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _forget(self) -> None:
+    def forget_cached(self) -> None:
+        """Drop cached identities and quotas: after every IAM change here, and in a follower
+        after another process committed."""
         self._cache.clear()
         self._quotas.clear()
-
-    def forget_cached(self) -> None:
-        """Drop cached identities and quotas (a follower, after another process changed IAM)."""
-        self._forget()
 
     def _commit(self, apply: Callable[[MetaTx], Any], doc: dict[str, Any] | Callable[[], dict[str, Any]]) -> Any:
         """One journaled IAM change; the caches forget everything whatever the outcome."""
         try:
             return self.engine.commit(apply, DEFAULT_DOMAIN, doc)
         finally:
-            self._forget()
+            self.forget_cached()
 
     def _apply_doc(self, check: Callable[[MetaTx], dict[str, Any]]) -> Any:
         """Commit the document ``check`` returns after validating inside the transaction."""
@@ -277,7 +275,7 @@ class IamService:
         try:
             return self.engine.create_domain(tenant.tenant_id)
         finally:
-            self._forget()
+            self.forget_cached()
 
     def get_tenant(self, name: str) -> TenantRecord:
         with self._read() as tx:
