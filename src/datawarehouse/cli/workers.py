@@ -32,6 +32,8 @@ from typing import Any
 
 import uvicorn
 
+from datawarehouse.api.coalesce import CoalescingHttpToolsProtocol
+
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 40.0  # a worker's graceful shutdown (30 s) and then some
@@ -71,7 +73,7 @@ def server_config(app: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, one write per response head and body
         lifespan="on",
         log_level="warning",
         timeout_graceful_shutdown=30,

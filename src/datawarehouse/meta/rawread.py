@@ -45,6 +45,18 @@ class RawStatement:
     def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(values[name] for name in self.params)
 
+    def process_columns(self, row: tuple[Any, ...], lo: int, hi: int) -> tuple[Any, ...]:
+        """``row`` with the result processors of columns ``[lo, hi)`` applied (the others as read):
+        for a caller that uses only some columns of some rows of a join (``process`` converts
+        every row)."""
+        if not any(lo <= i < hi for i, _ in self._convert):
+            return row
+        values = list(row)
+        for i, proc in self._convert:
+            if lo <= i < hi and values[i] is not None:
+                values[i] = proc(values[i])
+        return tuple(values)
+
     def process(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Apply the result processors. Joined rows repeat the same values (a version's
         timestamp on every row of its manifest), so each distinct value is converted once."""
@@ -124,7 +136,9 @@ class RawSqliteReader:
             raise
         return conn
 
-    def rows(self, stmt: RawStatement, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def rows(self, stmt: RawStatement, values: Mapping[str, Any], *, process: bool = True) -> list[tuple[Any, ...]]:
+        """The rows of ``stmt``; ``process=False``: as SQLite returned them (the caller applies
+        ``stmt.process_columns`` to what it uses)."""
         if self._closed:
             raise MetadataError("metadata: the repository is closed")
         try:
@@ -148,7 +162,7 @@ class RawSqliteReader:
             conn.close()
         else:
             self._free.append(conn)
-        return stmt.process(rows)
+        return stmt.process(rows) if process else rows
 
     def close(self) -> None:
         with self._lock:

@@ -1199,10 +1199,13 @@ _C0: Final = _M0 + len(_RO_MANIFEST)
 _S0: Final = _C0 + len(_RO_CHUNK)
 
 
-def _object_read(rows: Sequence[tuple[Any, ...]], bucket: str, key: str) -> ObjectRead:
+def _object_read(rows: Sequence[tuple[Any, ...]], bucket: str, key: str, raw: RawStatement | None = None) -> ObjectRead:
+    """``raw``: the rows are as SQLite returned them; only the columns used are converted (the
+    bucket's and version's of the first row, each head chunk's of its first row), not every
+    column of every manifest x shard row."""
     if not rows:
         raise NoSuchBucket(f"bucket {bucket!r} does not exist")
-    first = rows[0]
+    first = rows[0] if raw is None else raw.process_columns(rows[0], 0, _M0)
     rec = _bucket(_BucketRow(first[: len(_RO_BUCKET)]))
     vrow = _VersionRow(first[len(_RO_BUCKET) : _M0])
     if vrow.version_pk is None:
@@ -1233,6 +1236,8 @@ def _object_read(rows: Sequence[tuple[Any, ...]], bucket: str, key: str) -> Obje
         width = int(r[_C0 + 3]) + int(r[_C0 + 4])
         if placement and len(placement) < width:
             placement += (DiskId(""),) * (width - len(placement))
+        if raw is not None:
+            r = raw.process_columns(r, _C0, _S0)
         row = _ChunkRow((rec.domain_id, cid, *r[_C0:_S0]))
         chunks[ChunkId(cid)] = _chunk(row, placement)
     return ObjectRead(rec, version, chunks)
@@ -1423,10 +1428,10 @@ class SqlMetaRepo:
         tenant, bare = split_bucket_name(bucket)
         values = {"p_tenant": tenant, "p_name": bare, "p_key": key, "p_head": max(0, chunk_head)}
         if self._raw is not None:
-            rows = self._raw.rows(self._raw_read_object, values)
-        else:
-            with self.read() as tx:
-                rows = [tuple(r) for r in tx._rows(_READ_OBJECT, values)]
+            rows = self._raw.rows(self._raw_read_object, values, process=False)
+            return _object_read(rows, bucket, key, self._raw_read_object)
+        with self.read() as tx:
+            rows = [tuple(r) for r in tx._rows(_READ_OBJECT, values)]
         return _object_read(rows, bucket, key)
 
     @property

@@ -410,19 +410,27 @@ class PackStore(PackedReads):
         validate_key(key)
         if cached_only and not self._loaded:  # the first use reads every pack's index
             raise WouldBlock(f"get {key!r} on {self._label}: the packs are not loaded yet")
-        with self._held(key) as hit:
-            if hit is not None:
-                pack, e = hit
-                if e.length != head + dest.nbytes:
-                    return None
-                try:
-                    got = preadv_full(self._read_fd(pack), head, dest, e.offset, cached_only=cached_only)
-                except OSError as exc:
-                    raise self._error(exc, "get", key) from exc
-                if got is None:
-                    raise self._short_pack(pack, key)
-                return got
-        return self._legacy.get_into(key, head, dest, cached_only=cached_only)
+        # ``_held`` spelled out: this runs once per shard of every GET, and the context manager
+        # cost more than the bookkeeping it wraps.
+        hit = None
+        if self._packed(key):
+            self._ensure_loaded()
+            hit = self._acquire(key)
+        if hit is None:
+            return self._legacy.get_into(key, head, dest, cached_only=cached_only)
+        pack, e = hit
+        try:
+            if e.length != head + dest.nbytes:
+                return None
+            try:
+                got = preadv_full(self._read_fd(pack), head, dest, e.offset, cached_only=cached_only)
+            except OSError as exc:
+                raise self._error(exc, "get", key) from exc
+            if got is None:
+                raise self._short_pack(pack, key)
+            return got
+        finally:
+            self._release(pack)
 
     def _read_packed(self, key: str, offset: int, length: int | None) -> bytes | None:
         """Bytes ``[offset, offset + length)`` (``None``: to the end) of a packed key, short at its

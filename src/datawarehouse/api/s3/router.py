@@ -113,10 +113,6 @@ def split_path(raw_path: str, host: str | None, domain: str | None) -> tuple[str
     return bucket, key or None
 
 
-def _has(query: Sequence[tuple[str, str]], name: str) -> bool:
-    return any(k == name for k, _ in query)
-
-
 def route(
     method: str,
     raw_path: str,
@@ -132,22 +128,22 @@ def route(
         if method in ("GET", "HEAD"):
             return Endpoint("ListBuckets")
         raise method_not_allowed(method, ("GET",))
+    names = frozenset(k for k, _ in query)  # the subresources asked for (one set: routing tests many)
     if key is None:
-        return Endpoint(_bucket_operation(method, query, headers), bucket)
-    return Endpoint(_object_operation(method, query, headers), bucket, key)
+        return Endpoint(_bucket_operation(method, query, names, headers), bucket)
+    return Endpoint(_object_operation(method, names, headers), bucket, key)
 
 
-def _unsupported(query: Sequence[tuple[str, str]], names: Sequence[str]) -> S3Error | None:
-    if not query:
-        return None
-    present = {k for k, _ in query}
+def _unsupported(present: frozenset[str], names: Sequence[str]) -> S3Error | None:
     for name in names:
         if name in present:
             return not_implemented(f"the ?{name} subresource is not supported by this server")
     return None
 
 
-def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
+def _bucket_operation(
+    method: str, query: Sequence[tuple[str, str]], names: frozenset[str], headers: dict[str, str]
+) -> str:
     sub = {
         "GET": [
             ("location", "GetBucketLocation"),
@@ -180,11 +176,11 @@ def _bucket_operation(method: str, query: Sequence[tuple[str, str]], headers: di
         "POST": [("delete", "DeleteObjects")],
     }
     for name, operation in sub.get(method, []):
-        if _has(query, name):
+        if name in names:
             return operation
-    if _has(query, "object-lock"):  # never a DeleteBucket
+    if "object-lock" in names:  # never a DeleteBucket
         raise method_not_allowed(method, ("GET", "PUT"))
-    err = _unsupported(query, _UNSUPPORTED_BUCKET)
+    err = _unsupported(names, _UNSUPPORTED_BUCKET)
     if err is not None:
         raise err
     if method == "GET":
@@ -206,37 +202,37 @@ _OBJECT_SUB = {
 }
 
 
-def _object_operation(method: str, query: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
-    upload = _has(query, "uploadId")
+def _object_operation(method: str, names: frozenset[str], headers: dict[str, str]) -> str:
+    upload = "uploadId" in names
     if not upload:
         for name, operation in _OBJECT_SUB.get(method, ()):
-            if _has(query, name):
+            if name in names:
                 return operation
-        if any(_has(query, name) for name, _ in _OBJECT_SUB["GET"]):  # never a DeleteObject
+        if any(name in names for name, _ in _OBJECT_SUB["GET"]):  # never a DeleteObject
             raise method_not_allowed(method, ("GET", "PUT"))
     if method == "PUT":
         if upload:  # the handler refuses a missing or bad partNumber (never a PutObject)
             return "UploadPartCopy" if "x-amz-copy-source" in headers else "UploadPart"
-        if _has(query, "tagging"):
+        if "tagging" in names:
             return "PutObjectTagging"
     elif method == "GET":
         if upload:
             return "ListParts"
-        if _has(query, "tagging"):
+        if "tagging" in names:
             return "GetObjectTagging"
     elif method == "DELETE":
         if upload:
             return "AbortMultipartUpload"
-        if _has(query, "tagging"):
+        if "tagging" in names:
             return "DeleteObjectTagging"
     elif method == "POST":
-        if _has(query, "uploads"):
+        if "uploads" in names:
             return "CreateMultipartUpload"
         if upload:
             return "CompleteMultipartUpload"
-        err = _unsupported(query, _UNSUPPORTED_OBJECT)
+        err = _unsupported(names, _UNSUPPORTED_OBJECT)
         raise err if err is not None else not_implemented("POST on an object needs ?uploads or ?uploadId")
-    err = _unsupported(query, _UNSUPPORTED_OBJECT)
+    err = _unsupported(names, _UNSUPPORTED_OBJECT)
     if err is not None:
         raise err
     if method == "PUT":
