@@ -33,6 +33,8 @@ class CoalescingTransport:
         self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
+        if not data:  # uvicorn's last body message of a response is often empty
+            return
         held = self._held
         if held is not None:
             self._held = None
