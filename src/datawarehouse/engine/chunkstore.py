@@ -290,11 +290,7 @@ class ChunkStore:
         all sound. Anything else — a byte on the disk, a lost or bad shard, a frame that fails
         to open — raises ``WouldBlock`` and reports nothing; the ordinary read, on a thread,
         then does the whole job (and reports what it finds)."""
-        if rec.k <= 1:
-            if cached_only:
-                raise WouldBlock(f"chunk {rec.chunk_id.hex()[:16]}: not erasure-coded, read on a thread")
-            return self._read(rec, bytearray(), cached_only)
-        scratch = self._take_scratch(rec.k * fragment_data_size(rec.sealed_size, rec.k))
+        scratch = self._take_scratch(rec.k * fragment_data_size(rec.sealed_size, rec.k) if rec.k > 1 else 0)
         try:
             # The plaintext is a new object (the AEAD's output), never a view of the scratch.
             return self._read(rec, scratch, cached_only)
@@ -305,7 +301,7 @@ class ChunkStore:
         shards: dict[int, bytes | memoryview] = {}
         bad: dict[int, str] = {}
         if cached_only:
-            sealed = self._read_data_shards(rec, scratch, shards, bad, cached_only=True)
+            sealed = self._read_data_shards(rec, scratch, shards, bad, cached_only=True) if rec.k > 1 else None
             if sealed is None:
                 raise WouldBlock(f"chunk {rec.chunk_id.hex()[:16]}: needs more than its data shards in memory")
             try:

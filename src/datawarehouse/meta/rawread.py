@@ -49,13 +49,13 @@ class RawStatement:
         """``row`` with the result processors of columns ``[lo, hi)`` applied (the others as read):
         for a caller that uses only some columns of some rows of a join (``process`` converts
         every row)."""
-        if not any(lo <= i < hi for i, _ in self._convert):
-            return row
-        values = list(row)
+        values: list[Any] | None = None  # copied only when a column in range needs converting
         for i, proc in self._convert:
-            if lo <= i < hi and values[i] is not None:
-                values[i] = proc(values[i])
-        return tuple(values)
+            if lo <= i < hi and row[i] is not None:
+                if values is None:
+                    values = list(row)
+                values[i] = proc(row[i])
+        return row if values is None else tuple(values)
 
     def process(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Apply the result processors. Joined rows repeat the same values (a version's

@@ -4,6 +4,7 @@ small write still leaves on the loop's next turn; nothing is reordered or lost a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from datawarehouse.api.coalesce import HOLD_MAX, CoalescingTransport
@@ -46,10 +47,18 @@ async def next_turn() -> None:
     await asyncio.sleep(0)
 
 
-def test_head_and_body_of_one_turn_leave_together() -> None:
+def run(body: Callable[[Recorder, CoalescingTransport], Awaitable[None]]) -> None:
+    """``body`` on a running loop, with a fresh recorder and the transport in front of it."""
+
     async def main() -> None:
         rec = Recorder()
-        t = CoalescingTransport(rec, asyncio.get_running_loop())
+        await body(rec, CoalescingTransport(rec, asyncio.get_running_loop()))
+
+    asyncio.run(main())
+
+
+def test_head_and_body_of_one_turn_leave_together() -> None:
+    async def body(rec: Recorder, t: CoalescingTransport) -> None:
         t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
         assert rec.calls == []  # held
         assert t.get_write_buffer_size() == 7 + 38
@@ -59,25 +68,21 @@ def test_head_and_body_of_one_turn_leave_together() -> None:
         await next_turn()  # the flush callback finds nothing held
         assert len(rec.calls) == 1
 
-    asyncio.run(main())
+    run(body)
 
 
 def test_a_lone_small_write_leaves_on_the_next_turn() -> None:
-    async def main() -> None:
-        rec = Recorder()
-        t = CoalescingTransport(rec, asyncio.get_running_loop())
+    async def body(rec: Recorder, t: CoalescingTransport) -> None:
         t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         assert rec.calls == []
         await next_turn()
         assert rec.calls == [("write", (b"HTTP/1.1 100 Continue\r\n\r\n",))]
 
-    asyncio.run(main())
+    run(body)
 
 
 def test_large_writes_are_not_held_and_order_is_kept() -> None:
-    async def main() -> None:
-        rec = Recorder()
-        t = CoalescingTransport(rec, asyncio.get_running_loop())
+    async def body(rec: Recorder, t: CoalescingTransport) -> None:
         big = b"x" * (HOLD_MAX + 1)
         t.write(big)
         assert rec.calls == [("write", (big,))]
@@ -88,13 +93,11 @@ def test_large_writes_are_not_held_and_order_is_kept() -> None:
         assert sent(rec) == big + b"head" + big + b"tail"
         assert [kind for kind, _ in rec.calls] == ["write", "writelines", "write"]
 
-    asyncio.run(main())
+    run(body)
 
 
 def test_close_sends_what_is_held_first() -> None:
-    async def main() -> None:
-        rec = Recorder()
-        t = CoalescingTransport(rec, asyncio.get_running_loop())
+    async def body(rec: Recorder, t: CoalescingTransport) -> None:
         t.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
         t.close()
         assert rec.calls == [("write", (b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",)), ("close", ())]
@@ -104,4 +107,4 @@ def test_close_sends_what_is_held_first() -> None:
         assert rec.calls[-1] == ("write", (b"late",))
         assert t.get_extra_info("peername") == ("127.0.0.1", 5)
 
-    asyncio.run(main())
+    run(body)
