@@ -84,6 +84,20 @@ def server_cpu(ps: psutil.Process) -> tuple[float, float]:
     return total, system
 
 
+def page_faults(ps: psutil.Process) -> int:
+    """Minor page faults of ``ps`` and its children: each costs ~1-2 us on this VM (fresh memory
+    zeroed by the kernel), so an allocator that hands large buffers back to the kernel shows here."""
+    n = 0
+    for proc in server_processes(ps):
+        try:
+            # /proc/PID/stat: the command may hold spaces, so split after its closing parenthesis.
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        n += int(fields[7])  # minflt, the 10th field of the whole line
+    return n
+
+
 def context_switches(ps: psutil.Process) -> int:
     """Voluntary + involuntary context switches of every thread of ``ps`` and its children."""
     n = 0
@@ -247,7 +261,7 @@ def measured(
     spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
     client = psutil.Process()
     cpu, mine, machine = server_cpu(target.ps), client.cpu_times(), psutil.cpu_times()
-    switches = context_switches(target.ps)
+    switches, faults = context_switches(target.ps), page_faults(target.ps)
     try:
         res = asyncio.run(drive(urls, target.name, method, bodies, concurrency))
     finally:
@@ -264,10 +278,12 @@ def measured(
     res["machine_busy_cores"] = busy_cores(machine, machine_after)
     # Thread switches cost ~10-30 us of CPU each on this VM (perf: finish_task_switch).
     res["server_switches"] = (context_switches(target.ps) - switches) / len(keys)
+    res["server_faults"] = (page_faults(target.ps) - faults) / len(keys)
     print(
         f"  {label}: {res['mb_s']:.0f} MB/s, {res['ops_s']:.0f} ops/s, p50 {res['p50_ms']:.1f} ms, "
         f"server CPU {res['server_cpu_ms']:.2f} ms/op ({res['server_sys_ms']:.2f} in the kernel, "
-        f"{res['server_switches']:.0f} context switches), client CPU {res['client_cpu_ms']:.2f} ms/op, "
+        f"{res['server_switches']:.0f} context switches, {res['server_faults']:.0f} page faults), "
+        f"client CPU {res['client_cpu_ms']:.2f} ms/op, "
         f"machine {res['machine_busy_cores']:.2f} of {os.cpu_count()} cores busy",
         flush=True,
     )

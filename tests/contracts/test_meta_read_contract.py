@@ -101,6 +101,19 @@ def test_read_object_missing_chunk_and_positional_placement(repo: SqlMetaRepo) -
     assert got == expected(repo, "b", "k", 4)
 
 
+def test_read_object_wide_placement_with_gaps(repo: SqlMetaRepo) -> None:
+    """Indexes of two digits, gaps and a lost last shard all come back in place (the shards of a
+    chunk are read as one text column and put back by index)."""
+    bid = make_bucket(repo)
+    wide = chunk(1, width=14)
+    lost = {0, 7, 10, 13}
+    wide = replace(wide, placement=tuple(DiskId("") if i in lost else d for i, d in enumerate(wide.placement)))
+    put(repo, version(bid, "k", "v1", chunks=refs(1)), chunks=(wide,))
+    got = repo.read_object("b", "k")
+    assert got.chunks[cid(1)].placement == wide.placement
+    assert got == expected(repo, "b", "k", 4)
+
+
 def test_read_object_repeated_chunk_and_domains(repo: SqlMetaRepo) -> None:
     add_domain(repo, 2)
     bid = make_bucket(repo)

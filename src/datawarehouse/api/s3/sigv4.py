@@ -330,7 +330,7 @@ def _from_query(request: SignedRequest, headers: dict[str, list[str]], region: s
         payload_hash=payload_hash.strip(),
         presigned=True,
         expires_at=request_at + timedelta(seconds=int(expires)),
-        query=tuple((name, value) for name, value in request.query if name != "X-Amz-Signature"),
+        query=tuple([(name, value) for name, value in request.query if name != "X-Amz-Signature"]),
     )
 
 
