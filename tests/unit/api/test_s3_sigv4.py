@@ -11,7 +11,7 @@ from botocore.utils import percent_encode, percent_encode_sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datawarehouse.api.s3.canonical import canonical_query, canonical_uris, parse_query
+from datawarehouse.api.s3.canonical import canonical_query, canonical_uris, parse_query, uri_encode
 from datawarehouse.api.s3.errors import S3Error
 from datawarehouse.api.s3.signing import SigningKeyCache, derive_signing_key, hmac_sha256
 from datawarehouse.api.s3.sigv4 import (
@@ -647,6 +647,14 @@ def test_parse_query_and_canonical_query() -> None:
     pairs = parse_query("b=2&a=&uploads&a=1&x=%2B%20+&%C3%BC=%FF")
     assert pairs == [("b", "2"), ("a", ""), ("uploads", ""), ("a", "1"), ("x", "+  "), ("ü", "\udcff")]
     assert canonical_query(pairs) == "%C3%BC=%FF&a=&a=1&b=2&uploads=&x=%2B%20%20"
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet=st.characters(max_codepoint=0x17F, exclude_categories=["Cs"]), max_size=40))
+def test_uri_encode_agrees_with_botocore(text: str) -> None:
+    """UriEncode (ASCII by ``str.translate``, the rest by ``quote``) is what an SDK signs."""
+    assert uri_encode(text) == percent_encode(text, safe="-_.~")
+    assert all(uri_encode(chr(c)) == percent_encode(chr(c), safe="-_.~") for c in range(128))
 
 
 def test_canonical_uris() -> None:

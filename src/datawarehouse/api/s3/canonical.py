@@ -24,9 +24,7 @@ _UNRESERVED_PATH = re.compile("[A-Za-z0-9_.~/-]*")
 # UriEncode of ASCII text as one ``str.translate``: every character outside A-Za-z0-9-_.~ maps to
 # its %XX. ``quote`` makes a Python-level pass over the bytes, a dict look-up each (a presigned
 # URL's X-Amz-Credential is ~50 of them, on every request).
-_ASCII_ESCAPES: Final = {
-    c: f"%{c:02X}" for c in range(128) if not (chr(c).isascii() and (chr(c).isalnum() or chr(c) in "-_.~"))
-}
+_ASCII_ESCAPES: Final = {c: f"%{c:02X}" for c in range(128) if not (chr(c).isalnum() or chr(c) in "-_.~")}
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
