@@ -178,3 +178,28 @@ def test_whitespace_around_a_value_is_trimmed_and_what_h11_refuses_is_not_passab
     ((request, _),) = primary.requests
     assert (b"x-a", b"v") in list(request.headers)
     assert isinstance(refused, NotPassable) and "ret" not in str(refused)
+
+
+def test_a_body_longer_than_its_content_length_is_not_passable(tmp_path: Path) -> None:
+    """A first body piece longer than the declared Content-Length is refused by h11 while the
+    head is written: ``NotPassable`` on a reused connection and on a fresh one alike (no retry on
+    another connection), that connection closed, and the next request still goes through."""
+    primary = Primary()
+
+    async def body(link: PrimaryLink) -> list[Exception]:
+        refused: list[Exception] = []
+        for _ in range(2):
+            await run(link, scope(), [b"0123456789"])  # leaves an idle connection to reuse
+            for reuse in (True, False):
+                if not reuse:
+                    link.close()  # nothing idle: a fresh connection
+                try:
+                    await run(link, scope(), [b"0123456789-too-long"])
+                except NotPassable as exc:
+                    refused.append(exc)
+        await run(link, scope(), [b"0123456789"])
+        return refused
+
+    refused = asyncio.run(with_primary(tmp_path, primary, body))
+    assert len(refused) == 4
+    assert [b for _, b in primary.requests] == [b"0123456789"] * 3

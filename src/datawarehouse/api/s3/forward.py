@@ -143,15 +143,9 @@ class PrimaryLink:
                 return conn
             except OSError:
                 conn.close()
-            except h11.LocalProtocolError:
-                conn.close()
-                raise NotPassable("the request's framing is not valid HTTP/1.1") from None
         conn = await self._connect()
         try:
             await self._write_head(conn, request, first)
-        except h11.LocalProtocolError:
-            conn.close()
-            raise NotPassable("the request's framing is not valid HTTP/1.1") from None
         except OSError as exc:
             conn.close()
             raise LinkError(f"cannot send the request to the primary ({exc.__class__.__name__})") from exc
@@ -159,12 +153,18 @@ class PrimaryLink:
 
     @staticmethod
     async def _write_head(conn: _Conn, request: h11.Request, first: Message) -> None:
-        data = conn.http.send(request) or b""
-        body = first.get("body", b"")
-        if body:
-            data += conn.http.send(h11.Data(data=body)) or b""
-        if not first.get("more_body", False):
-            data += conn.http.send(h11.EndOfMessage()) or b""
+        """Write the head and ``first``; ``NotPassable`` (the connection closed) when h11 refuses
+        the framing, which no other connection would accept either."""
+        try:
+            data = conn.http.send(request) or b""
+            body = first.get("body", b"")
+            if body:
+                data += conn.http.send(h11.Data(data=body)) or b""
+            if not first.get("more_body", False):
+                data += conn.http.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:
+            conn.close()
+            raise NotPassable("the request's framing is not valid HTTP/1.1") from None
         conn.writer.write(data)
         await conn.writer.drain()
 
