@@ -128,7 +128,7 @@ class Profiler:
         if spy is None:
             raise RuntimeError("--profile needs py-spy (.venv/bin/pip install py-spy)")
         rate = os.environ.get("SPY_RATE", "200")  # samples per second
-        cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", rate, "--nonblocking"]
+        cmd = [spy, "record", "--pid", str(pid), "--threads", "--subprocesses", "--rate", rate, "--nonblocking"]
         cmd += ["--gil"] if gil else []  # only samples holding the GIL: where Python itself spends CPU
         cmd += ["--format", "raw", "-o", str(out / f"{label}.txt")]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,7 +32,7 @@ from typing import Any
 
 import uvicorn
 
-from datawarehouse.api.coalesce import CoalescingHttpToolsProtocol
+from datawarehouse.api.s3.protocol import S3HttpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def server_config(app: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,  # httptools, one write per response head and body
+        http=S3HttpProtocol,  # httptools, one write per response head and body, S3 errors for bad HTTP
         lifespan="on",
         log_level="warning",
         timeout_graceful_shutdown=30,

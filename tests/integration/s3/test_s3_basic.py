@@ -609,6 +609,25 @@ def test_post_object(s3: Any, bucket: str) -> None:
     assert st == 403 and b"SignatureDoesNotMatch" in body
 
 
+@pytest.mark.s3op("PostObject", note="form fields sent back as headers: control characters refused, UTF-8 as RFC 2047")
+def test_post_object_fields_that_become_headers(s3: Any, bucket: str) -> None:
+    """Form fields, unlike request headers, may hold control characters. A value that every GET
+    would have to send back as a header is refused up front (before, the object was stored and
+    every GET of it lost its connection); UTF-8 metadata is kept and sent RFC 2047-encoded, as
+    S3 does."""
+    conditions: list[Any] = [["starts-with", "$key", "form/"], ["starts-with", "$x-amz-meta-note", ""]]
+    post = s3.generate_presigned_post(bucket, "form/${filename}", Conditions=conditions, ExpiresIn=300)
+    for bad in ("line\x01break", "bell\x07", "del\x7f"):
+        st, body = _post_form(post["url"], {**post["fields"], "x-amz-meta-note": bad}, b"data", "bad.txt")
+        assert st == 400 and b"<Code>InvalidArgument</Code>" in body, body
+        assert absent(s3, bucket, "form/bad.txt")
+    st, body = _post_form(post["url"], {**post["fields"], "x-amz-meta-note": "café ✓"}, b"data", "ok.txt")
+    assert st == 204, body
+    head = s3.head_object(Bucket=bucket, Key="form/ok.txt")
+    sent = head["ResponseMetadata"]["HTTPHeaders"]["x-amz-meta-note"]
+    assert sent == "=?UTF-8?B?" + base64.b64encode("café ✓".encode()).decode() + "?="
+
+
 # --- multipart -----------------------------------------------------------------------------------------
 
 

@@ -237,6 +237,40 @@ def test_huge_headers(dwh_server: DwhServer, s3: Any, bucket: str, shape: str) -
     still_up(dwh_server, s3, bucket)
 
 
+@pytest.mark.s3op("hostile-input", note="a request the HTTP parser refuses: 400 InvalidRequest as an S3 error document")
+def test_unparsable_http_gets_an_s3_error(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
+    """A control character in a header value, a broken request line, bad chunked framing: the
+    HTTP parser refuses them before the app sees them; the answer is still S3's XML."""
+    signed_headers = sign(dwh_server, "GET", f"/{bucket}/x")
+    for data in (
+        request_bytes("GET", f"/{bucket}/x", {**signed_headers, "Range": "bytes=0-1\x08"}),
+        request_bytes("GET", f"/{bucket}/x", {**signed_headers, "x-amz-meta-a": "\x00"}),
+        b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n",
+        request_bytes("PUT", f"/{bucket}/x", {"Host": "h", "Transfer-Encoding": "chunked"}, b"zz\r\nabc\r\n"),
+    ):
+        reply = raw(dwh_server, data)
+        assert reply is not None
+        error = assert_s3_error(reply, 400, "InvalidRequest")
+        assert reply.headers["connection"] == "close"
+        assert error.findtext("Message")
+    still_up(dwh_server, s3, bucket)
+
+
+@pytest.mark.s3op("GetObject", "hostile-input", note="response-* overrides that no header can carry: 400")
+def test_response_overrides_with_control_characters(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
+    """Found by the fuzz test: ``response-content-type=%00`` made the server drop the connection
+    without an answer (the value went into a header that HTTP cannot carry)."""
+    s3.put_object(Bucket=bucket, Key="o", Body=b"data")
+    for param in ("response-content-type", "response-content-disposition", "response-cache-control"):
+        for value in ("%00", "a%0D%0Ab", "%1B%5B31m"):
+            reply = signed(dwh_server, "GET", f"/{bucket}/o?{param}={value}")
+            error = assert_s3_error(reply, 400, "InvalidArgument")
+            assert error.findtext("ArgumentName") == param
+    reply = signed(dwh_server, "GET", f"/{bucket}/o?response-content-type=text%2Fplain%09x")  # tab is allowed
+    assert reply.status == 200 and reply.headers["content-type"] == "text/plain\tx" and reply.body == b"data"
+    still_up(dwh_server, s3, bucket)
+
+
 # --- ranges, names, paths ------------------------------------------------------------------------------
 
 

@@ -152,6 +152,24 @@ def test_signed_headers_are_canonicalised_like_botocore(signer: BotoSigner, head
     assert {name.lower() for name in headers} <= set(result.signed_headers)
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["\xa0leading no-break space", "inner\xa0\xa0no-break", "trailing \x85", "sep\x1carator", "mixed \xa0 \t runs\xa0"],
+)
+def test_botocore_trimming_of_other_white_space_verifies(signer: BotoSigner, value: str) -> None:
+    """botocore trims and collapses every character ``str.split`` splits on; other SDKs only ASCII
+    spaces and tabs. A value holding such a character verifies (found by the S3 fuzz test: a
+    boto3 PUT whose metadata held a no-break space was refused), and is still covered by the
+    signature: changing it is refused."""
+    request = signer.sign_header("PUT", object_url("k"), headers={"x-amz-meta-t": value}, body=b"x")
+    verify(request)
+    refused(
+        replace_header(request, "x-amz-meta-t", value.replace("\xa0", "X").replace("\x85", "X").replace("\x1c", "X")),
+        "SignatureDoesNotMatch",
+    )
+    refused(replace_header(request, "x-amz-meta-t", value + "z"), "SignatureDoesNotMatch")
+
+
 def test_repeated_headers_are_joined_with_commas(signer: BotoSigner) -> None:
     request = signer.sign_header(
         "PUT", object_url("k"), repeated=[("x-amz-meta-multi", "one"), ("x-amz-meta-multi", " two  words ")]

@@ -5,6 +5,12 @@ encoded once and never normalised (``a//b/../c`` is signed as is). The query is 
 AWS's UriEncode and sorted by encoded name, then value; header values are trimmed with inner
 runs of spaces collapsed, a repeated header's values joined by ``,``. ``parse_query`` is the
 decoding the app must apply to the raw query for all of this to reproduce what clients signed.
+
+"Spaces" is where SDKs disagree: most trim and collapse only ASCII spaces and tabs, botocore
+(``' '.join(value.split())``) every character Python counts as white space, which includes the
+latin-1 no-break space and the C0 separators a header value may carry. Headers are canonicalised
+the first way, and ``canonical_request(..., unicode_spaces=True)`` gives botocore's form, which
+verification tries second only for a request with such a character in a signed header.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from urllib.parse import quote, unquote_plus, unquote_to_bytes
 from datawarehouse.api.s3.signing import ALGORITHM
 
 _SPACES = re.compile("[ \t]+")
+_OTHER_ASCII_SPACES = re.compile("[\n\r\x0b\x0c\x1c-\x1f]")  # what str.split() also splits on
 # Text that UriEncode leaves as is (the common case: SDK query values, plain keys).
 _UNRESERVED = re.compile("[A-Za-z0-9_.~-]*")
 _UNRESERVED_PATH = re.compile("[A-Za-z0-9_.~/-]*")
@@ -78,13 +85,30 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join([f"{name}={value}" for name, value in encoded])
 
 
-def canonical_headers(headers: dict[str, list[str]], signed_headers: Sequence[str]) -> str:
-    """``name:value`` lines for the signed headers; a signed header that is absent signs as empty."""
+def canonical_headers(
+    headers: dict[str, list[str]], signed_headers: Sequence[str], *, unicode_spaces: bool = False
+) -> str:
+    """``name:value`` lines for the signed headers; a signed header that is absent signs as empty.
+    ``unicode_spaces``: botocore's trimming (see the module's docstring)."""
     lines = []
     for name in signed_headers:
         values = headers.get(name, [])
-        lines.append(f"{name}:" + ",".join(_SPACES.sub(" ", v.strip(" \t")) for v in values))
+        if unicode_spaces:
+            lines.append(f"{name}:" + ",".join(" ".join(v.split()) for v in values))
+        else:
+            lines.append(f"{name}:" + ",".join(_SPACES.sub(" ", v.strip(" \t")) for v in values))
     return "".join(line + "\n" for line in lines)
+
+
+def has_other_spaces(headers: dict[str, list[str]], signed_headers: Sequence[str]) -> bool:
+    """Whether a signed header's value holds white space other than ASCII spaces and tabs, where
+    the two trimming conventions give different canonical requests."""
+    for name in signed_headers:
+        for value in headers.get(name, ()):
+            maybe = not value.isascii() or _OTHER_ASCII_SPACES.search(value) is not None
+            if maybe and " ".join(value.split()) != _SPACES.sub(" ", value.strip(" \t")):
+                return True
+    return False
 
 
 def canonical_request(
@@ -94,6 +118,8 @@ def canonical_request(
     headers: dict[str, list[str]],
     signed_headers: Sequence[str],
     payload_hash: str,
+    *,
+    unicode_spaces: bool = False,
 ) -> str:
     """The six lines SigV4 hashes; ``signed_headers`` must be sorted and lower-case already."""
     return "\n".join(
@@ -101,7 +127,7 @@ def canonical_request(
             method,
             uri,
             canonical_query(query),
-            canonical_headers(headers, signed_headers),
+            canonical_headers(headers, signed_headers, unicode_spaces=unicode_spaces),
             ";".join(signed_headers),
             payload_hash,
         )

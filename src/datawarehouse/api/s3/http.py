@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +31,21 @@ T = TypeVar("T")
 # runs several); random per process, so it reveals nothing but "same process or not".
 HOST_ID = base64.b64encode(os.urandom(12))
 MAX_HEADER_BYTES = 64 * 1024  # all request headers together (S3: 8 KiB of user metadata + the rest)
+
+# What an HTTP/1.1 header value cannot carry: control characters other than tab (uvicorn refuses
+# to send them, and drops the connection instead of answering). Request headers never hold them
+# (the parser refuses them); values that come from a query string or a POST form may, and are
+# checked with ``header_value_ok`` before they are used. Text beyond latin-1 is sent as S3 sends
+# it, RFC 2047-encoded (``send_response``).
+_NOT_IN_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_NOT_IN_HEADER_BYTES = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+
+log = logging.getLogger(__name__)
+
+
+def header_value_ok(value: str) -> bool:
+    """Whether ``value`` can be sent as an HTTP/1.1 header value unchanged."""
+    return _NOT_IN_HEADER.search(value) is None
 
 
 @dataclass
@@ -137,7 +154,16 @@ async def send_response(send: Send, response: Response, request_id: str, head_on
     if response.content_type:
         headers.append((b"content-type", response.content_type.encode()))
     for name, value in response.headers:
-        headers.append((name.lower().encode("latin-1"), value.encode("latin-1", "replace")))
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:  # user metadata in UTF-8 (a POST form field): as S3 answers it
+            raw = b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8", "replace")) + b"?="
+        if _NOT_IN_HEADER_BYTES.search(raw) is not None:
+            # A value that escaped the checks (data stored before them, say): a space for each
+            # control character keeps the answer valid HTTP; the alternative is no answer at all.
+            log.warning("response header %s: control characters replaced by spaces", name)
+            raw = _NOT_IN_HEADER_BYTES.sub(b" ", raw)
+        headers.append((name.lower().encode("latin-1"), raw))
     if isinstance(response.body, bytes):
         if not any(n == b"content-length" for n, _ in headers):
             headers.append((b"content-length", str(len(response.body)).encode()))

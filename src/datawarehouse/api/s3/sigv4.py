@@ -15,6 +15,7 @@ of skew; presigned expiry), signed headers, access key, signature (constant-time
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,13 @@ from enum import StrEnum
 from typing import Final
 
 from datawarehouse.api.s3 import errors
-from datawarehouse.api.s3.canonical import canonical_request, canonical_uris, header_map, string_to_sign
+from datawarehouse.api.s3.canonical import (
+    canonical_request,
+    canonical_uris,
+    has_other_spaces,
+    header_map,
+    string_to_sign,
+)
 from datawarehouse.api.s3.errors import S3Error
 from datawarehouse.api.s3.signing import (
     ALGORITHM,
@@ -409,9 +416,18 @@ def verify_request(
     credential = presented.credential
     cache = key_cache if key_cache is not None else DEFAULT_KEY_CACHE
     signing_key = cache.signing_key(secret, credential.date, credential.region, credential.service)
-    for uri in canonical_uris(request.raw_path):
+    # botocore trims header values differently from the other SDKs where they hold white space
+    # beyond ASCII spaces and tabs (canonical.py): only then is its form tried as well.
+    space_forms = (False, True) if has_other_spaces(headers, presented.signed_headers) else (False,)
+    for uri, unicode_spaces in itertools.product(canonical_uris(request.raw_path), space_forms):
         canonical = canonical_request(
-            request.method, uri, presented.query, headers, presented.signed_headers, presented.payload_hash
+            request.method,
+            uri,
+            presented.query,
+            headers,
+            presented.signed_headers,
+            presented.payload_hash,
+            unicode_spaces=unicode_spaces,
         )
         expected = sign(signing_key, string_to_sign(presented.timestamp, credential.scope, canonical))
         if signatures_equal(expected, presented.signature):

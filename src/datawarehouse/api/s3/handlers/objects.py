@@ -18,7 +18,7 @@ from datawarehouse.api.s3.errors import S3Error, invalid_argument, not_implement
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
-from datawarehouse.api.s3.http import Response, http_date
+from datawarehouse.api.s3.http import Response, header_value_ok, http_date
 from datawarehouse.api.s3.objectlock_xml import lock_headers, lock_request, missing_lock_configuration
 from datawarehouse.errors import InvalidRange, NoSuchKey, WouldBlock
 from datawarehouse.records import BucketRecord, ObjectVersion
@@ -50,17 +50,31 @@ def etag_header(etag: str) -> str:
 
 
 def user_metadata(headers: dict[str, str]) -> dict[str, str]:
+    """``x-amz-meta-*`` of a PUT's headers or a POST's form fields (which, unlike headers, may hold
+    what no header can carry: refused, since every GET would have to send it back)."""
     meta = {k[len("x-amz-meta-") :]: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
     if sum(len(k) + len(v) for k, v in meta.items()) > MAX_USER_META:
         raise s3_error(
             "MetadataTooLarge",
             f"Your metadata headers exceed the maximum allowed metadata size ({MAX_USER_META} bytes).",
         )
+    for name, value in meta.items():
+        require_header_value(f"x-amz-meta-{name}", value)
     return meta
 
 
 def system_metadata(headers: dict[str, str]) -> dict[str, str]:
-    return {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
+    """Content-Type and the other headers stored to be sent back (checked as ``user_metadata``)."""
+    stored = {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
+    for name, value in stored.items():
+        require_header_value(name, value)
+    return stored
+
+
+def require_header_value(name: str, value: str) -> None:
+    """InvalidArgument for a value that is to be sent back as a header and cannot be."""
+    if not header_value_ok(value):
+        raise invalid_argument(f"{name}: a header value cannot hold control characters", name=name)
 
 
 SSE_S3 = "AES256"
@@ -354,6 +368,7 @@ def _overrides(ctx: Context, resp: Response) -> None:
         if value is not None:
             if ctx.auth is None:
                 raise invalid_argument("response-* overrides need a signed request")
+            require_header_value(param, value)
             resp.headers = [(n, v) for n, v in resp.headers if n.lower() != header]
             if header == "content-type":
                 resp.content_type = value

@@ -22,6 +22,7 @@ from datawarehouse.api.s3.handlers.objects import (
     check_encryption_request,
     check_lock_headers,
     etag_header,
+    require_header_value,
     system_metadata,
     user_metadata,
 )
@@ -179,6 +180,10 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
             raise
         post_policy.check_conditions(policy, fields, ctx.bucket, now)
     content_type = fields.get("content-type") or headers.get("content-type", b"binary/octet-stream").decode("latin-1")
+    require_header_value("Content-Type", content_type)
+    for name in ("success_action_redirect", "redirect"):
+        if name in fields:
+            require_header_value(name, fields[name])  # sent back as the Location header
     user_meta = user_metadata(fields)
     system_meta = with_owner(system_metadata(fields), ctx.caller.principal.arn)
     tags = {t.key: t.value for t in parse_tagging(fields["tagging"].encode())} if fields.get("tagging") else {}
