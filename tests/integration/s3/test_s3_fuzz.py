@@ -35,6 +35,7 @@ EXAMPLES = int(os.environ.get("DWH_FUZZ_EXAMPLES", "1000"))
 STORED = os.urandom(3000)
 
 # Values that parsers of numbers, dates, ids, tokens and ranges stumble on.
+UPLOAD = "{upload}"  # replaced by the id of a multipart upload in progress
 _TRICKY = [
     "",
     "0",
@@ -86,6 +87,9 @@ _TRICKY = [
     "/",
     "fuzz/stored",
     "fuzz/stored?versionId=null",
+    "/fuzz-bucket/fuzz/stored",
+    "fuzz-bucket/fuzz/stored?versionId=null",
+    UPLOAD,
 ]
 
 _SUBRESOURCES = [
@@ -266,15 +270,30 @@ def _check(reply: Reply, method: str, target: str) -> None:
         assert root.findtext("RequestId") == reply.headers.get("x-amz-request-id"), (where, reply.body[:600])
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(dwh_server: DwhServer) -> DwhServer:
-    s3 = dwh_server.boto3_client()
+@pytest.fixture(scope="module", params=["one-process", "workers"])
+def fuzz_server(
+    request: pytest.FixtureRequest, dwh_server: DwhServer, tmp_path_factory: pytest.TempPathFactory
+) -> DwhServer:
+    """The shared server, and one with a read worker (``--workers 2``): each request opens a
+    connection, which either process may accept, so the worker's own handlers and its passing
+    of requests to the primary are fuzzed as well."""
+    server = dwh_server
+    if request.param == "workers":
+        server = DwhServer(tmp_path_factory.mktemp("dwh-fuzz") / "data", extra_args=["--workers", "2"]).start()
+        request.addfinalizer(server.terminate)
+    s3 = server.boto3_client()
     existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     for name in (_FUZZ_BUCKET, _SENTINEL_BUCKET):
         if name not in existing:
             s3.create_bucket(Bucket=name)
         s3.put_object(Bucket=name, Key="fuzz/stored", Body=STORED)
-    return dwh_server
+    upload_id = s3.create_multipart_upload(Bucket=_FUZZ_BUCKET, Key="fuzz/stored")["UploadId"]
+    s3.upload_part(Bucket=_FUZZ_BUCKET, Key="fuzz/stored", UploadId=upload_id, PartNumber=1, Body=STORED)
+    _UPLOADS[server.port] = upload_id
+    return server
+
+
+_UPLOADS: dict[int, str] = {}
 
 
 @pytest.mark.s3op("hostile-input", note="Hypothesis: signed requests mixing hostile parameters, headers and bodies")
@@ -294,8 +313,9 @@ def fuzz_server(dwh_server: DwhServer) -> DwhServer:
 def test_signed_hostile_requests_get_s3_errors(
     fuzz_server: DwhServer, method: str, path: str, query: list[tuple[str, str]], extra: dict[str, str], body: bytes
 ) -> None:
-    target = _target(path, query)
-    hdrs = {name: _header_safe(value) for name, value in extra.items()}
+    upload_id = _UPLOADS[fuzz_server.port]
+    target = _target(path, [(k, v.replace(UPLOAD, upload_id)) for k, v in query])
+    hdrs = {name: _header_safe(value.replace(UPLOAD, upload_id)) for name, value in extra.items()}
     if method in ("GET", "HEAD"):
         body = b""
     signed_headers = sign(fuzz_server, method, target, body=body, headers=hdrs)
