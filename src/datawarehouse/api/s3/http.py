@@ -149,21 +149,25 @@ def http_date(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
 
+def _header_bytes(name: str, value: str) -> bytes:
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:  # user metadata in UTF-8 (a POST form field): as S3 answers it
+        raw = b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8", "replace")) + b"?="
+    if _NOT_IN_HEADER_BYTES.search(raw) is not None:
+        # A value that escaped the checks (data stored before them, say): a space for each
+        # control character keeps the answer valid HTTP; the alternative is no answer at all.
+        log.warning("response header %s: control characters replaced by spaces", name)
+        raw = _NOT_IN_HEADER_BYTES.sub(b" ", raw)
+    return raw
+
+
 async def send_response(send: Send, response: Response, request_id: str, head_only: bool = False) -> None:
     headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", HOST_ID), (b"server", b"DataWarehouse")]
     if response.content_type:
-        headers.append((b"content-type", response.content_type.encode()))
+        headers.append((b"content-type", _header_bytes("content-type", response.content_type)))
     for name, value in response.headers:
-        try:
-            raw = value.encode("latin-1")
-        except UnicodeEncodeError:  # user metadata in UTF-8 (a POST form field): as S3 answers it
-            raw = b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8", "replace")) + b"?="
-        if _NOT_IN_HEADER_BYTES.search(raw) is not None:
-            # A value that escaped the checks (data stored before them, say): a space for each
-            # control character keeps the answer valid HTTP; the alternative is no answer at all.
-            log.warning("response header %s: control characters replaced by spaces", name)
-            raw = _NOT_IN_HEADER_BYTES.sub(b" ", raw)
-        headers.append((name.lower().encode("latin-1"), raw))
+        headers.append((name.lower().encode("latin-1"), _header_bytes(name, value)))
     if isinstance(response.body, bytes):
         if not any(n == b"content-length" for n, _ in headers):
             headers.append((b"content-length", str(len(response.body)).encode()))
