@@ -36,6 +36,7 @@ STORED = os.urandom(3000)
 
 # Values that parsers of numbers, dates, ids, tokens and ranges stumble on.
 UPLOAD = "{upload}"  # replaced by the id of a multipart upload in progress
+_UPLOADS: dict[int, str] = {}  # server port -> that upload's id (made by the fixture)
 _TRICKY = [
     "",
     "0",
@@ -291,9 +292,6 @@ def fuzz_server(
     s3.upload_part(Bucket=_FUZZ_BUCKET, Key="fuzz/stored", UploadId=upload_id, PartNumber=1, Body=STORED)
     _UPLOADS[server.port] = upload_id
     return server
-
-
-_UPLOADS: dict[int, str] = {}
 
 
 @pytest.mark.s3op("hostile-input", note="Hypothesis: signed requests mixing hostile parameters, headers and bodies")

@@ -356,6 +356,9 @@ GOOD_RULE = "<AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin>"
         ([GOOD_RULE + "<MaxAgeSeconds>-1</MaxAgeSeconds>"], "MalformedXML"),
         ([GOOD_RULE + "<ID>" + "i" * 256 + "</ID>"], "MalformedXML"),
         ([GOOD_RULE] * 101, "MalformedXML"),
+        # Sent back in Access-Control-Expose-Headers, where a line break cannot go.
+        ([GOOD_RULE + "<ExposeHeader>x-a\nx-b</ExposeHeader>"], "InvalidRequest"),
+        ([GOOD_RULE + "<ExposeHeader>x-a&#13;x-b</ExposeHeader>"], "InvalidRequest"),
     ],
 )
 def test_cors_errors(rules: list[str], code: str) -> None:

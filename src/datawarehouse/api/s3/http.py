@@ -38,7 +38,10 @@ MAX_HEADER_BYTES = 64 * 1024  # all request headers together (S3: 8 KiB of user 
 # checked with ``header_value_ok`` before they are used. Text beyond latin-1 is sent as S3 sends
 # it, RFC 2047-encoded (``send_response``).
 _NOT_IN_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
-_NOT_IN_HEADER_BYTES = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+# The same characters as bytes, for the check of every response (``bytes.translate`` deleting
+# them is ~3x faster than a regex search over the same bytes) and the last-resort scrub.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])
+_CONTROL_TO_SPACE = bytes.maketrans(_CONTROL_BYTES, b" " * len(_CONTROL_BYTES))
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +152,35 @@ def http_date(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
 
-def _header_bytes(name: str, value: str) -> bytes:
+def _header_bytes(value: str) -> bytes:
+    """A header value as latin-1, or, beyond latin-1 (user metadata in UTF-8 from a POST form),
+    RFC 2047-encoded as S3 sends it."""
     try:
-        raw = value.encode("latin-1")
-    except UnicodeEncodeError:  # user metadata in UTF-8 (a POST form field): as S3 answers it
-        raw = b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8", "replace")) + b"?="
-    if _NOT_IN_HEADER_BYTES.search(raw) is not None:
-        # A value that escaped the checks (data stored before them, say): a space for each
-        # control character keeps the answer valid HTTP; the alternative is no answer at all.
-        log.warning("response header %s: control characters replaced by spaces", name)
-        raw = _NOT_IN_HEADER_BYTES.sub(b" ", raw)
-    return raw
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8", "replace")) + b"?="
 
 
 async def send_response(send: Send, response: Response, request_id: str, head_only: bool = False) -> None:
     headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", HOST_ID), (b"server", b"DataWarehouse")]
-    if response.content_type:
-        headers.append((b"content-type", _header_bytes("content-type", response.content_type)))
-    for name, value in response.headers:
-        headers.append((name.lower().encode("latin-1"), _header_bytes(name, value)))
+    try:
+        if response.content_type:
+            headers.append((b"content-type", response.content_type.encode("latin-1")))
+        for name, value in response.headers:
+            headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    except UnicodeEncodeError:  # rare: the loop again, slower
+        headers = headers[:3]
+        if response.content_type:
+            headers.append((b"content-type", _header_bytes(response.content_type)))
+        for name, value in response.headers:
+            headers.append((name.lower().encode("latin-1"), _header_bytes(value)))
+    # One search over all the values (this runs for every response): a value that escaped the
+    # checks (data stored before them, say) gets a space for each control character, which keeps
+    # the answer valid HTTP; the alternative is no answer at all.
+    values = b"".join([v for _, v in headers])
+    if len(values.translate(None, _CONTROL_BYTES)) != len(values):
+        log.warning("response headers: control characters replaced by spaces")
+        headers = [(n, v.translate(_CONTROL_TO_SPACE)) for n, v in headers]
     if isinstance(response.body, bytes):
         if not any(n == b"content-length" for n, _ in headers):
             headers.append((b"content-length", str(len(response.body)).encode()))

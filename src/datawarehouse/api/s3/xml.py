@@ -20,6 +20,7 @@ import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_xml, s3_error
+from datawarehouse.api.s3.http import header_value_ok
 from datawarehouse.api.s3.xmlmodel import (
     Checksums,
     CompletedPart,
@@ -244,11 +245,15 @@ def _cors_rule(element: Element) -> CorsRule:
     age = parse_int(max_age, malformed_xml) if max_age is not None else None
     if age is not None and age < 0:
         raise malformed_xml()
+    exposed = _texts(element, "ExposeHeader")
+    for name in exposed:  # sent back in Access-Control-Expose-Headers
+        if not header_value_ok(name):
+            raise s3_error("InvalidRequest", "ExposeHeader: a header name cannot hold control characters")
     return CorsRule(
         allowed_methods=methods,
         allowed_origins=origins,
         allowed_headers=headers,
-        expose_headers=_texts(element, "ExposeHeader"),
+        expose_headers=exposed,
         max_age_seconds=age,
         id=rule_id,
     )

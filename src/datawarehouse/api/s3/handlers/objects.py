@@ -64,7 +64,8 @@ def user_metadata(headers: dict[str, str]) -> dict[str, str]:
 
 
 def system_metadata(headers: dict[str, str]) -> dict[str, str]:
-    """Content-Type and the other headers stored to be sent back (checked as ``user_metadata``)."""
+    """Content-Encoding, Cache-Control and the other headers stored to be sent back (checked as
+    ``user_metadata``; the Content-Type is kept apart)."""
     stored = {name: headers[name] for name in SYSTEM_HEADERS if name in headers}
     for name, value in stored.items():
         require_header_value(name, value)
