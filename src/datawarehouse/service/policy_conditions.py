@@ -50,6 +50,11 @@ SERVER_CONDITION_KEYS: Final[tuple[str, ...]] = (
     "s3:max-keys",
     "s3:x-amz-server-side-encryption",
     "s3:x-amz-acl",
+    "s3:x-amz-grant-read",  # the x-amz-grant-* headers, as sent
+    "s3:x-amz-grant-write",
+    "s3:x-amz-grant-read-acp",
+    "s3:x-amz-grant-write-acp",
+    "s3:x-amz-grant-full-control",
     "s3:ExistingObjectTag/<key>",  # one key per tag of the existing object
     "s3:RequestObjectTag/<key>",  # one key per tag sent with the request
     "s3:VersionId",

@@ -170,7 +170,8 @@ def actions_for(
 
 def request_condition_keys(operation: str, query: Mapping[str, str], headers: Mapping[str, str]) -> dict[str, str]:
     """The S3 condition keys a request itself carries (lower-case header names expected):
-    ``s3:prefix``/``s3:delimiter``/``s3:max-keys`` of listings, ``s3:VersionId``, the ACL, SSE,
+    ``s3:prefix``/``s3:delimiter``/``s3:max-keys`` of listings, ``s3:VersionId``, the ACL (canned
+    and ``s3:x-amz-grant-*``), SSE,
     If-None-Match and object-lock headers, ``s3:RequestObjectTag/<k>`` from ``x-amz-tagging``.
     Keys that need stored state (``dwh:ObjectExists``, ``s3:ExistingObjectTag/<k>``) and
     connection facts (``aws:SourceIp``) are the caller's."""
@@ -183,6 +184,11 @@ def request_condition_keys(operation: str, query: Mapping[str, str], headers: Ma
         keys["s3:VersionId"] = query["versionId"]
     for header, key in (
         ("x-amz-acl", "s3:x-amz-acl"),
+        ("x-amz-grant-read", "s3:x-amz-grant-read"),
+        ("x-amz-grant-write", "s3:x-amz-grant-write"),
+        ("x-amz-grant-read-acp", "s3:x-amz-grant-read-acp"),
+        ("x-amz-grant-write-acp", "s3:x-amz-grant-write-acp"),
+        ("x-amz-grant-full-control", "s3:x-amz-grant-full-control"),
         ("x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"),
         ("if-none-match", "s3:if-none-match"),
         ("x-amz-object-lock-mode", "s3:object-lock-mode"),

@@ -56,6 +56,8 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("crash-safety", "SIGKILL/SIGTERM during uploads: acknowledged data kept, no partial object"),
     ("subresources:unsupported", "other subresources (`?acl`, `?policy`, `?versioning`, ...)"),
     ("client:awscli", "AWS CLI v1 (`s3 cp/sync/ls/rm`, `s3api`)"),
+    ("client:rclone", "rclone (Debian's 1.60: copy, sync, check, server-side copy, versions)"),
+    ("client:s3cmd", "s3cmd (Debian's 2.3: put/get, sync, cp/mv, setacl, lifecycle)"),
 )
 
 FEATURE_NAMES = frozenset(name for name, _ in FEATURES)

@@ -415,7 +415,8 @@ def test_listing(s3: Any, bucket: str) -> None:
 
 @pytest.mark.s3op(
     "CopyObject",
-    note="same and cross bucket, metadata COPY/REPLACE, x-amz-copy-source-if-*; copying onto itself needs REPLACE",
+    note="same and cross bucket, metadata COPY/REPLACE, x-amz-copy-source-if-*; copying onto itself needs REPLACE, "
+    "a storage class or an encryption",
 )
 def test_copy_object(s3: Any, bucket: str) -> None:
     other = unique_bucket("copy")

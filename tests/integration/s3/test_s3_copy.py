@@ -133,6 +133,13 @@ def test_copy_onto_itself(s3: Any, bucket: str) -> None:
     got = s3.get_object(Bucket=bucket, Key="self")
     assert got["Metadata"] == {"v": "2"} and got["Body"].read() == b"same bytes"
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["self"]
+    # Naming a storage class or an encryption makes it legal, as on S3, even when they are the
+    # ones the object has (``rclone settier STANDARD``, ``aws s3 cp --storage-class``,
+    # ``--sse AES256`` onto itself); the metadata is copied.
+    s3.copy_object(Bucket=bucket, Key="self", CopySource=f"{bucket}/self", StorageClass="STANDARD")
+    s3.copy_object(Bucket=bucket, Key="self", CopySource=f"{bucket}/self", ServerSideEncryption="AES256")
+    got = s3.get_object(Bucket=bucket, Key="self")
+    assert got["Metadata"] == {"v": "2"} and got["Body"].read() == b"same bytes"
 
 
 def http_date(moment: datetime) -> str:

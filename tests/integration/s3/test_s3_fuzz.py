@@ -76,6 +76,8 @@ _TRICKY = [
     "====",
     "GOVERNANCE",
     "COMPLIANCE",
+    'uri="http://acs.amazonaws.com/groups/global/AllUsers"',
+    "id=arn:dwh:iam::default:root",
     "ON",
     "OFF",
     "COPY",
@@ -180,6 +182,8 @@ _HEADERS = [
     "x-amz-max-parts",
     "x-amz-part-number-marker",
     "x-amz-acl",
+    "x-amz-grant-read",
+    "x-amz-grant-full-control",
     "x-amz-mfa",
     "x-amz-decoded-content-length",
     "x-amz-trailer",
@@ -210,6 +214,10 @@ _XML_BODIES = [
     b"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>"
     b"<Mode>COMPLIANCE</Mode><Days>0</Days><Years>1</Years></DefaultRetention></Rule></ObjectLockConfiguration>",
     b"<CreateBucketConfiguration><LocationConstraint>mars-1</LocationConstraint></CreateBucketConfiguration>",
+    b"<AccessControlPolicy><AccessControlList><Grant><Grantee><URI>http://acs.amazonaws.com/groups/global/AllUsers"
+    b"</URI></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>",
+    b"<AccessControlPolicy><Owner><ID>x</ID></Owner><AccessControlList><Grant><Grantee><ID></ID><URI>u</URI>"
+    b"</Grantee></Grant></AccessControlList></AccessControlPolicy>",
     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><Delete><Object><Key>&a;</Key></Object></Delete>',
     b"<a><b><c><d><e><f>" * 50,
     b"not xml at all",

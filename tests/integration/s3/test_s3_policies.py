@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from iamkit import anonymous, client, denied, error_code, offline, policy, status_of
+from s3http import assert_s3_error, signed
 from s3server import DwhServer, unique_bucket
 
 TENANT = "default"
@@ -274,24 +275,136 @@ def test_object_canned_acl(env: Env, bucket: str) -> None:
     assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="by-alice"))
 
 
+def _with_public_read(acl: dict[str, Any]) -> dict[str, Any]:
+    """What ``s3cmd setacl --acl-public`` sends: the ACL as read, with AllUsers READ added."""
+    grants = [*acl["Grants"], {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}]
+    return {"Owner": acl["Owner"], "Grants": grants}
+
+
+@pytest.mark.s3op(
+    "PutBucketAcl",
+    "PutObjectAcl",
+    note="ACL documents and x-amz-grant-* headers equal to private or public-read",
+)
+def test_acl_documents_and_grant_headers_equal_to_canned_acls(env: Env, bucket: str) -> None:
+    read = env.root.get_bucket_acl(Bucket=bucket)
+    owner_id = read["Owner"]["ID"]
+    env.root.put_bucket_acl(Bucket=bucket, AccessControlPolicy=_with_public_read(read))
+    assert _get(env.anon, bucket, "doc") == b"the doc"
+    assert (ALL_USERS, "READ") in _grants(env.root.get_bucket_acl(Bucket=bucket))
+    env.root.put_bucket_acl(Bucket=bucket, AccessControlPolicy={"Owner": read["Owner"], "Grants": read["Grants"]})
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="doc"))  # the document as read: private again
+    # per object, as a document and as grant headers
+    acl = env.root.get_object_acl(Bucket=bucket, Key="doc")
+    env.root.put_object_acl(Bucket=bucket, Key="doc", AccessControlPolicy=_with_public_read(acl))
+    assert _url_get(env.server, bucket, "doc") == 200 and _url_get(env.server, bucket, "other") == 403
+    env.root.put_object_acl(Bucket=bucket, Key="doc", GrantFullControl=f'id="{owner_id}"')
+    assert _url_get(env.server, bucket, "doc") == 403
+    env.root.put_object_acl(
+        Bucket=bucket, Key="other", GrantFullControl=f'id="{owner_id}"', GrantRead=f'uri="{ALL_USERS}"'
+    )
+    assert _url_get(env.server, bucket, "other") == 200
+    # and with the write that creates the object (PutObject, CopyObject, CreateBucket)
+    env.root.put_object(
+        Bucket=bucket, Key="granted", Body=b"g", GrantFullControl=f"id={owner_id}", GrantRead=f"uri={ALL_USERS}"
+    )
+    assert _url_get(env.server, bucket, "granted") == 200
+    env.root.put_object(Bucket=bucket, Key="granted", Body=b"g2")  # a new object is private again
+    assert _url_get(env.server, bucket, "granted") == 403
+    env.root.copy_object(
+        Bucket=bucket,
+        Key="copied",
+        CopySource=f"{bucket}/doc",
+        GrantFullControl=f"id={owner_id}",
+        GrantRead=f"uri={ALL_USERS}",
+    )
+    assert _url_get(env.server, bucket, "copied") == 200
+    name = unique_bucket("grant")
+    env.root.create_bucket(Bucket=name, GrantFullControl=f"id={owner_id}", GrantRead=f"uri={ALL_USERS}")
+    env.root.put_object(Bucket=name, Key="k", Body=b"k")
+    assert _url_get(env.server, name, "k") == 200
+    # granting by headers needs s3:PutObjectAcl, like a granting x-amz-acl
+    env.root.put_bucket_policy(
+        Bucket=bucket,
+        Policy=policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::default:user/alice"},
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ),
+    )
+    alice = env.s3("alice")
+    assert denied(lambda: alice.put_object(Bucket=bucket, Key="by-alice", Body=b"a", GrantRead=f"uri={ALL_USERS}"))
+    env.root.delete_bucket_policy(Bucket=bucket)
+
+
 @pytest.mark.s3op(
     "PutBucketAcl",
     "PutObjectAcl",
     status="partial",
-    note="canned ACLs only: an ACL document or x-amz-grant-* answers NotImplemented; public-read-write and other "
-    "canned ACLs InvalidArgument",
+    note="other grants (another account, AuthenticatedUsers, WRITE, an owner without FULL_CONTROL) answer "
+    "NotImplemented; public-read-write and other canned ACLs InvalidArgument",
 )
-def test_acl_documents_and_unsupported_canned_acls(env: Env, bucket: str) -> None:
-    owner = env.root.get_bucket_acl(Bucket=bucket)["Owner"]
-    body = {
-        "Owner": owner,
-        "Grants": [{"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}],
-    }
-    assert error_code(lambda: env.root.put_bucket_acl(Bucket=bucket, AccessControlPolicy=body)) == "NotImplemented"
-    assert error_code(lambda: env.root.put_object_acl(Bucket=bucket, Key="doc", AccessControlPolicy=body)) == (
-        "NotImplemented"
-    )
+def test_acl_grants_beyond_the_canned_acls_and_unsupported_canned_acls(env: Env, bucket: str) -> None:
+    read = env.root.get_bucket_acl(Bucket=bucket)
+    owner, owner_id = read["Owner"], read["Owner"]["ID"]
+    full = {"Grantee": {"Type": "CanonicalUser", "ID": owner_id}, "Permission": "FULL_CONTROL"}
+    refused = [
+        [{"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}],  # the owner's grant left out
+        [full, {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "WRITE"}],
+        [full, {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "FULL_CONTROL"}],
+        [
+            full,
+            {
+                "Grantee": {"Type": "Group", "URI": ALL_USERS.replace("AllUsers", "AuthenticatedUsers")},
+                "Permission": "READ",
+            },
+        ],
+        [full, {"Grantee": {"Type": "CanonicalUser", "ID": "someone-else"}, "Permission": "READ"}],
+        [full, {"Grantee": {"Type": "AmazonCustomerByEmail", "EmailAddress": "a@example.com"}, "Permission": "READ"}],
+        [{"Grantee": {"Type": "CanonicalUser", "ID": owner_id}, "Permission": "READ"}],
+    ]
+    for grants in refused:
+        document = {"Owner": owner, "Grants": grants}
+        assert error_code(lambda: env.root.put_bucket_acl(Bucket=bucket, AccessControlPolicy=document)) == (
+            "NotImplemented"
+        ), grants
+        assert error_code(lambda: env.root.put_object_acl(Bucket=bucket, Key="doc", AccessControlPolicy=document)) == (
+            "NotImplemented"
+        ), grants
     assert error_code(lambda: env.root.put_bucket_acl(Bucket=bucket, GrantRead=f"uri={ALL_USERS}")) == "NotImplemented"
+    assert error_code(
+        lambda: env.root.put_object(Bucket=bucket, Key="w", Body=b"x", GrantReadACP=f"uri={ALL_USERS}")
+    ) == ("NotImplemented")
+    # both a canned ACL and grants; a grant that is not kind=grantee; an ACL handing the object over
+    both = lambda: env.root.put_object_acl(  # noqa: E731
+        Bucket=bucket, Key="doc", ACL="public-read", GrantFullControl=f"id={owner_id}"
+    )
+    assert error_code(both) == "InvalidRequest"
+    assert error_code(lambda: env.root.put_object_acl(Bucket=bucket, Key="doc", GrantRead="everyone")) == (
+        "InvalidArgument"
+    )
+    other_owner = {"Owner": {"ID": "someone-else"}, "Grants": [full]}
+    assert error_code(lambda: env.root.put_bucket_acl(Bucket=bucket, AccessControlPolicy=other_owner)) == (
+        "AccessDenied"
+    )
+    # documents that are not an ACL, or an ACL given twice (headers and body)
+    grant = f"<Grant><Grantee><ID>{owner_id}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant>"
+    document = f"<AccessControlPolicy><AccessControlList>{grant}</AccessControlList></AccessControlPolicy>"
+    for body, code in [
+        ("<AccessControlPolicy><Owner/></AccessControlPolicy>", "MalformedACLError"),
+        (document.replace("FULL_CONTROL", "EVERYTHING"), "MalformedACLError"),
+        (document.replace(f"<ID>{owner_id}</ID>", ""), "MalformedACLError"),
+        (document[:-5], "MalformedXML"),
+        ("<Tagging/>", "MalformedXML"),
+    ]:
+        assert_s3_error(signed(env.server, "PUT", f"/{bucket}?acl", body=body.encode()), 400, code)
+    both = signed(env.server, "PUT", f"/{bucket}/doc?acl", body=document.encode(), headers={"x-amz-acl": "private"})
+    assert_s3_error(both, 400, "UnexpectedContent")
+    assert signed(env.server, "PUT", f"/{bucket}/doc?acl", body=document.encode()).status == 200
+    assert_s3_error(signed(env.server, "PUT", f"/{bucket}?acl"), 400, "InvalidRequest")  # no ACL at all
     for canned in ("public-read-write", "authenticated-read"):
         assert status_of(lambda: env.root.put_bucket_acl(Bucket=bucket, ACL=canned)) == 400, canned
         assert status_of(lambda: env.root.put_object(Bucket=bucket, Key="prw", Body=b"x", ACL=canned)) == 400
@@ -300,3 +413,30 @@ def test_acl_documents_and_unsupported_canned_acls(env: Env, bucket: str) -> Non
     assert name not in {b["Name"] for b in env.root.list_buckets()["Buckets"]}  # refused before creating
     assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="doc"))
     assert error_code(lambda: env.root.head_object(Bucket=bucket, Key="prw")) == "404"
+    assert error_code(lambda: env.root.head_object(Bucket=bucket, Key="w")) == "404"
+
+
+@pytest.mark.s3op(
+    "CreateMultipartUpload", note="x-amz-acl and x-amz-grant-* kept with the upload, applied at completion"
+)
+def test_multipart_upload_acl_applies_at_completion(env: Env, bucket: str) -> None:
+    def upload(key: str, **acl: str) -> None:
+        made = env.root.create_multipart_upload(Bucket=bucket, Key=key, **acl)
+        part = env.root.upload_part(Bucket=bucket, Key=key, UploadId=made["UploadId"], PartNumber=1, Body=b"p" * 100)
+        parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+        env.root.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=made["UploadId"], MultipartUpload=parts)
+
+    env.root.put_object(Bucket=bucket, Key="mp", Body=b"public", ACL="public-read")
+    upload("mp")  # the new object is private, as after a PutObject without an ACL
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="mp"))
+    upload("mp", ACL="public-read")
+    assert _get(env.anon, bucket, "mp") == b"p" * 100
+    upload("mp")
+    assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="mp"))
+    owner_id = env.root.get_bucket_acl(Bucket=bucket)["Owner"]["ID"]
+    upload("mp", GrantRead=f"uri={ALL_USERS}", GrantFullControl=f"id={owner_id}")
+    assert _url_get(env.server, bucket, "mp") == 200
+    assert "x-amz-acl" not in str(env.root.head_object(Bucket=bucket, Key="mp")["ResponseMetadata"]["HTTPHeaders"])
+    assert error_code(lambda: env.root.create_multipart_upload(Bucket=bucket, Key="x", ACL="public-read-write")) == (
+        "InvalidArgument"
+    )

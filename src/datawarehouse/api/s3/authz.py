@@ -18,7 +18,7 @@ from datawarehouse.service import policy, s3_actions
 from datawarehouse.service.access import Authorizer, Caller, RequestFacts
 from datawarehouse.service.policy import ContextValue
 
-# Operations whose x-amz-acl sets the new bucket's or object's canned ACL (handlers.policy).
+# Operations whose x-amz-acl or x-amz-grant-* headers set the new bucket's or object's ACL (api.s3.acl).
 ACL_ON_CREATE = frozenset({"CreateBucket", "PutObject", "CopyObject", "CreateMultipartUpload"})
 
 
@@ -72,9 +72,17 @@ def request_facts(
         sets_retention="x-amz-object-lock-mode" in headers or "x-amz-object-lock-retain-until-date" in headers,
         sets_legal_hold="x-amz-object-lock-legal-hold" in headers,
         enables_object_lock=headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true",
-        sets_acl=operation in ACL_ON_CREATE and policy.acl_grants(headers.get("x-amz-acl", "private").strip()),
+        sets_acl=operation in ACL_ON_CREATE and _sets_acl(headers),
         context=context,
     )
+
+
+def _sets_acl(headers: Mapping[str, str]) -> bool:
+    """A creating write that grants something: a granting ``x-amz-acl``, or any grant header
+    (as on S3, grant headers need s3:PutObjectAcl / s3:PutBucketAcl whatever they grant)."""
+    if policy.acl_grants(headers.get("x-amz-acl", "private").strip()):
+        return True
+    return any(name.startswith("x-amz-grant-") for name in headers)
 
 
 def check(authorizer: Authorizer, caller: Caller, facts: RequestFacts, now: datetime) -> None:

@@ -44,6 +44,7 @@ S3Code = Literal[
     "InvalidStorageClass",
     "InvalidTag",
     "KeyTooLongError",
+    "MalformedACLError",
     "MalformedPolicy",
     "MalformedXML",
     "MetadataTooLarge",
@@ -72,6 +73,7 @@ S3Code = Literal[
     "ServiceUnavailable",
     "SignatureDoesNotMatch",
     "SlowDown",
+    "UnexpectedContent",
     "XAmzContentSHA256Mismatch",
 ]
 
@@ -117,6 +119,10 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "InvalidStorageClass": (400, "The storage class you specified is not valid."),
     "InvalidTag": (400, "The tag provided was not a valid tag."),
     "KeyTooLongError": (400, "Your key is too long."),
+    "MalformedACLError": (
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
     "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
     "MalformedXML": (
         400,
@@ -161,6 +167,7 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
         "Check your key and signing method.",
     ),
     "SlowDown": (503, "Please reduce your request rate."),
+    "UnexpectedContent": (400, "This request does not support content."),
     "XAmzContentSHA256Mismatch": (
         400,
         "The provided 'x-amz-content-sha256' header does not match what was computed.",

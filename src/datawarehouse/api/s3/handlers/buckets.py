@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datawarehouse.api.s3.acl import requested_acl
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.handlers import Context, handles
@@ -44,7 +45,7 @@ async def create_bucket(ctx: Context) -> Response:
         )
     storage_class = ctx.request.headers.get("x-amz-storage-class-dwh")
     lock = ctx.request.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true"
-    canned = ctx.request.headers.get("x-amz-acl")
+    canned = requested_acl(ctx.request.headers, owner(ctx).id)
     access.check_canned_acl(canned, ctx.bucket)
     owner_id = ctx.caller.user_id
     try:
@@ -55,7 +56,7 @@ async def create_bucket(ctx: Context) -> Response:
         # One owner for now: re-creating your own bucket is BucketAlreadyOwnedByYou (409), as S3
         # answers outside us-east-1.
         raise s3_error("BucketAlreadyOwnedByYou").with_resource(f"/{ctx.bucket}") from None
-    if canned is not None and canned.strip() == "public-read":
+    if canned == "public-read":
         await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, "public-read")
     return Response(200).header("location", f"/{ctx.bucket}")
 

@@ -19,6 +19,7 @@ from datawarehouse.api.s3.handlers.objects import (
     object_acl_after_write,
     system_metadata,
     user_metadata,
+    write_acl,
 )
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.http import Response, xml_response
@@ -27,7 +28,6 @@ from datawarehouse.api.s3.xmlmodel import CopyResult
 from datawarehouse.api.s3.xmlrender import render_copy_object_result
 from datawarehouse.errors import InvalidVersionId
 from datawarehouse.records import ObjectVersion
-from datawarehouse.service import access
 from datawarehouse.service.versioning import parse_version_id
 from datawarehouse.service.warehouse import ObjectSpec
 
@@ -111,7 +111,13 @@ async def copy_object(ctx: Context) -> Response:
     metadata = _directive(headers, "metadata")
     tagging = _directive(headers, "tagging")
     check_storage_class(headers)
-    if (src_bucket, src_key) == (ctx.bucket, ctx.key) and metadata == "COPY" and src_version is None:
+    sse = check_encryption_request(headers)
+    # S3 lets an object be copied onto itself when the request names a storage class or an
+    # encryption, even the ones it already has: that is how clients "change" them in place
+    # (``rclone settier``, ``aws s3 cp s3://b/k s3://b/k --storage-class STANDARD``).
+    restates = "x-amz-storage-class" in headers or sse is not None
+    same = (src_bucket, src_key) == (ctx.bucket, ctx.key) and src_version is None
+    if same and metadata == "COPY" and not restates:
         raise invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
             "object's metadata, storage class, website redirect location or encryption attributes."
@@ -124,8 +130,7 @@ async def copy_object(ctx: Context) -> Response:
             system_meta=system_metadata(headers),
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
-    access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
-    sse = check_encryption_request(headers)
+    canned = write_acl(ctx)
     lock = lock_request(headers)  # a copy's lock is its own, never the source's
     await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     source: list[ObjectVersion] = []
@@ -143,7 +148,7 @@ async def copy_object(ctx: Context) -> Response:
             owner=ctx.caller.principal.arn,
         )
     )
-    await object_acl_after_write(ctx)
+    await object_acl_after_write(ctx, canned)
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
     resp.header("x-amz-server-side-encryption", sse)
     return copy_version_headers(resp, source, version)

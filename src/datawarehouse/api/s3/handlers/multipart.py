@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 
 from datawarehouse.api.s3 import checksums
-from datawarehouse.api.s3.acl_header import granting_acl
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request, not_implemented
+from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
@@ -17,8 +16,10 @@ from datawarehouse.api.s3.handlers.objects import (
     check_encryption_request,
     check_lock_headers,
     etag_header,
+    object_acl_after_write,
     object_spec,
     stream_into,
+    write_acl,
 )
 from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
@@ -49,6 +50,7 @@ _COPY_RANGE = re.compile(r"bytes=(\d{1,20})-(\d{1,20})")
 # The upload's checksum algorithm and type, kept with the upload (not copied to the object).
 ALGORITHM_KEY = UPLOAD_ONLY_PREFIX + "checksum-algorithm"
 TYPE_KEY = UPLOAD_ONLY_PREFIX + "checksum-type"
+ACL_KEY = UPLOAD_ONLY_PREFIX + "acl"
 
 
 def _int_param(ctx: Context, name: str, default: int, maximum: int) -> int:
@@ -104,13 +106,14 @@ def _checksums_of(meta: dict[str, str]) -> Checksums:
 @handles("CreateMultipartUpload")
 async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
-    if granting_acl(ctx.request) is not None:
-        raise not_implemented("a canned ACL on a multipart upload is not supported; PutObjectAcl after completing it")
     spec = object_spec(headers, ctx.caller.principal.arn)
     sse = check_encryption_request(headers)
+    canned = write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)
-    spec["system_meta"] = {**spec["system_meta"], **checksum}
+    # The ACL is the completed object's, as S3 has it: kept with the upload, applied at completion.
+    acl = {ACL_KEY: canned} if canned is not None else {}
+    spec["system_meta"] = {**spec["system_meta"], **checksum, **acl}
     mp = Multipart(ctx.warehouse)
     upload = await ctx.offload.run(lambda: mp.create(ctx.bucket, ctx.key, **spec))
     result = InitiateMultipartUploadResult(ctx.bucket, ctx.key, upload.upload_id)
@@ -189,7 +192,10 @@ async def complete(ctx: Context) -> Response:
     headers = ctx.request.headers
     conditions: dict[str, str] = {k: headers[k] for k in ("if-match", "if-none-match") if k in headers}
 
+    acl: list[str | None] = []
+
     def object_checksums(upload: UploadRecord, parts: list[PartRecord]) -> dict[str, str]:
+        acl.append(upload.system_meta.get(ACL_KEY))  # asked for when the upload was created
         computed = _object_checksums(upload, parts)
         if computed.get("x-amz-checksum-type") == "FULL_OBJECT":  # the client may send the whole one
             for name, value in computed.items():
@@ -201,6 +207,7 @@ async def complete(ctx: Context) -> Response:
     version = await ctx.offload.run(
         lambda: mp.complete(ctx.bucket, ctx.key, upload_id, chosen, conditions, object_checksums)
     )
+    await object_acl_after_write(ctx, acl[-1] if acl else None)
     location = f"/{ctx.bucket}/{ctx.key}"
     result = CompleteMultipartUploadResult(
         location, ctx.bucket, ctx.key, version.etag, _checksums_of(version.system_meta)

@@ -13,9 +13,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from datawarehouse.api.s3.acl import requested_acl
 from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, not_implemented, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, header_value_ok, http_date
@@ -168,7 +170,7 @@ async def put_object(ctx: Context) -> Response:
     size = announced_size(headers)
     spec = object_spec(headers, ctx.caller.principal.arn)
     sse = check_encryption_request(headers)
-    access.check_canned_acl(headers.get("x-amz-acl"), ctx.bucket)
+    canned = write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
@@ -214,19 +216,26 @@ async def put_object(ctx: Context) -> Response:
                 raise
         checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
         version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
-    await object_acl_after_write(ctx)
+    await object_acl_after_write(ctx, canned)
     resp = Response(200).header("etag", etag_header(version.etag)).header("x-amz-server-side-encryption", sse)
     for name, value in checksum_meta.items():
         resp.header(name, value)
     return version_headers(resp, version)
 
 
-async def object_acl_after_write(ctx: Context) -> None:
-    """The written key's canned ACL (x-amz-acl; none means private), usually a no-op decided
-    without leaving the event loop."""
-    canned = ctx.request.headers.get("x-amz-acl")
+def write_acl(ctx: Context) -> str | None:
+    """The canned ACL an object write asks for (x-amz-acl, or grant headers equal to one; None
+    means S3's default, private), refused before anything is stored when it is not supported."""
+    canned = requested_acl(ctx.request.headers, owner(ctx).id)
+    access.check_canned_acl(canned, ctx.bucket)
+    return canned
+
+
+async def object_acl_after_write(ctx: Context, canned: str | None, key: str | None = None) -> None:
+    """The written key's canned ACL (from ``write_acl``; None is private), usually a no-op
+    decided without leaving the event loop. ``key`` defaults to the request's."""
     if not access.acl_unaffected(ctx.warehouse, ctx.bucket, canned):
-        await ctx.offload.run(access.acl_after_write, ctx.warehouse, ctx.bucket, ctx.key, canned)
+        await ctx.offload.run(access.acl_after_write, ctx.warehouse, ctx.bucket, key or ctx.key, canned)
 
 
 def _checksum_meta(verified: BodyResult) -> dict[str, str]:

@@ -2,16 +2,18 @@
 Get/PutBucketAcl, Get/PutObjectAcl.
 
 Policies are stored as sent and evaluated by ``service.policy``. ACLs are supported as the two
-canned ACLs that map onto policy (``private``, ``public-read``); an ACL body with explicit grants
-answers NotImplemented (S3 itself recommends policies over ACLs).
+canned ACLs that map onto policy (``private``, ``public-read``), asked for by name, by grant
+headers or by a document equal to one of them (``api.s3.acl``); other grants answer
+NotImplemented (S3 itself recommends policies over ACLs).
 """
 
 from __future__ import annotations
 
 from xml.etree.ElementTree import SubElement
 
+from datawarehouse.api.s3.acl import ALL_USERS, MAX_ACL_DOCUMENT, acl_from_document, requested_acl
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import not_implemented, s3_error
+from datawarehouse.api.s3.errors import s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.http import Response, xml_response
@@ -20,7 +22,6 @@ from datawarehouse.errors import InvalidPolicy
 from datawarehouse.service import access
 from datawarehouse.service.policy import MAX_BUCKET_POLICY_BYTES
 
-_ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _MAX_POLICY_BODY = 4 * MAX_BUCKET_POLICY_BYTES
 
@@ -81,23 +82,23 @@ def _render_acl(ctx: Context, canned: str) -> bytes:
     if canned == "public-read":
         read = SubElement(grants, "Grant")
         everyone = SubElement(read, "Grantee", {"xmlns:xsi": _XSI, "xsi:type": "Group"})
-        SubElement(everyone, "URI").text = _ALL_USERS
+        SubElement(everyone, "URI").text = ALL_USERS
         SubElement(read, "Permission").text = "READ"
     return to_document(root)
 
 
-async def _canned_acl(ctx: Context) -> str:
-    """The ``x-amz-acl`` of a Put*Acl; grants in headers or a body are not supported."""
-    headers = ctx.request.headers
-    if any(h.startswith("x-amz-grant-") for h in headers):
-        raise not_implemented("x-amz-grant-* headers are not supported; use a canned ACL or a bucket policy")
-    body = await BodyReader(ctx.request, ctx.auth, 64 * 1024).read_all(64 * 1024)
+async def _requested_acl(ctx: Context) -> str:
+    """The canned ACL a Put*Acl asks for: ``x-amz-acl``, ``x-amz-grant-*`` headers or an
+    ``AccessControlPolicy`` document (one of them), as ``api.s3.acl`` reads them."""
+    body = await BodyReader(ctx.request, ctx.auth, MAX_ACL_DOCUMENT).read_all(MAX_ACL_DOCUMENT)
+    from_headers = requested_acl(ctx.request.headers, owner(ctx).id)
     if body.strip():
-        raise not_implemented("ACL documents are not supported; use x-amz-acl (private, public-read) or a policy")
-    canned = headers.get("x-amz-acl")
-    if not canned:
-        raise s3_error("InvalidRequest", "x-amz-acl is required (private or public-read)")
-    return canned.strip()
+        if from_headers is not None:
+            raise s3_error("UnexpectedContent", "An ACL is given in headers or in the body, not both.")
+        return acl_from_document(body, owner(ctx).id)
+    if from_headers is None:
+        raise s3_error("InvalidRequest", "An ACL is required: x-amz-acl, x-amz-grant-* headers or a document")
+    return from_headers
 
 
 @handles("GetBucketAcl")
@@ -109,7 +110,7 @@ async def get_bucket_acl(ctx: Context) -> Response:
 
 @handles("PutBucketAcl")
 async def put_bucket_acl(ctx: Context) -> Response:
-    canned = await _canned_acl(ctx)
+    canned = await _requested_acl(ctx)
     await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, canned)
     return Response(200)
 
@@ -123,7 +124,7 @@ async def get_object_acl(ctx: Context) -> Response:
 
 @handles("PutObjectAcl")
 async def put_object_acl(ctx: Context) -> Response:
-    canned = await _canned_acl(ctx)
+    canned = await _requested_acl(ctx)
     await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
     await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, canned)
     return Response(200)

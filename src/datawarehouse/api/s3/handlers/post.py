@@ -22,6 +22,7 @@ from datawarehouse.api.s3.handlers.objects import (
     check_encryption_request,
     check_lock_headers,
     etag_header,
+    object_acl_after_write,
     require_header_value,
     system_metadata,
     user_metadata,
@@ -138,9 +139,7 @@ async def post_object(ctx: Context) -> Response:
             upload.abort()
         raise
     version = await ctx.offload.run(upload.finish)
-    canned = fields.get("acl")
-    if not access.acl_unaffected(ctx.warehouse, ctx.bucket, canned):
-        await ctx.offload.run(access.acl_after_write, ctx.warehouse, ctx.bucket, key, canned)
+    await object_acl_after_write(ctx, fields.get("acl"), key)
     return version_headers(_success(ctx, fields, key, version.etag), version)
 
 
