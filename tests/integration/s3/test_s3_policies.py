@@ -70,6 +70,21 @@ def _url_get(server: DwhServer, bucket: str, key: str) -> int:
         return err.code
 
 
+def _let_alice_put(env: Env, bucket: str) -> None:
+    """A bucket policy that lets alice PutObject (and nothing else, s3:PutObjectAcl included)."""
+    env.root.put_bucket_policy(
+        Bucket=bucket,
+        Policy=policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::default:user/alice"},
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ),
+    )
+
+
 def _public(env: Env, bucket: str) -> bool:
     return bool(env.root.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"])
 
@@ -258,17 +273,7 @@ def test_object_canned_acl(env: Env, bucket: str) -> None:
     assert denied(lambda: env.anon.get_object(Bucket=bucket, Key="shared"))
     assert error_code(lambda: env.root.get_object_acl(Bucket=bucket, Key="missing")) == "NoSuchKey"
     # a public-read ACL on a write needs s3:PutObjectAcl besides s3:PutObject
-    env.root.put_bucket_policy(
-        Bucket=bucket,
-        Policy=policy(
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::default:user/alice"},
-                "Action": "s3:PutObject",
-                "Resource": f"arn:aws:s3:::{bucket}/*",
-            }
-        ),
-    )
+    _let_alice_put(env, bucket)
     alice = env.s3("alice")
     alice.put_object(Bucket=bucket, Key="by-alice", Body=b"a", ACL="private")  # a no-op ACL needs nothing more
     assert denied(lambda: alice.put_object(Bucket=bucket, Key="by-alice-public", Body=b"a", ACL="public-read"))
@@ -324,17 +329,7 @@ def test_acl_documents_and_grant_headers_equal_to_canned_acls(env: Env, bucket: 
     env.root.put_object(Bucket=name, Key="k", Body=b"k")
     assert _url_get(env.server, name, "k") == 200
     # granting by headers needs s3:PutObjectAcl, like a granting x-amz-acl
-    env.root.put_bucket_policy(
-        Bucket=bucket,
-        Policy=policy(
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::default:user/alice"},
-                "Action": "s3:PutObject",
-                "Resource": f"arn:aws:s3:::{bucket}/*",
-            }
-        ),
-    )
+    _let_alice_put(env, bucket)
     alice = env.s3("alice")
     assert denied(lambda: alice.put_object(Bucket=bucket, Key="by-alice", Body=b"a", GrantRead=f"uri={ALL_USERS}"))
     env.root.delete_bucket_policy(Bucket=bucket)
