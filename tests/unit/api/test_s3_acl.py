@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datawarehouse.api.s3.acl import ALL_USERS, acl_from_document, requested_acl
+from datawarehouse.api.s3.acl import ALL_USERS, acl_from_document, names_grants, requested_acl
 from datawarehouse.api.s3.errors import S3Error
 
 OWNER = "arn:dwh:iam::default:root"
@@ -33,6 +33,15 @@ def code(call: object) -> str:
 )
 def test_requested_acl(headers: dict[str, str], canned: str | None) -> None:
     assert requested_acl(headers, OWNER) == canned
+    assert names_grants(headers) == any(name.startswith("x-amz-grant-") for name in headers)
+
+
+def test_names_that_s3_does_not_define_are_not_grants() -> None:
+    """Like any unknown header: ignored, asks for no ACL and needs no ACL permission."""
+    headers = {"x-amz-grant-everything": f"uri={ALL_USERS}", "x-amz-granted": "x"}
+    assert not names_grants(headers)
+    assert requested_acl(headers, OWNER) is None
+    assert requested_acl({**headers, "x-amz-grant-full-control": f"id={OWNER}"}, OWNER) == "private"
 
 
 @pytest.mark.parametrize(
@@ -46,7 +55,6 @@ def test_requested_acl(headers: dict[str, str], canned: str | None) -> None:
         ({"x-amz-grant-read": "everyone"}, "InvalidArgument"),
         ({"x-amz-grant-read": "name=x"}, "InvalidArgument"),
         ({"x-amz-grant-read": 'id=""'}, "InvalidArgument"),
-        ({"x-amz-grant-everything": f"id={OWNER}"}, "InvalidArgument"),
     ],
 )
 def test_requested_acl_refusals(headers: dict[str, str], expected: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from datawarehouse.api.s3.acl import names_grants
 from datawarehouse.api.s3.errors import S3Error, access_denied
 from datawarehouse.api.s3.http import Request
 from datawarehouse.api.s3.router import Endpoint
@@ -80,9 +81,7 @@ def request_facts(
 def _sets_acl(headers: Mapping[str, str]) -> bool:
     """A creating write that grants something: a granting ``x-amz-acl``, or any grant header
     (as on S3, grant headers need s3:PutObjectAcl / s3:PutBucketAcl whatever they grant)."""
-    if policy.acl_grants(headers.get("x-amz-acl", "private").strip()):
-        return True
-    return any(name.startswith("x-amz-grant-") for name in headers)
+    return names_grants(headers) or policy.acl_grants(headers.get("x-amz-acl", "private").strip())
 
 
 def check(authorizer: Authorizer, caller: Caller, facts: RequestFacts, now: datetime) -> None:

@@ -91,11 +91,12 @@ async def _requested_acl(ctx: Context) -> str:
     """The canned ACL a Put*Acl asks for: ``x-amz-acl``, ``x-amz-grant-*`` headers or an
     ``AccessControlPolicy`` document (one of them), as ``api.s3.acl`` reads them."""
     body = await BodyReader(ctx.request, ctx.auth, MAX_ACL_DOCUMENT).read_all(MAX_ACL_DOCUMENT)
-    from_headers = requested_acl(ctx.request.headers, owner(ctx).id)
+    owner_id = owner(ctx).id
+    from_headers = requested_acl(ctx.request.headers, owner_id)
     if body.strip():
         if from_headers is not None:
             raise s3_error("UnexpectedContent", "An ACL is given in headers or in the body, not both.")
-        return acl_from_document(body, owner(ctx).id)
+        return acl_from_document(body, owner_id)
     if from_headers is None:
         raise s3_error("InvalidRequest", "An ACL is required: x-amz-acl, x-amz-grant-* headers or a document")
     return from_headers
