@@ -150,10 +150,10 @@ def test_unreachable_webhook_is_a_forward_failure(audit) -> None:  # type: ignor
     wh, log = audit
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
-    fw = forwarder(wh, log, WebhookSender(f"http://127.0.0.1:{port}/"), "dead")
-    with pytest.raises(ForwardFailed, match="cannot reach"):
-        fw.forward_once(max_attempts=2)
+        port = s.getsockname()[1]  # bound, never listening: no other process can listen there meanwhile
+        fw = forwarder(wh, log, WebhookSender(f"http://127.0.0.1:{port}/"), "dead")
+        with pytest.raises(ForwardFailed, match="cannot reach"):
+            fw.forward_once(max_attempts=2)
 
 
 # --- Splunk HEC (asyncio) ------------------------------------------------------------------------------

@@ -198,8 +198,10 @@ ROUNDS = 7
 def test_sigkill_at_random_points_loses_no_acknowledged_write(root: Path, tmp_path: Path, clock: ManualClock) -> None:
     rng = random.Random(4242)
     acked: dict[str, State] = {}
-    acks = kills_in_flight = 0
-    for n in range(ROUNDS):
+    acks = kills_in_flight = n = 0
+    # About one kill in three lands between two operations: ROUNDS kills leave fewer than
+    # ROUNDS // 2 in flight some 3 % of the time, so more rounds (up to 3 * ROUNDS) until enough do.
+    while n < ROUNDS or (kills_in_flight < ROUNDS // 2 and n < 3 * ROUNDS):
         writer = Writer(root, seed=1000 + n, mode="mixed", log=tmp_path / f"writer-{n}.log")
         writer.wait_for("ACK")  # at least one acknowledged write per round
         time.sleep(rng.uniform(0.0, 1.0))
@@ -211,8 +213,9 @@ def test_sigkill_at_random_points_loses_no_acknowledged_write(root: Path, tmp_pa
         with open_wh(root) as wh:
             check_objects(wh, acked, pending)
             check_index(wh)
+        n += 1
     assert acks >= ROUNDS and any(v is not None for v in acked.values())
-    assert kills_in_flight >= ROUNDS // 2, "most kills should interrupt an operation"
+    assert kills_in_flight >= ROUNDS // 2, "kills should interrupt operations"
 
     with open_wh(root, clock) as wh:
         left = orphan_count(root, wh)

@@ -3,6 +3,7 @@ tests through ``conftest.py``'s fixtures and imported directly where a test need
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -20,10 +21,14 @@ DWH = Path(sys.executable).parent / "dwh"
 START_TIMEOUT = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def reserve_port(port: int = 0) -> socket.socket:
+    """A socket bound to ``port`` (0: a free one) but not listening, with SO_REUSEADDR: while it
+    is held no other process is given the port, yet ``dwh serve`` (which sets SO_REUSEADDR too)
+    can listen on it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
 
 
 class DwhServer:
@@ -42,7 +47,14 @@ class DwhServer:
         self.data_dir = Path(data_dir)
         self.domain = domain
         self.host = "127.0.0.1"
-        self.port = port or free_port()
+        # The port stays reserved until the server listens, and again while it is stopped: a free
+        # port let go before the server binds it may be taken meanwhile by another process (the
+        # other xdist worker's server), and the server would fail to start or a client reach that one.
+        self._reserved: socket.socket | None = None
+        if not port:
+            self._reserved = reserve_port()
+            port = int(self._reserved.getsockname()[1])
+        self.port = port
         self.endpoint = f"http://{self.host}:{self.port}"
         self.access_key = access_key
         self.secret_key = secret_key
@@ -77,6 +89,9 @@ class DwhServer:
             log.flush()
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._wait_listening()
+        if self._reserved is not None:
+            self._reserved.close()  # the server's own socket holds the port now
+            self._reserved = None
         return self
 
     def _wait_listening(self) -> None:
@@ -104,6 +119,7 @@ class DwhServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._reserve_again()
         return int(self.proc.returncode)
 
     stop = terminate
@@ -115,7 +131,14 @@ class DwhServer:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
+        self._reserve_again()
         return int(self.proc.returncode)
+
+    def _reserve_again(self) -> None:
+        """Hold the port of a stopped server until it starts again (see ``__init__``)."""
+        if self._reserved is None:
+            with contextlib.suppress(OSError):  # still in use (read workers left behind): start() says so
+                self._reserved = reserve_port(self.port)
 
     def restart(self, *, kill: bool = False) -> DwhServer:
         """Stop (SIGTERM, or SIGKILL with ``kill=True``) and start again on the same data dir and port."""

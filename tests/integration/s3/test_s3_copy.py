@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -240,9 +240,9 @@ def test_a_copy_writes_no_data(dwh_server_factory: Callable[..., DwhServer]) -> 
 
     count, size = stored()
     assert count >= 6  # the source's shards
-    started = datetime.now(UTC)
+    # No wall-clock bound: each copy's commit fsyncs the journal, which the other worker's writes
+    # to the same file system can slow down for seconds. The shards and packs below are the proof.
     for i in range(10):
         s3.copy_object(Bucket="copy-refs", Key=f"copy{i}", CopySource="copy-refs/src")
-    assert (datetime.now(UTC) - started).total_seconds() < 10
     new_count, new_size = stored()
     assert new_count == count and new_size < size + 64 * 1024, (count, size, new_count, new_size)
