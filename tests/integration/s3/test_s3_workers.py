@@ -57,9 +57,18 @@ def _wait_for_workers(server: DwhServer, count: int, exclude: frozenset[int] = f
     while time.monotonic() < deadline:
         found = [p for p in _workers(server) if p.pid not in exclude]
         if len(found) == count:
-            # listening means: it answers on the shared port (sampled like any client)
-            time.sleep(1.0)
-            return found
+            # Listening means: it answers on the shared port (sampled like any client). Its start
+            # takes 1.5 s on an idle machine and several on a loaded one: no fixed sleep covers it.
+            primary = _primary_host(server)
+            while time.monotonic() < deadline:
+                conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+                try:
+                    if _ask(conn, "HEAD", "/anybucket/key")[2] != primary:  # not a GetObject: audit counts stay
+                        return found
+                finally:
+                    conn.close()
+                time.sleep(0.05)
+            break
         time.sleep(0.1)
     raise AssertionError(f"{count} read workers did not start:\n{server.log()[-3000:]}")
 
