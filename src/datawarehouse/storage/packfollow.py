@@ -65,7 +65,12 @@ class PackFollower(PackedReads):
         self._packs: dict[int, _Followed] = {}
         self._where: dict[str, tuple[int, int, int, int]] = {}  # key -> (pack, offset, length, timestamp)
         self._gone: dict[str, tuple[int, int]] = {}  # key -> position of its tombstone
-        self.refreshes = 0  # completed refreshes (a reader that missed before one retries without another)
+        self.refreshes = 0  # completed refreshes
+        # A reader that misses may skip its own refresh only if one that *began* after its lookup
+        # has completed: a refresh that began earlier can have listed the packs before the write
+        # the reader is looking for was acknowledged, and finish after the miss without it.
+        self._begun = 0  # refreshes begun (under ``_refresh_lock``)
+        self._fresh_from = 0  # the begin number of the last refresh that completed
 
     # --- introspection ---------------------------------------------------------------------------
 
@@ -84,21 +89,34 @@ class PackFollower(PackedReads):
     def refresh(self) -> None:
         """Catch up with the packs as they are now (see the module doc)."""
         with self._refresh_lock:
-            try:
-                names = os.listdir(self._dir)
-            except FileNotFoundError:
-                names = []
-            except OSError as exc:
-                raise StorageError(f"refresh {self._label}: {exc.strerror}") from exc
-            ids = list(fmt.iter_pack_ids(names))
-            present = set(ids)
-            if any(pack_id not in present for pack_id in self._packs):
-                self._start_over()
-            for pack_id in ids:
-                followed = self._packs.get(pack_id)
-                if followed is None or not followed.sealed:
-                    self._catch_up(pack_id, followed)
-            self.refreshes += 1
+            self._refresh_locked()
+
+    def _refresh_after(self, ticket: int) -> None:
+        """Catch up unless a refresh that began after ``ticket`` (``_begun`` when the caller
+        looked) has completed: everything acknowledged before the caller looked is then known."""
+        with self._refresh_lock:
+            if self._fresh_from <= ticket:
+                self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        self._begun += 1
+        begun = self._begun
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            names = []
+        except OSError as exc:
+            raise StorageError(f"refresh {self._label}: {exc.strerror}") from exc
+        ids = list(fmt.iter_pack_ids(names))
+        present = set(ids)
+        if any(pack_id not in present for pack_id in self._packs):
+            self._start_over()
+        for pack_id in ids:
+            followed = self._packs.get(pack_id)
+            if followed is None or not followed.sealed:
+                self._catch_up(pack_id, followed)
+        self.refreshes += 1
+        self._fresh_from = begun
 
     def _start_over(self) -> None:
         """Forget every pack (closing its descriptor once no read uses it, so that the space of
@@ -156,12 +174,11 @@ class PackFollower(PackedReads):
 
     def _locate(self, key: str) -> tuple[int, int, int, int] | None:
         """Where ``key``'s record is, refreshing once if it is not known yet."""
-        seen = self.refreshes
+        ticket = self._begun
         with self._lock:
             hit = self._where.get(key)
         if hit is None:
-            if self.refreshes == seen:  # nobody caught up since we looked: do it
-                self.refresh()
+            self._refresh_after(ticket)
             with self._lock:
                 hit = self._where.get(key)
         return hit

@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from datawarehouse.errors import BlobNotFound, StorageError, WouldBlock
+from datawarehouse.storage import packfollow
 from datawarehouse.storage import packformat as fmt
 from datawarehouse.storage.packfollow import PackFollower
 from datawarehouse.storage.packstore import PACK_DIR, PackStore
@@ -256,3 +258,72 @@ def test_missing_pack_dir_is_empty(tmp_path: Path) -> None:
     assert list(follower.list()) == []
     with pytest.raises(BlobNotFound):
         follower.get("shards/a")
+
+
+class _PausingLock:
+    """Stands in for a follower's dictionary lock: the first time ``thread`` lets it go, runs
+    ``pause`` before returning (the moment between a reader's miss and what it does next)."""
+
+    def __init__(self, real: threading.Lock, pause: Callable[[], None]) -> None:
+        self._real, self._pause, self.thread = real, pause, None
+        self._paused = False
+
+    def __enter__(self) -> bool:
+        return self._real.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._real.__exit__(*exc)
+        if threading.current_thread() is self.thread and not self._paused:
+            self._paused = True
+            self._pause()
+
+
+def test_a_refresh_that_began_before_a_write_does_not_stand_in_for_one_after(
+    writer: PackStore, follower: PackFollower, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh listed the packs, then the writer acknowledged a blob, then a reader missed it,
+    then that refresh completed (without the blob): the reader must still catch up itself, not
+    take the completed refresh for one that saw the blob (a read worker answered 404 just after
+    an acknowledged PUT)."""
+    writer.put("shards/a", _blob(1))
+    follower.refresh()
+    scanned, go_on, done = threading.Event(), threading.Event(), threading.Event()
+    real_load = packfollow.load_pack
+
+    def load_then_wait(*args: Any, **kwargs: Any) -> Any:
+        loaded = real_load(*args, **kwargs)
+        if threading.current_thread().name == "early-refresh":
+            scanned.set()
+            assert go_on.wait(10)
+        return loaded
+
+    monkeypatch.setattr(packfollow, "load_pack", load_then_wait)
+
+    def early_refresh() -> None:
+        follower.refresh()
+        done.set()
+
+    def finish_early_refresh() -> None:  # between the reader's miss and its decision
+        go_on.set()
+        assert done.wait(10)
+
+    lock = _PausingLock(follower._lock, finish_early_refresh)
+    follower._lock = lock  # type: ignore[assignment]
+    early = threading.Thread(target=early_refresh, name="early-refresh")
+    early.start()
+    assert scanned.wait(10)
+    writer.put("shards/k", _blob(2))  # acknowledged after the early refresh read the pack
+    got: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            got["bytes"] = follower.get("shards/k")
+        except BlobNotFound as exc:
+            got["error"] = exc
+
+    reader = threading.Thread(target=read)
+    lock.thread = reader
+    reader.start()
+    reader.join(20)
+    early.join(20)
+    assert got == {"bytes": _blob(2)}
