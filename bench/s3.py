@@ -51,8 +51,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
@@ -141,7 +142,9 @@ class Profiler:
 
 
 class Target:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], signed: bool) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], signed: bool, start_timeout: float = 60.0
+    ) -> None:
         self.name, self.signed = name, signed
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -151,7 +154,7 @@ class Target:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_port(self.port, self.proc)
+        wait_port(self.port, self.proc, start_timeout)
         self.ps = psutil.Process(self.proc.pid)
         self.peak_rss = 0
         self._stop = threading.Event()

@@ -37,13 +37,15 @@ class RawStatement:
         if positions is None:
             raise MetadataError("metadata: raw reads need a positional (qmark) dialect")
         self.params: tuple[str, ...] = tuple(positions)
+        # Values SQLAlchemy bound itself (SQLite's ``LIMIT ? OFFSET ?`` adds an OFFSET of 0).
+        self._defaults = {name: value for name, value in compiled.params.items() if value is not None}
         processors: list[Callable[[Any], Any] | None] = [
             col.type.dialect_impl(dialect).result_processor(dialect, None) for col in stmt.selected_columns
         ]
         self._convert = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(values[name] for name in self.params)
+        return tuple(values[name] if name in values else self._defaults[name] for name in self.params)
 
     def process_columns(self, row: tuple[Any, ...], lo: int, hi: int) -> tuple[Any, ...]:
         """``row`` with the result processors of columns ``[lo, hi)`` applied (the others as read):

@@ -52,6 +52,7 @@ from datawarehouse.api.s3.xmlrender import (
     render_location_constraint,
     render_tagging,
     timestamp,
+    to_document,
     url_encode,
 )
 
@@ -179,6 +180,44 @@ def test_without_encoding_invalid_xml_characters_are_replaced() -> None:
     result = ListBucketResultV2("b", "", 10, False, contents=(ObjectSummary("bad\x00\x1fkey\udcff", WHEN, "e", 1),))
     root = document(render_list_objects_v2(result))
     assert root.find(f"{N}Contents/{N}Key").text == "bad\ufffd\ufffdkey\ufffd"  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.text(min_size=1, max_size=40), prefix=st.text(max_size=10))
+def test_without_encoding_any_key_parses_back_with_only_non_xml_characters_replaced(key: str, prefix: str) -> None:
+    """In the entries written as text and in the elements written from the tree: markup
+    characters escaped, a carriage return kept (``&#13;``), nothing but what XML 1.0 cannot
+    carry replaced."""
+    result = ListBucketResultV2(
+        "b", prefix, 10, False, contents=(ObjectSummary(key, WHEN, "e", 1),), common_prefixes=(key,)
+    )
+    root = document(render_list_objects_v2(result))
+
+    def xml_safe(text: str) -> str:
+        return "".join(
+            c if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c > "\uffff" else "\ufffd"
+            for c in text
+        )
+
+    assert root.find(f"{N}Contents/{N}Key").text == xml_safe(key)  # type: ignore[union-attr]
+    assert root.find(f"{N}CommonPrefixes/{N}Prefix").text == xml_safe(key)  # type: ignore[union-attr]
+    assert (root.find(f"{N}Prefix").text or "") == xml_safe(prefix)  # type: ignore[union-attr]
+
+
+def test_a_carriage_return_in_a_key_survives_parsing(sdk_parse: Any) -> None:
+    result = ListBucketResultV2("b", "", 10, False, contents=(ObjectSummary("a\r\nb\rc", WHEN, "e", 1),))
+    body = render_list_objects_v2(result)
+    assert b"a&#13;\nb&#13;c" in body
+    assert sdk_parse("ListObjectsV2", body)["Contents"][0]["Key"] == "a\r\nb\rc"
+
+
+def test_elements_before_the_entries_and_attributes_escaped() -> None:
+    root = ET.Element("R", {"note": 'a"b&<c>\n'})
+    ET.SubElement(root, "First").text = "1 & 2"
+    body = to_document(root, "<E>x</E>", "<F/>")
+    assert body.endswith(b'<R note="a&quot;b&amp;&lt;c&gt;&#10;"><First>1 &amp; 2</First><E>x</E><F/></R>')
+    parsed = ET.fromstring(body)
+    assert parsed.get("note") == 'a"b&<c>\n' and [c.tag for c in parsed] == ["First", "E", "F"]
 
 
 @settings(max_examples=100, deadline=None)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from xml.etree.ElementTree import SubElement
-
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import invalid_argument, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
@@ -12,7 +10,16 @@ from datawarehouse.api.s3.handlers.listing import encoding_param, max_keys_param
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import child_text, parse_document
 from datawarehouse.api.s3.xmlmodel import Owner
-from datawarehouse.api.s3.xmlrender import add_rows, quote_etag, s3_root, to_document, url_encode
+from datawarehouse.api.s3.xmlrender import (
+    add_rows,
+    common_prefixes_xml,
+    owner_xml,
+    quote_etag,
+    rows_xml,
+    s3_root,
+    to_document,
+    url_encode,
+)
 from datawarehouse.errors import InvalidVersionId
 from datawarehouse.records import ObjectVersion
 from datawarehouse.service import versioning
@@ -106,25 +113,23 @@ def render_list_versions(
             ("EncodingType", encoding_type),
         ],
     )
+    owner_element = owner_xml(owner_)
+    entries = []
     for v in page.entries:  # versions and delete markers interleaved, in listing order
-        entry = SubElement(root, "DeleteMarker" if v.is_delete_marker else "Version")
-        add_rows(
-            entry,
+        head = rows_xml(
             [
                 ("Key", enc(v.key)),
                 ("VersionId", v.s3_version_id),
                 ("IsLatest", v.is_latest),
                 ("LastModified", v.created_at),
-            ],
+            ]
         )
-        if not v.is_delete_marker:
-            add_rows(entry, [("ETag", quote_etag(v.etag)), ("Size", v.size)])
-        add_rows(SubElement(entry, "Owner"), [("ID", owner_.id), ("DisplayName", owner_.display_name)])
-        if not v.is_delete_marker:
-            add_rows(entry, [("StorageClass", "STANDARD")])
-    for common in page.common_prefixes:
-        add_rows(SubElement(root, "CommonPrefixes"), [("Prefix", enc(common))])
-    return to_document(root)
+        if v.is_delete_marker:
+            entries.append(f"<DeleteMarker>{head}{owner_element}</DeleteMarker>")
+        else:
+            data = rows_xml([("ETag", quote_etag(v.etag)), ("Size", v.size)])
+            entries.append(f"<Version>{head}{data}{owner_element}<StorageClass>STANDARD</StorageClass></Version>")
+    return to_document(root, "".join(entries), common_prefixes_xml(page.common_prefixes, encoding_type))
 
 
 @handles("ListObjectVersions")
