@@ -9,6 +9,7 @@ bits), so "newest first" is ``version_id`` descending — one range scan of the
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +51,13 @@ _OLDER_OF_KEY = (
 )
 
 
-def _keys_after(has_end: bool) -> sa.Select[Any]:
-    conds = [_OV.c.bucket_id == _P("p_bucket"), _OV.c.key > _P("p_after"), _OV.c.key >= _P("p_prefix")]
+@functools.cache
+def _keys_after(inclusive_lower: bool, has_end: bool) -> sa.Select[Any]:
+    """One range scan of ix (bucket_id, key, version_id) with one lower bound, the tighter of
+    ``key > after`` and ``key >= prefix``: given both, SQLite bounds the scan by one and filters
+    by the other, which read every key between the marker and the prefix."""
+    lower = _OV.c.key >= _P("p_lower") if inclusive_lower else _OV.c.key > _P("p_lower")
+    conds = [_OV.c.bucket_id == _P("p_bucket"), lower]
     if has_end:
         conds.append(_OV.c.key < _P("p_end"))
     return (
@@ -60,10 +66,6 @@ def _keys_after(has_end: bool) -> sa.Select[Any]:
         .order_by(_OV.c.key, _OV.c.version_id.desc())
         .limit(_P("p_limit", type_=sa.Integer))
     )
-
-
-_KEYS_AFTER = _keys_after(False)
-_KEYS_AFTER_BOUNDED = _keys_after(True)
 
 
 def _summary(row: sa.Row[Any]) -> VersionSummary:
@@ -138,16 +140,15 @@ class VersionsMixin:
         if after_version is not None and after_key.startswith(prefix):
             params = {"p_bucket": bucket_id, "p_key": after_key, "p_version": after_version, "p_limit": limit}
             out.extend(_summary(r) for r in self._rows(_OLDER_OF_KEY, params))
-        if len(out) < limit:
-            end = _prefix_end(prefix)
+        end = _prefix_end(prefix)
+        if len(out) < limit and (end is None or after_key < end):
+            inclusive = after_key < prefix
             params2: dict[str, Any] = {
                 "p_bucket": bucket_id,
-                "p_after": after_key,
-                "p_prefix": prefix,
+                "p_lower": prefix if inclusive else after_key,
                 "p_limit": limit - len(out),
             }
             if end is not None:
                 params2["p_end"] = end
-            stmt = _KEYS_AFTER_BOUNDED if end is not None else _KEYS_AFTER
-            out.extend(_summary(r) for r in self._rows(stmt, params2))
+            out.extend(_summary(r) for r in self._rows(_keys_after(inclusive, end is not None), params2))
         return out

@@ -35,7 +35,7 @@ from datawarehouse.meta.repo import MetaTx, ObjectRead, VersionSummary
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass
 from datawarehouse.service import catalog
 from datawarehouse.service.catalog import VERSIONING_ENABLED, VERSIONING_SETTING, VERSIONING_SUSPENDED
-from datawarehouse.service.listing import common_prefix
+from datawarehouse.service.listing import group_entries
 
 if TYPE_CHECKING:
     from datawarehouse.service.warehouse import Warehouse
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 NULL = "null"
 STATES = (VERSIONING_ENABLED, VERSIONING_SUSPENDED)
 _VERSION_ID = re.compile(r"^[0-9a-f]{30}$")  # catalog.new_version_id: 14 + 16 hex digits
-_MAX_CHAR = "\U0010ffff"
-PAGE = 1001
 MARKER_CLASS = StorageClass(1, 0)  # a delete marker has no bytes; any valid class will do
 
 
@@ -224,42 +222,39 @@ def list_versions(
         version_marker = parse_version_id(version_marker)
     with wh.engine.repo.read() as tx:
         bucket_id = tx.get_bucket(bucket).bucket_id
-        page = VersionPage()
         if max_keys <= 0:
-            return page
-        after_key = key_marker
+            return VersionPage()
         after_version: VersionId | None = None
         if version_marker == NULL:
             null = tx.get_null_version(bucket_id, key_marker)
             after_version = null.version_id if null is not None else None
         elif version_marker:
             after_version = VersionId(version_marker)
-        folding = None
-        if after_version is None and key_marker.startswith(prefix):
-            folding = common_prefix(key_marker, prefix, delimiter)
-            if folding is not None:  # the marker is inside a prefix an earlier page returned
-                after_key = max(key_marker, folding + _MAX_CHAR)
-        batch = min(PAGE, max_keys + 1)
-        while True:
-            rows = tx.list_versions(bucket_id, prefix, after_key, after_version, batch)
-            for r in rows:
-                if folding is not None and r.key.startswith(folding):
-                    continue
-                if page.count >= max_keys:
-                    page.is_truncated = True
-                    return page
-                common = common_prefix(r.key, prefix, delimiter)
-                if common is None:
-                    page.entries.append(r)
-                    page.next_key, page.next_version = r.key, r.s3_version_id
-                else:
-                    page.common_prefixes.append(common)
-                    page.next_key, page.next_version = common, None
-                    folding = common
-            if len(rows) < batch:
-                return page
-            last = rows[-1]
-            if folding is not None and last.key.startswith(folding):
-                after_key, after_version = max(last.key, folding + _MAX_CHAR), None
-            else:
-                after_key, after_version = last.key, last.version_id
+        # The same grouping as ListObjects (batches that shrink while keys fold into a common
+        # prefix, seeks past it), with a cursor of (key, version): ``None`` skips the whole key.
+        page = group_entries(
+            lambda cursor, limit: tx.list_versions(bucket_id, prefix, cursor[0], cursor[1], limit),
+            prefix,
+            delimiter,
+            (key_marker, after_version),
+            key_marker if after_version is None else None,
+            max_keys,
+            resume=_after_version,
+            seek=_after_key,
+        )
+    last = page.last_entry
+    return VersionPage(
+        entries=page.contents,
+        common_prefixes=page.common_prefixes,
+        is_truncated=page.is_truncated,
+        next_key=page.last,
+        next_version=None if last is None else last.s3_version_id,
+    )
+
+
+def _after_version(v: VersionSummary) -> tuple[str, VersionId | None]:
+    return v.key, v.version_id
+
+
+def _after_key(key: str) -> tuple[str, VersionId | None]:
+    return key, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -18,7 +19,7 @@ from datawarehouse.api.s3.xmlmodel import Owner
 from datawarehouse.errors import NoSuchBucket
 from datawarehouse.ids import VersionId
 from datawarehouse.meta.repo import ObjectSummary, VersionSummary
-from datawarehouse.service.listing import PAGE, ListPage, common_prefix, group_keys, list_page
+from datawarehouse.service.listing import PAGE, ListPage, common_prefix, group_entries, group_keys, list_page
 from datawarehouse.service.versioning import VersionPage
 from datawarehouse.service.warehouse import Warehouse
 
@@ -176,6 +177,82 @@ def test_matches_the_reference(keys: set[str], prefix: str, delimiter: str, size
     assert page.is_truncated == (len(want) > size)
     # Every page in order gives every entry once.
     assert paginate(ordered, prefix, delimiter, size) == reference(ordered, prefix, delimiter, "")
+
+
+@dataclass(frozen=True)
+class Version:
+    key: str
+    number: int  # higher is newer
+
+
+class VersionSource:
+    """Versions in ListObjectVersions order (key, then newest first) after a (key, version)
+    cursor, where a version of ``None`` skips every version of the key."""
+
+    def __init__(self, versions: dict[str, int], prefix: str) -> None:
+        self.rows = [Version(k, n) for k in sorted(versions) for n in range(versions[k], 0, -1)]
+        self.order = [(v.key, -v.number) for v in self.rows]
+        self.prefix = prefix
+
+    def __call__(self, cursor: tuple[str, int | None], limit: int) -> list[Version]:
+        key, number = cursor
+        lo = bisect.bisect_right(self.order, (key, -number if number is not None else 1))
+        lo = max(lo, bisect.bisect_left(self.order, (self.prefix, -(10**9))))
+        return [v for v in self.rows[lo : lo + limit] if v.key.startswith(self.prefix)]
+
+
+def group_versions(
+    versions: dict[str, int], prefix: str, delimiter: str, cursor: tuple[str, int | None], size: int
+) -> ListPage[Version]:
+    return group_entries(
+        VersionSource(versions, prefix),
+        prefix,
+        delimiter,
+        cursor,
+        cursor[0] if cursor[1] is None else None,
+        size,
+        resume=lambda v: (v.key, v.number),
+        seek=lambda key: (key, None),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    versions=st.dictionaries(KEY, st.integers(1, 3), max_size=25),
+    prefix=st.sampled_from(["", "a", "a/", "é"]),
+    delimiter=st.sampled_from(["", "/", "ab"]),
+    size=st.integers(1, 7),
+)
+def test_versions_paginate_like_the_reference(versions: dict[str, int], prefix: str, delimiter: str, size: int) -> None:
+    """Every version once, in order, and each common prefix once, across pages that resume from
+    (key, version) markers as ListObjectVersions does."""
+    want: list[object] = []
+    for v in VersionSource(versions, prefix).rows:
+        if not v.key.startswith(prefix):
+            continue
+        cp = common_prefix(v.key, prefix, delimiter)
+        if cp is None:
+            want.append(v)
+        elif cp not in want:
+            want.append(cp)
+    got: list[object] = []
+    cursor: tuple[str, int | None] = ("", None)
+    for _ in range(1000):
+        page = group_versions(versions, prefix, delimiter, cursor, size)
+        assert page.count <= size
+        got += sorted([*page.contents, *page.common_prefixes], key=lambda e: e if isinstance(e, str) else e.key)
+        if not page.is_truncated:
+            break
+        assert page.last is not None
+        cursor = (page.last, None) if page.last_entry is None else (page.last_entry.key, page.last_entry.number)
+    assert got == want
+
+
+def test_a_million_keys_of_two_versions_seek_instead_of_reading() -> None:
+    versions = dict.fromkeys(Million(dirs=200), 2)  # 200,000 keys
+    page = group_versions(versions, "", "/", ("", None), 1000)
+    assert page.common_prefixes == [f"d{i:04d}/" for i in range(200)] and not page.is_truncated
+    assert page.rows <= 1001 + 199 * 16, page.rows
 
 
 class Million(Sequence[str]):

@@ -12,7 +12,7 @@ from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xmlmodel import ListBucketResult, ListBucketResultV2, ObjectSummary
 from datawarehouse.api.s3.xmlrender import render_list_objects_v1, render_list_objects_v2
-from datawarehouse.service.listing import ListPage, list_page
+from datawarehouse.service.listing import ObjectPage, list_page
 
 MAX_KEYS = 1000
 
@@ -33,12 +33,12 @@ def encoding_param(ctx: Context) -> str | None:
     return enc
 
 
-def _summaries(ctx: Context, page: ListPage, with_owner: bool) -> tuple[ObjectSummary, ...]:
+def _summaries(ctx: Context, page: ObjectPage, with_owner: bool) -> tuple[ObjectSummary, ...]:
     who = owner(ctx) if with_owner else None
     return tuple(ObjectSummary(o.key, o.created_at, o.etag, o.size, owner=who) for o in page.contents)
 
 
-async def _page(ctx: Context, prefix: str, delimiter: str, after: str, max_keys: int) -> ListPage:
+async def _page(ctx: Context, prefix: str, delimiter: str, after: str, max_keys: int) -> ObjectPage:
     return await ctx.offload.run(list_page, ctx.warehouse, ctx.bucket, prefix, delimiter, after, max_keys)
 
 
