@@ -78,6 +78,9 @@ _TABLE: Final[Mapping[str, tuple[Scope, str, str | None]]] = {
     "PutBucketAcl": ("bucket", "s3:PutBucketAcl", None),
     "GetObjectAcl": ("object", "s3:GetObjectAcl", "s3:GetObjectVersionAcl"),
     "PutObjectAcl": ("object", "s3:PutObjectAcl", "s3:PutObjectVersionAcl"),
+    "GetBucketEncryption": ("bucket", "s3:GetEncryptionConfiguration", None),
+    "PutBucketEncryption": ("bucket", "s3:PutEncryptionConfiguration", None),
+    "DeleteBucketEncryption": ("bucket", "s3:PutEncryptionConfiguration", None),
 }
 
 KNOWN_OPERATIONS: Final = frozenset(_TABLE)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from s3http import absent, code
+from s3http import absent, assert_s3_error, code, signed
 from s3server import DwhServer, unique_bucket
 
 KiB, MiB = 1024, 1024 * 1024
@@ -523,6 +523,67 @@ def _options(url: str, origin: str, method: str, headers: str = "") -> tuple[int
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}
     except urllib.error.HTTPError as err:
         return err.code, {}
+
+
+def aes256(bucket_key: bool | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    if bucket_key is not None:
+        rule["BucketKeyEnabled"] = bucket_key
+    return {"Rules": [rule]}
+
+
+@pytest.mark.s3op(
+    "GetBucketEncryption",
+    "PutBucketEncryption",
+    "DeleteBucketEncryption",
+    note="always SSE-S3: every chunk is encrypted at rest, so the answer is AES256 (as S3 gives for every bucket "
+    "since 2023); an AES256 configuration is kept with its BucketKeyEnabled; aws:kms, aws:kms:dsse or a "
+    "KMSMasterKeyID: NotImplemented; DeleteBucketEncryption returns to AES256",
+)
+def test_bucket_encryption(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
+    def rules() -> Any:
+        return s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+
+    assert rules() == aes256(False)["Rules"]
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=aes256(True))
+    assert rules() == aes256(True)["Rules"]
+    kms = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k1"}}]}
+    for config in (kms, {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms:dsse"}}]}):
+        with pytest.raises(ClientError) as exc:
+            s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config)
+        assert code(exc) == "NotImplemented"
+    keyed = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256", "KMSMasterKeyID": "k1"}}]}
+    with pytest.raises(ClientError) as exc:
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=keyed)
+    assert code(exc) == "NotImplemented"
+    assert rules() == aes256(True)["Rules"]  # a refused configuration changes nothing
+    apply = (
+        "<ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault>"
+    )
+    rule = f"<Rule>{apply}</Rule>"
+    for bad in (
+        b"<ServerSideEncryptionConfiguration>",
+        b"<ServerSideEncryptionConfiguration></ServerSideEncryptionConfiguration>",
+        f"<ServerSideEncryptionConfiguration>{rule}{rule}</ServerSideEncryptionConfiguration>".encode(),
+        b"<ServerSideEncryptionConfiguration><Rule><BucketKeyEnabled>yes</BucketKeyEnabled></Rule>"
+        b"</ServerSideEncryptionConfiguration>",
+        b"<CORSConfiguration/>",
+    ):
+        assert_s3_error(signed(dwh_server, "PUT", f"/{bucket}?encryption", body=bad), 400, "MalformedXML")
+    huge = b"<ServerSideEncryptionConfiguration>" + b"x" * 20_000 + b"</ServerSideEncryptionConfiguration>"
+    assert_s3_error(signed(dwh_server, "PUT", f"/{bucket}?encryption", body=huge), 400, "EntityTooLarge")
+    s3.delete_bucket_encryption(Bucket=bucket)
+    assert rules() == aes256(False)["Rules"]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"data"
+    for call in (
+        lambda: s3.get_bucket_encryption(Bucket="no-such-bucket-enc"),
+        lambda: s3.put_bucket_encryption(Bucket="no-such-bucket-enc", ServerSideEncryptionConfiguration=aes256()),
+        lambda: s3.delete_bucket_encryption(Bucket="no-such-bucket-enc"),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert code(exc) == "NoSuchBucket"
 
 
 @pytest.mark.s3op(

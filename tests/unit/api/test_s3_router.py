@@ -90,6 +90,9 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("GET", "/b/k", "acl", {}, "GetObjectAcl"),
     ("PUT", "/b/k", "acl", {}, "PutObjectAcl"),
     ("PUT", "/b/k", "acl", COPY, "PutObjectAcl"),
+    ("GET", "/b", "encryption", {}, "GetBucketEncryption"),
+    ("PUT", "/b", "encryption", {}, "PutBucketEncryption"),
+    ("DELETE", "/b", "encryption", {}, "DeleteBucketEncryption"),
     ("GET", "/t1:b/k", "", {}, "GetObject"),
 ]
 
@@ -160,7 +163,7 @@ def test_unsupported_subresources_never_fall_through_to_writes() -> None:
     for query in ("renameObject", "attributes"):
         with pytest.raises(S3Error):
             r("PUT", "/b/k", query, COPY)
-    for query in ("encryption", "publicAccessBlock"):
+    for query in ("website", "publicAccessBlock"):
         with pytest.raises(S3Error):
             r("PUT", "/b", query)
     assert r("PUT", "/b/k", "acl", COPY).operation == "PutObjectAcl"

@@ -80,6 +80,9 @@ PLAIN: dict[str, list[tuple[str, str]]] = {
     "PutBucketAcl": [("s3:PutBucketAcl", B)],
     "GetObjectAcl": [("s3:GetObjectAcl", OBJ)],
     "PutObjectAcl": [("s3:PutObjectAcl", OBJ)],
+    "GetBucketEncryption": [("s3:GetEncryptionConfiguration", B)],
+    "PutBucketEncryption": [("s3:PutEncryptionConfiguration", B)],
+    "DeleteBucketEncryption": [("s3:PutEncryptionConfiguration", B)],
 }
 
 

@@ -18,7 +18,6 @@ from datawarehouse.api.s3.errors import S3Error, method_not_allowed, not_impleme
 _UNSUPPORTED_BUCKET = (
     "accelerate",
     "analytics",
-    "encryption",
     "intelligent-tiering",
     "inventory",
     "logging",
@@ -88,6 +87,9 @@ OPERATIONS = (
     "PutBucketAcl",
     "GetObjectAcl",
     "PutObjectAcl",
+    "GetBucketEncryption",
+    "PutBucketEncryption",
+    "DeleteBucketEncryption",
 )
 
 
@@ -157,6 +159,7 @@ def _bucket_operation(
             ("policyStatus", "GetBucketPolicyStatus"),
             ("policy", "GetBucketPolicy"),
             ("acl", "GetBucketAcl"),
+            ("encryption", "GetBucketEncryption"),
         ],
         "PUT": [
             ("cors", "PutBucketCors"),
@@ -166,12 +169,14 @@ def _bucket_operation(
             ("object-lock", "PutObjectLockConfiguration"),
             ("policy", "PutBucketPolicy"),
             ("acl", "PutBucketAcl"),
+            ("encryption", "PutBucketEncryption"),
         ],
         "DELETE": [
             ("cors", "DeleteBucketCors"),
             ("tagging", "DeleteBucketTagging"),
             ("lifecycle", "DeleteBucketLifecycle"),
             ("policy", "DeleteBucketPolicy"),
+            ("encryption", "DeleteBucketEncryption"),
         ],
         "POST": [("delete", "DeleteObjects")],
     }

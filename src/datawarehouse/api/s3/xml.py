@@ -265,3 +265,23 @@ def parse_cors_configuration(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT) ->
     if not elements or len(elements) > MAX_CORS_RULES:
         raise malformed_xml()
     return tuple(_cors_rule(element) for element in elements)
+
+
+# --- bucket encryption -----------------------------------------------------------------------------
+
+
+def parse_encryption_configuration(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT) -> tuple[str, str | None, bool]:
+    """A ServerSideEncryptionConfiguration: one ``Rule`` with its default encryption. Returns the
+    SSEAlgorithm, the KMSMasterKeyID (or ``None``) and BucketKeyEnabled (absent: false)."""
+    root = parse_document(body, "ServerSideEncryptionConfiguration", limit=limit)
+    rules = children(root, "Rule")
+    if len(rules) != 1:
+        raise malformed_xml()
+    defaults = children(rules[0], "ApplyServerSideEncryptionByDefault")
+    if len(defaults) != 1:
+        raise malformed_xml()
+    algorithm = required_text(defaults[0], "SSEAlgorithm").strip()
+    if not algorithm:
+        raise malformed_xml()
+    bucket_key = child_text(rules[0], "BucketKeyEnabled")
+    return algorithm, _optional_stripped(defaults[0], "KMSMasterKeyID"), bucket_key is not None and _bool(bucket_key)

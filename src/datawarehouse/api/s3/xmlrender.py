@@ -418,6 +418,14 @@ def render_tagging(tags: Iterable[Tag]) -> bytes:
     return to_document(root)
 
 
+def render_encryption_configuration(algorithm: str, bucket_key_enabled: bool) -> bytes:
+    root = s3_root("ServerSideEncryptionConfiguration")
+    rule = SubElement(root, "Rule")
+    add_rows(SubElement(rule, "ApplyServerSideEncryptionByDefault"), [("SSEAlgorithm", algorithm)])
+    add_rows(rule, [("BucketKeyEnabled", bucket_key_enabled)])
+    return to_document(root)
+
+
 def render_cors_configuration(rules: Iterable[CorsRule]) -> bytes:
     root = s3_root("CORSConfiguration")
     for rule in rules:

@@ -100,6 +100,7 @@ def load_all() -> None:
         buckets,
         copy,
         cors,
+        encryption,
         lifecycle,
         listing,
         multipart,
