@@ -6,7 +6,9 @@ cannot be turned off. So the configuration a client reads is always ``AES256``, 
 2023 (every bucket has SSE-S3 by default, and DeleteBucketEncryption returns a bucket to it). A
 configuration asking for ``AES256`` is accepted and kept (its ``BucketKeyEnabled`` is given back
 as written; it only changes KMS request costs on S3, and there is no KMS here); one asking for a
-KMS key answers NotImplemented rather than being accepted and not honoured.
+KMS key answers NotImplemented rather than being accepted and not honoured. ``AES256`` is the
+protocol's one name for server-managed keys; the cipher is the configured one (AES-256-GCM by
+default, ChaCha20-Poly1305 if chosen).
 """
 
 from __future__ import annotations
