@@ -5,7 +5,8 @@ read snapshot. When a delimiter folds keys into a common prefix, the listing see
 under that prefix (``start_after = prefix + U+10FFFF``) instead of reading them, and batches shrink
 while most rows fold and grow while they do not, so a bucket with a million keys under a thousand
 "directories" lists its prefixes in about a thousand small index range scans, and one without
-folding in one scan per page.
+folding in one scan per page. ListObjectVersions groups the same way (``group_entries``), its
+cursor a key and a version.
 """
 
 from __future__ import annotations
