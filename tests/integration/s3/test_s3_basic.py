@@ -538,7 +538,8 @@ def aes256(bucket_key: bool | None = None) -> dict[str, Any]:
     "DeleteBucketEncryption",
     note="always SSE-S3: every chunk is encrypted at rest, so the answer is AES256 (as S3 gives for every bucket "
     "since 2023); an AES256 configuration is kept with its BucketKeyEnabled; aws:kms, aws:kms:dsse or a "
-    "KMSMasterKeyID: NotImplemented; DeleteBucketEncryption returns to AES256",
+    "KMSMasterKeyID: NotImplemented; DeleteBucketEncryption returns to AES256; every write and read answers "
+    "x-amz-server-side-encryption: AES256",
 )
 def test_bucket_encryption(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
     def rules() -> Any:
@@ -574,8 +575,23 @@ def test_bucket_encryption(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
     assert_s3_error(signed(dwh_server, "PUT", f"/{bucket}?encryption", body=huge), 400, "EntityTooLarge")
     s3.delete_bucket_encryption(Bucket=bucket)
     assert rules() == aes256(False)["Rules"]
-    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
-    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"data"
+    # Every write and read says what every object gets, asked for or not.
+    answers = [
+        s3.put_object(Bucket=bucket, Key="k", Body=b"data"),
+        s3.head_object(Bucket=bucket, Key="k"),
+        s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-1"),
+        s3.copy_object(Bucket=bucket, Key="k2", CopySource={"Bucket": bucket, "Key": "k"}),
+    ]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"part")
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    answers += [up, part, done]
+    assert [a.get("ServerSideEncryption") for a in answers] == ["AES256"] * len(answers)
     for call in (
         lambda: s3.get_bucket_encryption(Bucket="no-such-bucket-enc"),
         lambda: s3.put_bucket_encryption(Bucket="no-such-bucket-enc", ServerSideEncryptionConfiguration=aes256()),

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from datawarehouse.api.s3.errors import invalid_argument, invalid_request, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
+    SSE_S3,
     check_encryption_request,
     check_lock_headers,
     evaluate_read_conditions,
@@ -150,5 +151,5 @@ async def copy_object(ctx: Context) -> Response:
     )
     await object_acl_after_write(ctx, canned)
     resp = xml_response(render_copy_object_result(CopyResult(version.created_at, version.etag)))
-    resp.header("x-amz-server-side-encryption", sse)
+    resp.header("x-amz-server-side-encryption", SSE_S3)
     return copy_version_headers(resp, source, version)

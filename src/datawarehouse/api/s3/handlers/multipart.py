@@ -12,6 +12,7 @@ from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
 from datawarehouse.api.s3.handlers.objects import (
+    SSE_S3,
     announced_size,
     check_encryption_request,
     check_lock_headers,
@@ -107,7 +108,7 @@ def _checksums_of(meta: dict[str, str]) -> Checksums:
 async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
     spec = object_spec(headers, ctx.caller.principal.arn)
-    sse = check_encryption_request(headers)
+    check_encryption_request(headers)
     canned = write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)
@@ -119,7 +120,7 @@ async def create(ctx: Context) -> Response:
     result = InitiateMultipartUploadResult(ctx.bucket, ctx.key, upload.upload_id)
     resp = xml_response(render_initiate_multipart_upload(result))
     resp.header("x-amz-checksum-algorithm", checksum.get(ALGORITHM_KEY))
-    resp.header("x-amz-server-side-encryption", sse)
+    resp.header("x-amz-server-side-encryption", SSE_S3)
     return resp.header("x-amz-checksum-type", checksum.get(TYPE_KEY))
 
 
@@ -133,7 +134,7 @@ async def upload_part(ctx: Context) -> Response:
     verified = await stream_into(ctx, reader, part)
     stored = {f"x-amz-checksum-{alg.lower()}": value for alg, value in verified.checksums.items()}
     record = await ctx.offload.run(part.finish, stored)
-    resp = Response(200).header("etag", etag_header(record.etag))
+    resp = Response(200).header("etag", etag_header(record.etag)).header("x-amz-server-side-encryption", SSE_S3)
     for name, value in stored.items():
         resp.header(name, value)
     return resp
@@ -212,7 +213,8 @@ async def complete(ctx: Context) -> Response:
     result = CompleteMultipartUploadResult(
         location, ctx.bucket, ctx.key, version.etag, _checksums_of(version.system_meta)
     )
-    return version_headers(xml_response(render_complete_multipart_upload(result)), version)
+    resp = xml_response(render_complete_multipart_upload(result)).header("x-amz-server-side-encryption", SSE_S3)
+    return version_headers(resp, version)
 
 
 def _checksum_headers(values: Checksums) -> dict[str, str]:

@@ -85,7 +85,9 @@ SSE_S3 = "AES256"
 
 def check_encryption_request(headers: dict[str, str] | Any) -> str | None:
     """Server-side encryption asked of a write. Everything is always encrypted at rest with the
-    server's keys, which is what SSE-S3 (``AES256``) promises: it is accepted (and echoed).
+    server's keys, which is what SSE-S3 (``AES256``) promises: it is accepted, and every write
+    and read answers ``x-amz-server-side-encryption: AES256`` whether it was asked or not, as S3
+    does since every bucket has SSE-S3 by default.
     KMS keys and customer-provided keys are not supported: NotImplemented, never a silent
     acceptance of a promise this server does not keep."""
     if any(name.startswith("x-amz-server-side-encryption-customer-") for name in headers):
@@ -148,6 +150,7 @@ def object_headers(resp: Response, v: ObjectVersion, *, checksums: bool = False)
     resp.header("etag", etag_header(v.etag))
     resp.header("last-modified", http_date(v.created_at))
     resp.header("accept-ranges", "bytes")
+    resp.header("x-amz-server-side-encryption", SSE_S3)  # every object is encrypted at rest
     for name, value in v.system_meta.items():
         if name in SYSTEM_HEADERS or (checksums and name.startswith("x-amz-checksum-")):
             resp.header(name, value)
@@ -169,7 +172,7 @@ async def put_object(ctx: Context) -> Response:
     wh = ctx.warehouse
     size = announced_size(headers)
     spec = object_spec(headers, ctx.caller.principal.arn)
-    sse = check_encryption_request(headers)
+    check_encryption_request(headers)
     canned = write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = headers.get("content-length", "")
@@ -217,7 +220,7 @@ async def put_object(ctx: Context) -> Response:
         checksum_meta = _checksum_meta(await stream_into(ctx, reader, upload))
         version = await ctx.offload.run(lambda: upload.finish(extra_system_meta=checksum_meta, conditions=conditions))
     await object_acl_after_write(ctx, canned)
-    resp = Response(200).header("etag", etag_header(version.etag)).header("x-amz-server-side-encryption", sse)
+    resp = Response(200).header("etag", etag_header(version.etag)).header("x-amz-server-side-encryption", SSE_S3)
     for name, value in checksum_meta.items():
         resp.header(name, value)
     return version_headers(resp, version)

@@ -19,6 +19,7 @@ from datawarehouse.api.s3 import post_policy
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_post, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
+    SSE_S3,
     check_encryption_request,
     check_lock_headers,
     etag_header,
@@ -214,7 +215,8 @@ def _success(ctx: Context, fields: dict[str, str], key: str, etag: str) -> Respo
     status = fields.get("success_action_status", "204")
     if status == "201":
         body = render_post_response(f"/{ctx.bucket}/{key}", ctx.bucket, key, etag)
-        resp = xml_response(body, 201)
+        resp = xml_response(body, 201).header("x-amz-server-side-encryption", SSE_S3)
         return resp.header("etag", etag_header(etag)).header("location", f"/{ctx.bucket}/{quote(key, safe='/~')}")
     resp = Response(200 if status == "200" else 204).header("etag", etag_header(etag))
+    resp.header("x-amz-server-side-encryption", SSE_S3)
     return resp.header("location", f"/{ctx.bucket}/{quote(key, safe='/~')}")
