@@ -58,6 +58,7 @@ from datawarehouse.errors import (
 )
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, UserId, VersionId, split_bucket_name
 from datawarehouse.meta import schema as s
+from datawarehouse.meta.keyrange import bounds, key_range
 from datawarehouse.meta.rawread import RawBulkStatement, RawSqliteReader, RawStatement
 from datawarehouse.meta.repo import DomainSecretRecord, HealItem, ObjectRead, ObjectSummary
 from datawarehouse.meta.sql_iam import IamMixin
@@ -83,7 +84,6 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT: Final = 30.0  # seconds a writer waits for another process's write lock
 _BATCH: Final = 500  # rows per IN (...) list / per page of iter_all_versions
-_MAX_CODE_POINT: Final = 0x10FFFF
 
 
 # --- error translation -------------------------------------------------------------------------
@@ -105,28 +105,6 @@ def _translate(exc: BaseException, doing: str) -> DwhError:
 
 
 # --- small conversions -------------------------------------------------------------------------
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` (code point order,
-    which is UTF-8 byte order), or ``None`` when there is none (empty prefix, all U+10FFFF).
-
-    Listing by prefix uses ``prefix <= key < _prefix_end(prefix)`` instead of ``LIKE``: LIKE
-    treats ``%``/``_`` as wildcards, is case-insensitive for ASCII in SQLite and cannot use the
-    key index as a plain range.
-    """
-    chars = list(prefix)
-    while chars:
-        cp = ord(chars[-1])
-        if cp == _MAX_CODE_POINT:
-            chars.pop()
-            continue
-        nxt = cp + 1
-        if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not valid in keys (nor encodable in UTF-8)
-            nxt = 0xE000
-        chars[-1] = chr(nxt)
-        return "".join(chars)
-    return None
 
 
 def _storage_class(k: int | None, m: int | None) -> StorageClass | None:
@@ -368,12 +346,9 @@ def _list_objects_raw(inclusive_lower: bool, has_end: bool, dialect: sa.Dialect)
 
 @functools.cache
 def _list_objects_stmt(inclusive_lower: bool, has_end: bool) -> sa.Select[Any]:
-    """One range scan of ix (bucket_id, is_latest, key): lower bound ``key > start_after`` or
-    ``key >= prefix``, upper bound ``key < _prefix_end(prefix)`` when there is one."""
+    """One range scan of ix (bucket_id, is_latest, key) over a ``KeyRange``."""
     conds: list[sa.ColumnElement[bool]] = [_OV.c.bucket_id == _P("p_bucket"), _OV.c.is_latest == sa.true()]
-    conds.append(_OV.c.key >= _P("p_lower") if inclusive_lower else _OV.c.key > _P("p_lower"))
-    if has_end:
-        conds.append(_OV.c.key < _P("p_end"))
+    conds += bounds(_OV.c.key, inclusive_lower, has_end)
     conds.append(_OV.c.is_delete_marker == sa.false())
     return (
         sa.select(_OV.c.key, _OV.c.version_id, _OV.c.size, _OV.c.etag, _OV.c.created_at)
@@ -855,27 +830,20 @@ class SqlMetaTx(IamMixin, UploadsMixin, UsageMixin, VersionsMixin):
     def list_objects(
         self, bucket_id: BucketId, prefix: str = "", start_after: str = "", limit: int = 1000
     ) -> list[ObjectSummary]:
-        """``key > start_after`` or ``key >= prefix`` (whichever is tighter) and
-        ``key < _prefix_end(prefix)``: one index range scan, never LIKE, never OFFSET."""
-        if limit <= 0:
+        """Keys under ``prefix`` after ``start_after``: one index range scan (``KeyRange``),
+        never LIKE, never OFFSET."""
+        rng = key_range(prefix, start_after)
+        if limit <= 0 or rng is None:
             return []
-        end = _prefix_end(prefix)
-        if end is not None and start_after >= end:
-            return []
-        inclusive = start_after < prefix
-        params = {
-            "p_bucket": bucket_id,
-            "p_lower": prefix if inclusive else start_after,
-            "p_end": end,
-            "p_limit": limit,
-        }
-        stmt = _list_objects_stmt(inclusive, end is not None)
+        params = {"p_bucket": bucket_id, "p_limit": limit, **rng.params()}
+        inclusive, has_end = rng.inclusive, rng.end is not None
+        stmt = _list_objects_stmt(inclusive, has_end)
         if self._pg:
             rows = cast("list[tuple[Any, ...]]", self._rows(stmt, params))
         else:
             # SQLite: on the transaction's own connection without SQLAlchemy's result machinery,
             # which cost ~70 % of a page's read (listing with a delimiter reads many such pages).
-            raw = _list_objects_raw(inclusive, end is not None, self._conn.dialect)
+            raw = _list_objects_raw(inclusive, has_end, self._conn.dialect)
             with self._raw_cursor("list objects") as cursor:
                 rows = raw.process(cursor.execute(raw.sql, raw.bind(params)).fetchall())
         # positional unpacking: a page is up to thousands of rows, and Row attribute access costs

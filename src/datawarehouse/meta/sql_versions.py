@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from datawarehouse.errors import NoSuchKey
 from datawarehouse.ids import BucketId, VersionId
 from datawarehouse.meta import schema as s
+from datawarehouse.meta.keyrange import bounds, key_range
 from datawarehouse.meta.repo import VersionSummary
 from datawarehouse.records import ObjectVersion
 
@@ -53,13 +54,8 @@ _OLDER_OF_KEY = (
 
 @functools.cache
 def _keys_after(inclusive_lower: bool, has_end: bool) -> sa.Select[Any]:
-    """One range scan of ix (bucket_id, key, version_id) with one lower bound, the tighter of
-    ``key > after`` and ``key >= prefix``: given both, SQLite bounds the scan by one and filters
-    by the other, which read every key between the marker and the prefix."""
-    lower = _OV.c.key >= _P("p_lower") if inclusive_lower else _OV.c.key > _P("p_lower")
-    conds = [_OV.c.bucket_id == _P("p_bucket"), lower]
-    if has_end:
-        conds.append(_OV.c.key < _P("p_end"))
+    """One range scan of ix (bucket_id, key, version_id) over a ``KeyRange``."""
+    conds = [_OV.c.bucket_id == _P("p_bucket"), *bounds(_OV.c.key, inclusive_lower, has_end)]
     return (
         sa.select(*_SUMMARY_COLUMNS)
         .where(*conds)
@@ -79,12 +75,6 @@ def _summary(row: sa.Row[Any]) -> VersionSummary:
         etag=row.etag,
         created_at=row.created_at,
     )
-
-
-def _prefix_end(prefix: str) -> str | None:
-    from datawarehouse.meta.sql import _prefix_end as end  # one definition of the bound
-
-    return end(prefix)
 
 
 class VersionsMixin:
@@ -140,15 +130,9 @@ class VersionsMixin:
         if after_version is not None and after_key.startswith(prefix):
             params = {"p_bucket": bucket_id, "p_key": after_key, "p_version": after_version, "p_limit": limit}
             out.extend(_summary(r) for r in self._rows(_OLDER_OF_KEY, params))
-        end = _prefix_end(prefix)
-        if len(out) < limit and (end is None or after_key < end):
-            inclusive = after_key < prefix
-            params2: dict[str, Any] = {
-                "p_bucket": bucket_id,
-                "p_lower": prefix if inclusive else after_key,
-                "p_limit": limit - len(out),
-            }
-            if end is not None:
-                params2["p_end"] = end
-            out.extend(_summary(r) for r in self._rows(_keys_after(inclusive, end is not None), params2))
+        rng = key_range(prefix, after_key)
+        if len(out) < limit and rng is not None:
+            params2 = {"p_bucket": bucket_id, "p_limit": limit - len(out), **rng.params()}
+            stmt = _keys_after(rng.inclusive, rng.end is not None)
+            out.extend(_summary(r) for r in self._rows(stmt, params2))
         return out

@@ -11,8 +11,10 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
 from datawarehouse.errors import InvalidInput, MetadataError
+from datawarehouse.meta.keyrange import KeyRange, key_range
+from datawarehouse.meta.keyrange import prefix_end as _prefix_end
 from datawarehouse.meta.schema import UTCDateTime
-from datawarehouse.meta.sql import _prefix_end, _translate
+from datawarehouse.meta.sql import _translate
 
 # keys are valid Unicode: no surrogates (they cannot be encoded as UTF-8)
 key_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6)
@@ -81,3 +83,23 @@ def test_translate_keeps_parameters_out_of_messages() -> None:
     assert "locked by another writer" in str(_translate(locked, "begin"))
     inner = InvalidInput("naive")
     assert _translate(exc.StatementError("bind", "SELECT", (), inner), "x") is inner
+
+
+@given(prefix=st.one_of(key_text, edgy_text), after=st.one_of(key_text, edgy_text), key=st.one_of(key_text, edgy_text))
+def test_key_range_is_the_keys_under_the_prefix_after_the_marker(prefix: str, after: str, key: str) -> None:
+    """One lower bound (the tighter) and the prefix's end select exactly what a listing wants."""
+    rng = key_range(prefix, after)
+    wanted = key.startswith(prefix) and key > after
+    if rng is None:
+        assert not wanted
+        return
+    above = key >= rng.lower if rng.inclusive else key > rng.lower
+    assert (above and (rng.end is None or key < rng.end)) == wanted
+    assert rng.params() == {"p_lower": rng.lower, **({} if rng.end is None else {"p_end": rng.end})}
+
+
+def test_key_range_picks_the_tighter_bound() -> None:
+    assert key_range("d05/", "") == KeyRange(True, "d05/", "d050")
+    assert key_range("d05/", "d05/f1") == KeyRange(False, "d05/f1", "d050")
+    assert key_range("d05/", "d06") is None
+    assert key_range("", "m") == KeyRange(False, "m", None)
