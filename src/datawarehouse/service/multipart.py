@@ -54,11 +54,11 @@ from datawarehouse.records import (
 from datawarehouse.service import catalog
 from datawarehouse.service.naming import check_key
 from datawarehouse.service.objectlock import LockRequest
+from datawarehouse.service.parts import MAX_PARTS, layout_meta
 from datawarehouse.service.warehouse import MAX_OBJECT_SIZE, MAX_PUT_SIZE, Warehouse
 
 log = logging.getLogger(__name__)
 
-MAX_PARTS = 10_000
 _PAGE = 1000
 _MAX_CHAR = "\U0010ffff"
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3
@@ -451,9 +451,9 @@ class Multipart:
         if offset > MAX_OBJECT_SIZE:
             raise EntityTooLarge(f"the parts add up to {offset} bytes; an object is at most {MAX_OBJECT_SIZE}")
         system_meta = {k: v for k, v in upload.system_meta.items() if not k.startswith(UPLOAD_ONLY_PREFIX)}
-        system_meta["x-dwh-parts"] = str(len(parts))
         if object_checksums is not None:
             system_meta.update(object_checksums(upload, parts))
+        system_meta.update(layout_meta(parts, system_meta))
         now = engine.now()
         version = ObjectVersion(
             bucket_id=rec.bucket_id,

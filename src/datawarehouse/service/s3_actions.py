@@ -4,8 +4,8 @@ Follows the AWS reference "Actions, resources, and condition keys for Amazon S3"
 operation's documented permissions: reads of a named version need the ``...Version`` action,
 Copy needs PutObject on the target and GetObject on the source, the ``Delete*`` bucket
 sub-resources need the matching ``Put*`` action (DeleteBucketLifecycle -> PutLifecycleConfiguration),
-HeadBucket needs ListBucket, the multipart steps are PutObject, and the governance bypass header
-adds BypassGovernanceRetention. Every pair returned must be allowed.
+HeadBucket needs ListBucket, GetObjectAttributes needs GetObject too, the multipart steps are
+PutObject, and the governance bypass header adds BypassGovernanceRetention. Every pair returned must be allowed.
 
 Operation names are the router's (``api.s3.router.OPERATIONS``) plus the policy and ACL
 operations. ``CorsPreflight`` needs nothing (a browser's preflight is unauthenticated; the actual
@@ -77,6 +77,7 @@ _TABLE: Final[Mapping[str, tuple[Scope, str, str | None]]] = {
     "GetBucketAcl": ("bucket", "s3:GetBucketAcl", None),
     "PutBucketAcl": ("bucket", "s3:PutBucketAcl", None),
     "GetObjectAcl": ("object", "s3:GetObjectAcl", "s3:GetObjectVersionAcl"),
+    "GetObjectAttributes": ("object", "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"),
     "PutObjectAcl": ("object", "s3:PutObjectAcl", "s3:PutObjectVersionAcl"),
     "GetBucketEncryption": ("bucket", "s3:GetEncryptionConfiguration", None),
     "PutBucketEncryption": ("bucket", "s3:PutEncryptionConfiguration", None),
@@ -151,6 +152,8 @@ def actions_for(
         raise InvalidInput(f"{operation}: needs an object key")
     target = object_arn(bucket, key)
     needs = [(version_action if version_id is not None and version_action else action, target)]
+    if operation == "GetObjectAttributes":  # AWS: the attributes action and the read itself
+        needs.append(("s3:GetObjectVersion" if version_id is not None else "s3:GetObject", target))
     if operation in _COPIES:
         if copy_source is None:
             raise InvalidInput(f"{operation}: needs a copy source")

@@ -34,7 +34,7 @@ from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, UserId, qualif
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectSummary, StoredUsage
 from datawarehouse.meta.repo import ObjectRead as ObjectRead  # what open_object returns, for the API layer
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
-from datawarehouse.service import catalog, quota
+from datawarehouse.service import catalog, parts, quota
 from datawarehouse.service.iam import IamService
 from datawarehouse.service.naming import check_bucket_name, check_key, is_system_bucket
 
@@ -707,9 +707,9 @@ def copied_version(
 ) -> ObjectVersion:
     """A new version of ``bucket/key`` with ``source``'s bytes: the same manifest (or inline
     frame), so no data is read or written. ``spec`` replaces the metadata (REPLACE directive) but
-    not the stored checksums, which describe the unchanged bytes; ``tags`` replaces the tag set
+    not the stored checksums and part layout, which describe the unchanged bytes; ``tags`` replaces the tag set
     (``spec.tags`` is not used: S3's tagging directive is independent of the metadata one)."""
-    checksums = {k: v for k, v in source.system_meta.items() if k.startswith("x-amz-checksum-")}
+    describing = parts.describing_bytes(source.system_meta)
     return ObjectVersion(
         bucket_id=bucket.bucket_id,
         key=key,
@@ -723,6 +723,6 @@ def copied_version(
         user_meta=dict(spec.user_meta) if spec else dict(source.user_meta),
         inline_data=source.inline_data,
         chunks=source.chunks,
-        system_meta={**spec.system_meta, **checksums} if spec else dict(source.system_meta),
+        system_meta={**spec.system_meta, **describing} if spec else dict(source.system_meta),
         tags=dict(tags) if tags is not None else dict(source.tags),
     )

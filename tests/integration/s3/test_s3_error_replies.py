@@ -298,6 +298,57 @@ def test_invalid_ranges(dwh_server: DwhServer, s3: Any, bucket: str) -> None:
     still_up(dwh_server, s3, bucket)
 
 
+# Numbers no integer parser should be handed blindly: 5,000 digits (Python's int refuses more than
+# 4,300), 20 digits (beyond 64 bits), a superscript two (a digit to str.isdigit, not to int).
+BAD_NUMBERS = {"5000-digits": "9" * 5000, "20-digits": "9" * 20, "superscript": "%C2%B2"}
+
+
+@pytest.mark.parametrize("number", list(BAD_NUMBERS))
+@pytest.mark.s3op("hostile-input", note="numbers that are not plain bounded digits: 400, never a server error")
+def test_numbers_that_are_not_numbers(dwh_server: DwhServer, s3: Any, bucket: str, number: str) -> None:
+    value = BAD_NUMBERS[number]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    queries = [
+        ("GET", f"/{bucket}?list-type=2&max-keys={value}", "max-keys"),
+        ("GET", f"/{bucket}?uploads&max-uploads={value}", "max-uploads"),
+        ("GET", f"/{bucket}/mp?uploadId={upload}&max-parts={value}", "max-parts"),
+        ("GET", f"/{bucket}/mp?uploadId={upload}&part-number-marker={value}", "part-number-marker"),
+        ("PUT", f"/{bucket}/mp?uploadId={upload}&partNumber={value}", "partNumber"),
+        ("GET", f"/{bucket}/k?partNumber={value}", "partNumber"),
+        ("HEAD", f"/{bucket}/k?partNumber={value}", None),
+    ]
+    for method, target, argument in queries:
+        reply = signed(dwh_server, method, target, body=b"x" if method == "PUT" else b"")
+        if method == "HEAD":
+            assert reply.status == 400, (target, reply.status)
+            continue
+        root = assert_s3_error(reply, 400, "InvalidArgument")
+        assert root.findtext("ArgumentName") == argument, target
+    plain = value.replace("%C2%B2", "\u00b2")
+    attributes = {"x-amz-object-attributes": "ObjectParts"}
+    for header in ("x-amz-max-parts", "x-amz-part-number-marker"):
+        reply = signed(dwh_server, "GET", f"/{bucket}/k?attributes", headers={**attributes, header: plain})
+        assert_s3_error(reply, 400, "InvalidArgument")
+    # An announced size that is not a number: never trusted, never a server error.
+    reply = signed(
+        dwh_server, "PUT", f"/{bucket}/announced", body=b"body", headers={"x-amz-decoded-content-length": plain}
+    )
+    assert reply.status < 500, reply.body[:300]
+    lock = (
+        "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>"
+        f"<Mode>GOVERNANCE</Mode><Days>{plain}</Days></DefaultRetention></Rule></ObjectLockConfiguration>"
+    )
+    reply = signed(dwh_server, "PUT", f"/{bucket}?object-lock", body=lock.encode())
+    assert 400 <= reply.status < 500, reply.body[:300]
+    cors = (
+        "<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin>"
+        f"<MaxAgeSeconds>{plain}</MaxAgeSeconds></CORSRule></CORSConfiguration>"
+    )
+    assert_s3_error(signed(dwh_server, "PUT", f"/{bucket}?cors", body=cors.encode()), 400)
+    still_up(dwh_server, s3, bucket)
+
+
 @pytest.mark.parametrize("name", ["Invalid_Bucket", "ab", "a..b", "-x-", "a" * 64, "192.168.0.1", "b%20c"])
 @pytest.mark.s3op("CreateBucket", "hostile-input", note="invalid bucket names: InvalidBucketName")
 def test_invalid_bucket_names_raw(dwh_server: DwhServer, s3: Any, bucket: str, name: str) -> None:

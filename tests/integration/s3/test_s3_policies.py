@@ -158,6 +158,32 @@ def test_public_read_policy(env: Env, bucket: str) -> None:
     assert _url_get(env.server, bucket, "other") == 403
 
 
+def test_object_attributes_need_the_read_and_the_attributes_action(env: Env, bucket: str) -> None:
+    """AWS: GetObjectAttributes needs s3:GetObjectAttributes and s3:GetObject, one without the
+    other is denied."""
+
+    def allow(*actions: str) -> None:
+        statement = {
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::default:user/alice"},
+            "Action": list(actions),
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+        }
+        env.root.put_bucket_policy(Bucket=bucket, Policy=policy(statement))
+
+    alice = env.s3("alice")
+
+    def attributes() -> Any:
+        return alice.get_object_attributes(Bucket=bucket, Key="doc", ObjectAttributes=["ObjectSize"])
+
+    allow("s3:GetObject")
+    assert _get(alice, bucket, "doc") == b"the doc" and denied(attributes)
+    allow("s3:GetObjectAttributes")
+    assert denied(attributes)
+    allow("s3:GetObject", "s3:GetObjectAttributes")
+    assert attributes()["ObjectSize"] == len(b"the doc")
+
+
 @pytest.mark.s3op("PutBucketPolicy", note="a Deny overrides the user's identity Allow")
 def test_bucket_policy_deny_overrides_identity_allow(env: Env, bucket: str) -> None:
     carol = env.s3("carol")  # readwrite

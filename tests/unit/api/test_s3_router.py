@@ -93,6 +93,8 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("GET", "/b", "encryption", {}, "GetBucketEncryption"),
     ("PUT", "/b", "encryption", {}, "PutBucketEncryption"),
     ("DELETE", "/b", "encryption", {}, "DeleteBucketEncryption"),
+    ("GET", "/b/k", "attributes", {}, "GetObjectAttributes"),
+    ("GET", "/b/k", "attributes&versionId=v", {}, "GetObjectAttributes"),
     ("GET", "/t1:b/k", "", {}, "GetObject"),
 ]
 
@@ -163,6 +165,10 @@ def test_unsupported_subresources_never_fall_through_to_writes() -> None:
     for query in ("renameObject", "attributes"):
         with pytest.raises(S3Error):
             r("PUT", "/b/k", query, COPY)
+    for method in ("PUT", "DELETE", "HEAD"):
+        with pytest.raises(S3Error) as exc:
+            r(method, "/b/k", "attributes")
+        assert exc.value.code == "MethodNotAllowed"
     for query in ("website", "publicAccessBlock"):
         with pytest.raises(S3Error):
             r("PUT", "/b", query)

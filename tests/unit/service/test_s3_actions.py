@@ -83,6 +83,7 @@ PLAIN: dict[str, list[tuple[str, str]]] = {
     "GetBucketEncryption": [("s3:GetEncryptionConfiguration", B)],
     "PutBucketEncryption": [("s3:PutEncryptionConfiguration", B)],
     "DeleteBucketEncryption": [("s3:PutEncryptionConfiguration", B)],
+    "GetObjectAttributes": [("s3:GetObjectAttributes", OBJ), ("s3:GetObject", OBJ)],
 }
 
 
@@ -121,6 +122,13 @@ def test_every_action_is_a_known_s3_action(operation: str) -> None:
 )
 def test_version_id_selects_the_version_action(operation: str, action: str) -> None:
     assert actions_for(operation, "b", "k", version_id="3HL4kqtJ")[0] == (action, OBJ)
+
+
+def test_object_attributes_of_a_version_need_both_version_actions() -> None:
+    assert actions_for("GetObjectAttributes", "b", "k", version_id="3HL4kqtJ") == [
+        ("s3:GetObjectVersionAttributes", OBJ),
+        ("s3:GetObjectVersion", OBJ),
+    ]
 
 
 def test_copy_of_a_source_version_needs_get_object_version() -> None:

@@ -30,6 +30,7 @@ from datawarehouse.api.admin.call import AdminState, Call
 from datawarehouse.api.admin.errors import AdminError, bad_request, from_dwh_error
 from datawarehouse.api.admin.registry import Operation, load_all
 from datawarehouse.api.admin.schema import check
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.canonical import parse_query
 from datawarehouse.api.s3.http import Offload
 from datawarehouse.clock import Clock, SystemClock
@@ -237,7 +238,8 @@ def check_scope(op: Operation, caller: AdminCaller, path: Mapping[str, Any]) -> 
 
 async def read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    size = whole_number(length)
+    if length is not None and (size is None or size > MAX_BODY_BYTES):
         raise AdminError(413, "EntityTooLarge", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
     pieces: list[bytes] = []
     size = 0
@@ -272,10 +274,10 @@ def _convert(value: str, schema: dict[str, Any], name: str) -> Any:
     types = schema.get("type")
     names = types if isinstance(types, list) else [types]
     if "integer" in names:
-        text = value.strip()
-        if not text.lstrip("-").isdigit() or len(text) > 19:
+        number = whole_number(value.strip(), signed=True)
+        if number is None:
             raise bad_request(f"query parameter {name}: expected an integer")
-        return int(text)
+        return number
     if "boolean" in names:
         if value.lower() not in ("true", "false"):
             raise bad_request(f"query parameter {name}: expected true or false")

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3 import checksums
 from datawarehouse.api.s3.chunked import ChunkedDecoder, parse_trailer_header
 from datawarehouse.api.s3.errors import (
@@ -52,14 +53,14 @@ class BodyReader:
         length = headers.get("content-length")
         self._length: int | None = None
         if length is not None:
-            if not length.isdigit():
+            self._length = whole_number(length)
+            if self._length is None:
                 raise invalid_argument("Content-Length must be a non-negative integer", name="Content-Length")
-            self._length = int(length)
         elif "chunked" not in headers.get("transfer-encoding", "").lower() and request.method in ("PUT", "POST"):
             raise missing_content_length()
         if auth is not None and auth.payload_mode.is_streaming:
             decoded = headers.get("x-amz-decoded-content-length")
-            if decoded is not None and not decoded.isdigit():
+            if decoded is not None and whole_number(decoded) is None:
                 raise invalid_argument("x-amz-decoded-content-length must be an integer")
             trailer = headers.get("x-amz-trailer")
             self._decoder = ChunkedDecoder(

@@ -15,13 +15,14 @@ import binascii
 import hashlib
 import hmac
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Final, Protocol
 
 from awscrt import checksums as crt
 
 from datawarehouse.api.s3.errors import bad_digest, invalid_digest, invalid_request
+from datawarehouse.api.s3.xmlmodel import Checksums
 
 Buffer = bytes | bytearray | memoryview
 
@@ -136,6 +137,12 @@ _CRC_COMBINE: Final[dict[ChecksumAlgorithm, Callable[[int, int, int], int]]] = {
 def new_checksum(algorithm: ChecksumAlgorithm) -> Checksum:
     step = _CRC_STEPS.get(algorithm)
     return _Crc(algorithm, step) if step is not None else _Sha(algorithm)
+
+
+def stored_checksums(meta: Mapping[str, str]) -> Checksums:
+    """The x-amz-checksum-* entries of stored headers, as the XML model reports them."""
+    values = {alg.value.lower(): meta[alg.header] for alg in ChecksumAlgorithm if alg.header in meta}
+    return Checksums(**values, checksum_type=meta.get("x-amz-checksum-type") if values else None)
 
 
 def compute_checksum(algorithm: ChecksumAlgorithm, data: Buffer) -> str:

@@ -416,6 +416,12 @@ def invalid_part(message: str | None = None) -> S3Error:
     return S3Error("InvalidPart", message)
 
 
+def invalid_part_number(value: str | None = None) -> S3Error:
+    return invalid_argument(
+        "Part number must be an integer between 1 and 10000, inclusive", name="partNumber", value=value
+    )
+
+
 def invalid_part_order() -> S3Error:
     return S3Error("InvalidPartOrder")
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from xml.etree.ElementTree import Element, SubElement
 
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_xml
 from datawarehouse.api.s3.http import Response
 from datawarehouse.api.s3.xml import child_text, children, parse_document
@@ -45,9 +46,9 @@ def _positive(text: str | None, what: str) -> int | None:
     if text is None:
         return None
     stripped = text.strip()
-    if not stripped.lstrip("-").isdigit():
+    n = whole_number(stripped, signed=True)
+    if n is None:
         raise malformed_xml()
-    n = int(stripped)
     if n <= 0:
         raise invalid_argument("Default retention period must be a positive integer value.", name=what, value=stripped)
     return n

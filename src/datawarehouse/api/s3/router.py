@@ -31,7 +31,7 @@ _UNSUPPORTED_BUCKET = (
     "website",
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
-_UNSUPPORTED_OBJECT = ("attributes", "renameObject", "restore", "select", "torrent")
+_UNSUPPORTED_OBJECT = ("renameObject", "restore", "select", "torrent")
 
 
 # Every operation ``route`` can name (docs/s3-compatibility.md is checked against this list).
@@ -90,6 +90,7 @@ OPERATIONS = (
     "GetBucketEncryption",
     "PutBucketEncryption",
     "DeleteBucketEncryption",
+    "GetObjectAttributes",
 )
 
 
@@ -202,7 +203,12 @@ def _bucket_operation(
 
 # Object subresources of GET and PUT (a PUT carrying one is never a PutObject or CopyObject).
 _OBJECT_SUB = {
-    "GET": (("retention", "GetObjectRetention"), ("legal-hold", "GetObjectLegalHold"), ("acl", "GetObjectAcl")),
+    "GET": (
+        ("retention", "GetObjectRetention"),
+        ("legal-hold", "GetObjectLegalHold"),
+        ("acl", "GetObjectAcl"),
+        ("attributes", "GetObjectAttributes"),
+    ),
     "PUT": (("retention", "PutObjectRetention"), ("legal-hold", "PutObjectLegalHold"), ("acl", "PutObjectAcl")),
 }
 

@@ -11,7 +11,6 @@ Renderers live in ``xmlrender``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Final
 from xml.etree.ElementTree import Element, ParseError
@@ -19,7 +18,8 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 
-from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_xml, s3_error
+from datawarehouse.api.numbers import whole_number
+from datawarehouse.api.s3.errors import S3Error, invalid_part_number, malformed_xml, s3_error
 from datawarehouse.api.s3.http import header_value_ok
 from datawarehouse.api.s3.xmlmodel import (
     Checksums,
@@ -39,7 +39,6 @@ MAX_TAG_KEY_CHARS: Final = 128
 MAX_TAG_VALUE_CHARS: Final = 256
 MAX_CORS_RULES: Final = 100
 CORS_METHODS: Final = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
-_INTEGER: Final = re.compile(r"-?[0-9]{1,12}")
 
 
 # --- the one door for untrusted XML ----------------------------------------------------------------
@@ -95,10 +94,10 @@ def _texts(parent: Element, name: str) -> tuple[str, ...]:
 
 
 def parse_int(text: str, error: Callable[[], S3Error]) -> int:
-    stripped = text.strip()
-    if not _INTEGER.fullmatch(stripped):
+    number = whole_number(text.strip(), signed=True)
+    if number is None:
         raise error()
-    return int(stripped)
+    return number
 
 
 def _bool(text: str) -> bool:
@@ -142,7 +141,7 @@ def parse_delete(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT) -> DeleteReque
 
 
 def _part_number_error() -> S3Error:
-    return invalid_argument(f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive", name="partNumber")
+    return invalid_part_number()
 
 
 def _part_checksums(part: Element) -> Checksums:

@@ -236,3 +236,37 @@ class DeleteError:
 class DeleteResult:
     deleted: tuple[DeletedObject, ...] = ()
     errors: tuple[DeleteError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPart:
+    """A part of a multipart object in GetObjectAttributes (listed only with its checksum)."""
+
+    part_number: int
+    part_size: int
+    checksums: Checksums
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectParts:
+    """GetObjectAttributes' ``ObjectParts``: the count always; the paging fields and the parts
+    only when the parts are listed (the object has per-part checksums)."""
+
+    total_parts_count: int
+    part_number_marker: int | None = None
+    next_part_number_marker: int | None = None
+    max_parts: int | None = None
+    is_truncated: bool | None = None
+    parts: tuple[ObjectPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectAttributes:
+    """GetObjectAttributesResponse: each field present only when it was asked for (and, for
+    ``checksums`` and ``object_parts``, when the object has them)."""
+
+    etag: str | None = None
+    checksums: Checksums | None = None
+    object_parts: ObjectParts | None = None
+    storage_class: str | None = None
+    object_size: int | None = None

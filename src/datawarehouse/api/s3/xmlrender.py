@@ -34,6 +34,8 @@ from datawarehouse.api.s3.xmlmodel import (
     ListBucketResultV2,
     ListMultipartUploadsResult,
     ListPartsResult,
+    ObjectAttributes,
+    ObjectParts,
     ObjectSummary,
     Owner,
     PartSummary,
@@ -437,3 +439,32 @@ def render_cors_configuration(rules: Iterable[CorsRule]) -> bytes:
         add_rows(element, [("ExposeHeader", v) for v in rule.expose_headers])
         add_rows(element, [("MaxAgeSeconds", rule.max_age_seconds)])
     return to_document(root)
+
+
+def render_object_attributes(result: ObjectAttributes) -> bytes:
+    """GetObjectAttributesResponse; its ETag is bare (no quotes), unlike every other document's."""
+    root = s3_root("GetObjectAttributesResponse")
+    add_rows(root, [("ETag", result.etag)])
+    if result.checksums is not None:
+        add_rows(SubElement(root, "Checksum"), _checksum_rows(result.checksums))
+    if result.object_parts is not None:
+        _add_object_parts(root, result.object_parts)
+    add_rows(root, [("StorageClass", result.storage_class), ("ObjectSize", result.object_size)])
+    return to_document(root)
+
+
+def _add_object_parts(parent: Element, parts: ObjectParts) -> None:
+    element = SubElement(parent, "ObjectParts")
+    add_rows(
+        element,
+        [
+            ("PartsCount", parts.total_parts_count),  # the API's TotalPartsCount, on the wire
+            ("PartNumberMarker", parts.part_number_marker),
+            ("NextPartNumberMarker", parts.next_part_number_marker),
+            ("MaxParts", parts.max_parts),
+            ("IsTruncated", parts.is_truncated),
+        ],
+    )
+    for part in parts.parts:
+        rows = [r for r in _checksum_rows(part.checksums) if r[0] != "ChecksumType"]
+        add_rows(SubElement(element, "Part"), [*rows, ("PartNumber", part.part_number), ("Size", part.part_size)])

@@ -106,6 +106,7 @@ def load_all() -> None:
         multipart,
         objectlock,
         objects,
+        parts,
         policy,
         post,
         tagging,

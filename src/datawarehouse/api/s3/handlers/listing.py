@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.errors import invalid_argument
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
@@ -21,9 +22,10 @@ def max_keys_param(ctx: Context) -> int:
     raw = ctx.request.param("max-keys")
     if raw is None:
         return MAX_KEYS
-    if not (raw.isascii() and raw.isdigit()):
+    number = whole_number(raw)
+    if number is None:
         raise invalid_argument("max-keys must be a non-negative integer", name="max-keys", value=raw)
-    return min(int(raw), MAX_KEYS)
+    return min(number, MAX_KEYS)
 
 
 def encoding_param(ctx: Context) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3 import checksums
 from datawarehouse.api.s3.body import BodyReader
 from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request
@@ -22,6 +23,7 @@ from datawarehouse.api.s3.handlers.objects import (
     stream_into,
     write_acl,
 )
+from datawarehouse.api.s3.handlers.parts import parse_part_number
 from datawarehouse.api.s3.handlers.versioning import version_headers
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_complete_multipart_upload
@@ -58,9 +60,10 @@ def _int_param(ctx: Context, name: str, default: int, maximum: int) -> int:
     raw = ctx.request.param(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    number = whole_number(raw)
+    if number is None:
         raise invalid_argument(f"{name} must be a non-negative integer", name=name, value=raw)
-    return min(int(raw), maximum)
+    return min(number, maximum)
 
 
 def _upload_id(ctx: Context) -> str:
@@ -71,10 +74,7 @@ def _upload_id(ctx: Context) -> str:
 
 
 def _part_number(ctx: Context) -> int:
-    raw = ctx.request.param("partNumber") or ""
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-        raise invalid_argument("Part number must be an integer between 1 and 10000, inclusive", name="partNumber")
-    return int(raw)
+    return parse_part_number(ctx.request.param("partNumber") or "")
 
 
 def _upload_checksum(headers: dict[str, str]) -> dict[str, str]:
@@ -96,12 +96,6 @@ def _upload_checksum(headers: dict[str, str]) -> dict[str, str]:
     if (kind == "FULL_OBJECT" and not crc) or (kind == "COMPOSITE" and alg is checksums.ChecksumAlgorithm.CRC64NVME):
         raise invalid_request(f"The {kind} checksum type cannot be used with the {alg.value} checksum algorithm.")
     return {ALGORITHM_KEY: alg.value, TYPE_KEY: kind}
-
-
-def _checksums_of(meta: dict[str, str]) -> Checksums:
-    """The x-amz-checksum-* entries of stored headers, as the XML model reports them."""
-    values = {alg.value.lower(): meta[alg.header] for alg in checksums.ChecksumAlgorithm if alg.header in meta}
-    return Checksums(**values, checksum_type=meta.get("x-amz-checksum-type") if values else None)
 
 
 @handles("CreateMultipartUpload")
@@ -211,7 +205,7 @@ async def complete(ctx: Context) -> Response:
     await object_acl_after_write(ctx, acl[-1] if acl else None)
     location = f"/{ctx.bucket}/{ctx.key}"
     result = CompleteMultipartUploadResult(
-        location, ctx.bucket, ctx.key, version.etag, _checksums_of(version.system_meta)
+        location, ctx.bucket, ctx.key, version.etag, checksums.stored_checksums(version.system_meta)
     )
     resp = xml_response(render_complete_multipart_upload(result)).header("x-amz-server-side-encryption", SSE_S3)
     return version_headers(resp, version)
@@ -273,7 +267,8 @@ async def list_parts(ctx: Context) -> Response:
         max_parts=limit,
         is_truncated=truncated,
         parts=tuple(
-            PartSummary(p.part_number, p.created_at, p.etag, p.size, _checksums_of(p.checksums)) for p in parts
+            PartSummary(p.part_number, p.created_at, p.etag, p.size, checksums.stored_checksums(p.checksums))
+            for p in parts
         ),
         next_part_number_marker=parts[-1].part_number if parts else None,
         initiator=who,

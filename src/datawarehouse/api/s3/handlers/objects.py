@@ -13,11 +13,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.acl import requested_acl
 from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, not_implemented, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
+from datawarehouse.api.s3.handlers.parts import part_range, requested_part
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, header_value_ok, http_date
@@ -123,7 +125,7 @@ def announced_size(headers: dict[str, str]) -> int | None:
     """The object size the client announced: the decoded length of an aws-chunked body, else
     Content-Length (for a quota check before the body is read; the body reader enforces it)."""
     value = headers.get("x-amz-decoded-content-length") or headers.get("content-length")
-    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+    return whole_number(value)
 
 
 class Sink(Protocol):
@@ -175,8 +177,8 @@ async def put_object(ctx: Context) -> Response:
     check_encryption_request(headers)
     canned = write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
-    length = headers.get("content-length", "")
-    if length.isdigit() and int(length) <= ONE_HOP_PUT_BYTES:
+    length = whole_number(headers.get("content-length"))
+    if length is not None and length <= ONE_HOP_PUT_BYTES:
         # A small body is read first (it is one piece anyway); then opening the upload, the
         # early condition check, the write, the digest checks and the commit take one hop.
         body = [piece async for piece in reader.pieces()]
@@ -194,7 +196,7 @@ async def put_object(ctx: Context) -> Response:
                 raise
             return upload.finish_later(extra_system_meta=meta, conditions=conditions), meta
 
-        if int(length) <= wh.inline_max_size and wh.reads_are_local:
+        if length <= wh.inline_max_size and wh.reads_are_local:
             # An inline object: sealing it takes microseconds and touches no disk (its bytes go
             # to the journal with the commit), so it is done here and only the commit is awaited,
             # with no worker thread parked on it: three thread hand-offs fewer per small PUT.
@@ -343,12 +345,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
-async def _version_for_read(ctx: Context) -> ObjectVersion:
-    return (await _lookup_for_read(ctx))[1]
-
-
-async def _lookup_for_read(ctx: Context) -> tuple[BucketRecord, ObjectVersion]:
-    version_id = _check_read_params(ctx)
+async def _lookup_for_read(ctx: Context, version_id: str | None) -> tuple[BucketRecord, ObjectVersion]:
     if _lookup_here(ctx, version_id):
         return ctx.warehouse.lookup(ctx.bucket, ctx.key)
     return await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key, version_id)
@@ -363,12 +360,9 @@ def _lookup_here(ctx: Context, version_id: str | None) -> bool:
     return version_id is None and ctx.warehouse.reads_are_local
 
 
-def _check_read_params(ctx: Context) -> str | None:
-    version_id = requested_version(ctx)
-    part = ctx.request.param("partNumber")
-    if part is not None and part != "1":
-        raise invalid_argument("Part number must be 1 for objects not uploaded in parts", name="partNumber", value=part)
-    return version_id
+def _check_read_params(ctx: Context) -> tuple[str | None, int | None]:
+    """The version and the part (``partNumber``) a GET or HEAD asks for, both checked."""
+    return requested_version(ctx), requested_part(ctx)
 
 
 def _wants_checksums(ctx: Context) -> bool:
@@ -391,13 +385,18 @@ def _overrides(ctx: Context, resp: Response) -> None:
 
 @handles("HeadObject")
 async def head_object(ctx: Context) -> Response:
-    v = await _version_for_read(ctx)
-    named = ctx.request.param("versionId") is not None
+    version_id, part = _check_read_params(ctx)
+    _, v = await _lookup_for_read(ctx, version_id)
+    named = version_id is not None
     status = evaluate_read_conditions(ctx.request.headers, v)
     if status is not None:
         return version_headers(object_headers(Response(status), v), v, named=named) if status == 304 else Response(412)
-    rng = parse_range(ctx.request.headers.get("range"), v.size)
+    if part is None:
+        rng, count = parse_range(ctx.request.headers.get("range"), v.size), None
+    else:
+        rng, count = part_range(v, part)
     resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
+    resp.header("x-amz-mp-parts-count", count)
     version_headers(resp, v, named=named)
     resp.content_type = v.content_type
     start, end = rng or (0, v.size)
@@ -416,31 +415,41 @@ class _Opened:
     version: ObjectVersion
     status: int | None = None
     rng: tuple[int, int] | None = None
+    parts_count: int | None = None  # a partNumber GET of a multipart object: x-amz-mp-parts-count
     pieces: list[bytes] = field(default_factory=list)
     rest: Iterator[bytes] | None = None
 
 
 def _open_for_get(
-    wh: Warehouse, bucket: str, key: str, headers: dict[str, str], busy: bool, version_id: str | None = None
+    wh: Warehouse,
+    bucket: str,
+    key: str,
+    headers: dict[str, str],
+    busy: bool,
+    version_id: str | None = None,
+    part: int | None = None,
 ) -> _Opened:
     """The whole GET of a small object on one worker thread: one metadata statement, the
     conditions, the range, the shards read and opened. A large object returns its first
     ``ONE_HOP_BYTES`` and the iterator of the rest (prefetching on the engine pool meanwhile).
     ``busy``: other requests are being served."""
-    found, opened = _lookup_for_get(wh, bucket, key, headers, version_id)
+    found, opened = _lookup_for_get(wh, bucket, key, headers, version_id, part)
     return _read_for_get(wh, found, opened, busy)
 
 
 def _lookup_for_get(
-    wh: Warehouse, bucket: str, key: str, headers: dict[str, str], version_id: str | None
+    wh: Warehouse, bucket: str, key: str, headers: dict[str, str], version_id: str | None, part: int | None
 ) -> tuple[ObjectRead, _Opened]:
     """The metadata half of a GET: the version (and its first chunk records), the status its
-    conditions force, the range."""
+    conditions force, the range (of the ``part`` asked for, if one was)."""
     found = wh.open_object(bucket, key, version_id=version_id)
     v = found.version
     status = evaluate_read_conditions(headers, v)
     if status is not None:
         return found, _Opened(v, status)
+    if part is not None:
+        rng, count = part_range(v, part)
+        return found, _Opened(v, None, rng, count)
     try:
         rng = parse_range(headers.get("range"), v.size)
     except InvalidRange:
@@ -504,12 +513,12 @@ def _close(it: Iterator[bytes]) -> None:
 
 @handles("GetObject")
 async def get_object(ctx: Context) -> Response:
-    version_id = _check_read_params(ctx)
+    version_id, part = _check_read_params(ctx)
     headers = ctx.request.headers
     busy = ctx.offload.in_flight > 0
     wh = ctx.warehouse
     if _lookup_here(ctx, version_id):
-        found, opened = _lookup_for_get(wh, ctx.bucket, ctx.key, headers, None)
+        found, opened = _lookup_for_get(wh, ctx.bucket, ctx.key, headers, None, part)
         if found.version.inline_data is not None:
             # The bytes are in the metadata row: opening them (AEAD over at most the inline
             # limit, 64 KiB by default) takes microseconds; no disk is touched.
@@ -517,7 +526,7 @@ async def get_object(ctx: Context) -> Response:
         else:
             opened = await _read_data(ctx, found, opened, busy)
     else:
-        opened = await ctx.offload.run(_open_for_get, wh, ctx.bucket, ctx.key, headers, busy, version_id)
+        opened = await ctx.offload.run(_open_for_get, wh, ctx.bucket, ctx.key, headers, busy, version_id, part)
     v = opened.version
     named = version_id is not None
     if opened.status == 304:
@@ -532,6 +541,7 @@ async def get_object(ctx: Context) -> Response:
     resp.header("content-length", end - start)
     if rng:
         resp.header("content-range", f"bytes {start}-{end - 1}/{v.size}")
+    resp.header("x-amz-mp-parts-count", opened.parts_count)
     try:
         _overrides(ctx, resp)
     except BaseException:

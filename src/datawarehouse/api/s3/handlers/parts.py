@@ -1,0 +1,138 @@
+"""The parts of a multipart object, read back: ``partNumber`` on GetObject/HeadObject, and
+GetObjectAttributes (size, ETag, checksum, storage class and the part list in one call).
+
+Part boundaries come from the layout a completed upload records (``service.parts``). An object
+written in one piece has one part: ``partNumber=1`` reads it whole, any other number is an
+``InvalidPart``, as on S3.
+"""
+
+from __future__ import annotations
+
+from datawarehouse.api.numbers import whole_number
+from datawarehouse.api.s3.checksums import stored_checksums
+from datawarehouse.api.s3.errors import (
+    invalid_argument,
+    invalid_part,
+    invalid_part_number,
+    invalid_request,
+    not_implemented,
+)
+from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
+from datawarehouse.api.s3.http import Response, http_date, xml_response
+from datawarehouse.api.s3.xmlmodel import Checksums, ObjectAttributes, ObjectPart, ObjectParts
+from datawarehouse.api.s3.xmlrender import render_object_attributes
+from datawarehouse.records import ObjectVersion
+from datawarehouse.service import parts
+from datawarehouse.service.parts import MAX_PARTS
+
+ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
+MAX_LISTED_PARTS = 1000  # x-amz-max-parts above this is cut to it, as ListParts does
+
+
+def parse_part_number(text: str) -> int:
+    """A ``partNumber`` parameter: 1..10,000 (InvalidArgument otherwise)."""
+    number = whole_number(text)
+    if number is None or not 1 <= number <= MAX_PARTS:
+        raise invalid_part_number(text)
+    return number
+
+
+def requested_part(ctx: Context) -> int | None:
+    """The ``partNumber`` of a GET or HEAD, checked before anything is read."""
+    text = ctx.request.param("partNumber")
+    if text is None:
+        return None
+    number = parse_part_number(text)
+    if "range" in ctx.request.headers:
+        raise invalid_request("Cannot specify both Range header and partNumber query parameter")
+    return number
+
+
+def part_range(v: ObjectVersion, part_number: int) -> tuple[tuple[int, int] | None, int | None]:
+    """The byte range part ``part_number`` of ``v`` covers (``None``: the whole object) and the
+    object's part count for ``x-amz-mp-parts-count`` (``None``: not a multipart object)."""
+    count = parts.parts_count(v)
+    if count is None:
+        if part_number != 1:
+            raise invalid_part("The requested partnumber is not satisfiable")
+        return ((0, v.size) if v.size else None), None
+    if part_number > count:
+        raise invalid_part("The requested partnumber is not satisfiable")
+    layout = parts.part_layout(v)
+    if layout is None:
+        if count == 1:
+            return ((0, v.size) if v.size else None), count
+        raise not_implemented(
+            "this object's part sizes were not recorded (it was completed by an older version of the server)"
+        )
+    start, end = layout.byte_range(part_number)
+    return ((start, end) if end > start else None), count
+
+
+def _requested_attributes(ctx: Context) -> set[str]:
+    text = ctx.request.headers.get("x-amz-object-attributes", "")
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if not names:
+        raise invalid_argument(
+            "x-amz-object-attributes must name at least one attribute", name="x-amz-object-attributes"
+        )
+    unknown = sorted(names.difference(ATTRIBUTES))
+    if unknown:
+        raise invalid_argument("Invalid attribute name specified.", name="x-amz-object-attributes", value=unknown[0])
+    return names
+
+
+def _int_header(ctx: Context, name: str, default: int) -> int:
+    text = ctx.request.headers.get(name)
+    if text is None:
+        return default
+    number = whole_number(text.strip())
+    if number is None:
+        raise invalid_argument(f"{name} must be a non-negative integer", name=name, value=text)
+    return number
+
+
+def _object_parts(v: ObjectVersion, marker: int, max_parts: int) -> ObjectParts | None:
+    count = parts.parts_count(v)
+    if count is None:
+        return None
+    layout = parts.part_layout(v)
+    if layout is None or layout.checksums is None or layout.checksum_header is None:
+        return ObjectParts(count)  # S3 lists the parts only with their checksums
+    field = layout.checksum_header.removeprefix(parts.CHECKSUM_PREFIX)
+    numbers = range(marker + 1, min(count, marker + max_parts) + 1)
+    listed = tuple(ObjectPart(n, layout.sizes[n - 1], Checksums(**{field: layout.checksums[n - 1]})) for n in numbers)
+    return ObjectParts(
+        total_parts_count=count,
+        part_number_marker=marker,
+        next_part_number_marker=listed[-1].part_number if listed else marker,
+        max_parts=max_parts,
+        is_truncated=marker + len(listed) < count,
+        parts=listed,
+    )
+
+
+@handles("GetObjectAttributes")
+async def get_object_attributes(ctx: Context) -> Response:
+    wanted = _requested_attributes(ctx)
+    marker = _int_header(ctx, "x-amz-part-number-marker", 0)
+    max_parts = min(_int_header(ctx, "x-amz-max-parts", MAX_LISTED_PARTS), MAX_LISTED_PARTS)
+    version_id = requested_version(ctx)
+    _, v = await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key, version_id)
+    checksums = stored_checksums(v.system_meta)
+    has_checksum = any(getattr(checksums, name) for name in ("crc32", "crc32c", "crc64nvme", "sha1", "sha256"))
+    if has_checksum and checksums.checksum_type is None:
+        # Stored by a single PUT (or POST), which S3 reports as a checksum of the whole object.
+        checksums = Checksums(
+            checksums.crc32, checksums.crc32c, checksums.crc64nvme, checksums.sha1, checksums.sha256, "FULL_OBJECT"
+        )
+    result = ObjectAttributes(
+        etag=v.etag.strip('"') if "ETag" in wanted else None,
+        checksums=checksums if "Checksum" in wanted and has_checksum else None,
+        object_parts=_object_parts(v, marker, max_parts) if "ObjectParts" in wanted else None,
+        storage_class="STANDARD" if "StorageClass" in wanted else None,
+        object_size=v.size if "ObjectSize" in wanted else None,
+    )
+    resp = xml_response(render_object_attributes(result)).header("last-modified", http_date(v.created_at))
+    return version_headers(resp, v, named=version_id is not None)
