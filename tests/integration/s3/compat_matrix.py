@@ -177,7 +177,7 @@ def _cell(items: list[str]) -> str:
 
 
 def render(ops: list[Row], features: list[Row]) -> str:
-    from datawarehouse.api.s3.router import _UNSUPPORTED_BUCKET, _UNSUPPORTED_OBJECT
+    from datawarehouse.api.s3.router import _UNSUPPORTED_BUCKET, _UNSUPPORTED_OBJECT, UNCONFIGURED_BUCKET_READS
 
     described = dict(FEATURES)
     counts = {s: sum(1 for r in ops if r.status == s) for s in ("supported", "partial", "NotImplemented")}
@@ -216,6 +216,10 @@ def render(ops: list[Row], features: list[Row]) -> str:
         "## Subresources answered NotImplemented",
         "",
         "Bucket: " + ", ".join(f"`?{n}`" for n in _UNSUPPORTED_BUCKET) + ".",
+        "Of these, a GET of "
+        + ", ".join(f"`?{n}`" for n, _ in UNCONFIGURED_BUCKET_READS)
+        + " answers as S3 does for a bucket that never configured the feature (the operations above);"
+        " setting or deleting it is NotImplemented.",
         "Object: " + ", ".join(f"`?{n}`" for n in _UNSUPPORTED_OBJECT) + ".",
         "",
         "## Versioning notes",

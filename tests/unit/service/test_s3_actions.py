@@ -84,6 +84,14 @@ PLAIN: dict[str, list[tuple[str, str]]] = {
     "PutBucketEncryption": [("s3:PutEncryptionConfiguration", B)],
     "DeleteBucketEncryption": [("s3:PutEncryptionConfiguration", B)],
     "GetObjectAttributes": [("s3:GetObjectAttributes", OBJ), ("s3:GetObject", OBJ)],
+    "GetBucketAccelerateConfiguration": [("s3:GetAccelerateConfiguration", B)],
+    "GetBucketRequestPayment": [("s3:GetBucketRequestPayment", B)],
+    "GetBucketLogging": [("s3:GetBucketLogging", B)],
+    "GetBucketNotificationConfiguration": [("s3:GetBucketNotification", B)],
+    "GetBucketWebsite": [("s3:GetBucketWebsite", B)],
+    "GetBucketReplication": [("s3:GetReplicationConfiguration", B)],
+    "GetPublicAccessBlock": [("s3:GetBucketPublicAccessBlock", B)],
+    "GetBucketOwnershipControls": [("s3:GetBucketOwnershipControls", B)],
 }
 
 

@@ -14,7 +14,8 @@ from urllib.parse import unquote
 
 from datawarehouse.api.s3.errors import S3Error, method_not_allowed, not_implemented
 
-# Subresources of a bucket or object that we do not support yet: answered NotImplemented.
+# Subresources of a bucket or object that we do not support yet: answered NotImplemented (but see
+# ``UNCONFIGURED_BUCKET_READS``).
 _UNSUPPORTED_BUCKET = (
     "accelerate",
     "analytics",
@@ -29,6 +30,18 @@ _UNSUPPORTED_BUCKET = (
     "requestPayment",
     "session",
     "website",
+)
+# Bucket features this server does not have: a GET reads them as never configured
+# (handlers/unconfigured.py); every other method on them stays NotImplemented.
+UNCONFIGURED_BUCKET_READS = (
+    ("accelerate", "GetBucketAccelerateConfiguration"),
+    ("requestPayment", "GetBucketRequestPayment"),
+    ("logging", "GetBucketLogging"),
+    ("notification", "GetBucketNotificationConfiguration"),
+    ("website", "GetBucketWebsite"),
+    ("replication", "GetBucketReplication"),
+    ("publicAccessBlock", "GetPublicAccessBlock"),
+    ("ownershipControls", "GetBucketOwnershipControls"),
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
 _UNSUPPORTED_OBJECT = ("renameObject", "restore", "select", "torrent")
@@ -91,6 +104,14 @@ OPERATIONS = (
     "PutBucketEncryption",
     "DeleteBucketEncryption",
     "GetObjectAttributes",
+    "GetBucketAccelerateConfiguration",
+    "GetBucketRequestPayment",
+    "GetBucketLogging",
+    "GetBucketNotificationConfiguration",
+    "GetBucketWebsite",
+    "GetBucketReplication",
+    "GetPublicAccessBlock",
+    "GetBucketOwnershipControls",
 )
 
 
@@ -161,6 +182,7 @@ def _bucket_operation(
             ("policy", "GetBucketPolicy"),
             ("acl", "GetBucketAcl"),
             ("encryption", "GetBucketEncryption"),
+            *UNCONFIGURED_BUCKET_READS,
         ],
         "PUT": [
             ("cors", "PutBucketCors"),

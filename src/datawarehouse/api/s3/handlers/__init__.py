@@ -110,5 +110,6 @@ def load_all() -> None:
         policy,
         post,
         tagging,
+        unconfigured,
         versioning,
     )
