@@ -36,6 +36,7 @@ from datawarehouse.api.s3.errors import S3Error, s3_error
 from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, NotPassable, PrimaryLink, drain
 from datawarehouse.api.s3.http import Receive, Scope, Send, error_response, send_response
 from datawarehouse.errors import DwhError
+from datawarehouse.service.audit.log import GROUP_COMMIT_SECONDS
 
 if TYPE_CHECKING:
     from datawarehouse.service.audit.log import AuditLog
@@ -121,12 +122,19 @@ class _UnixConnection(http.client.HTTPConnection):
 
 class WorkerAudit:
     """The audit sink of a worker: records queued (``record`` never blocks on I/O) and posted to
-    the primary in batches by one thread; kept and retried while the primary is unreachable."""
+    the primary in batches by one thread; kept and retried while the primary is unreachable.
 
-    def __init__(self, socket_path: str, token: str, *, interval: float = 0.2) -> None:
+    The thread sleeps until a record arrives, gathers for ``gather`` seconds (the primary's own
+    group-commit window, so a process killed with SIGKILL loses at most that much, whichever it
+    is), then posts; while the primary cannot be reached it retries every ``retry`` seconds."""
+
+    def __init__(
+        self, socket_path: str, token: str, *, gather: float = GROUP_COMMIT_SECONDS, retry: float = 0.2
+    ) -> None:
         self._path = socket_path
         self._token = token
-        self._interval = interval
+        self._gather = gather
+        self._retry = retry
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -143,15 +151,19 @@ class WorkerAudit:
                 self.dropped += 1
                 return
             self._queue.append(doc)
-            if len(self._queue) >= AUDIT_BATCH:
+            if len(self._queue) == 1:
                 self._wake.set()
 
     def _run(self) -> None:
+        pause: float | None = None  # None: until a record arrives
         while True:
-            self._wake.wait(self._interval)
+            self._wake.wait(pause)
+            if not self._stop.is_set():
+                self._stop.wait(self._gather)  # let the records of requests in flight join the batch
             self._wake.clear()
             stopping = self._stop.is_set()  # read before delivering: nothing recorded earlier is left
             error = self._deliver()
+            pause = None if error is None else self._retry
             if stopping:
                 if error is not None:
                     log.error("worker audit: %d records not delivered: %s", len(self._queue), error)
