@@ -16,7 +16,7 @@ from __future__ import annotations
 from xml.etree.ElementTree import SubElement
 
 from datawarehouse.api.s3.errors import S3Code, s3_error
-from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers import Context, Handler, handles
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xmlrender import s3_root, to_document
 
@@ -25,24 +25,41 @@ async def _existing_bucket(ctx: Context) -> None:
     await ctx.offload.run(ctx.warehouse.get_bucket, ctx.bucket)
 
 
-async def _empty(ctx: Context, root: str) -> Response:
-    await _existing_bucket(ctx)
-    return xml_response(to_document(s3_root(root)))
+def _empty_document(root: str) -> Handler:
+    """A handler answering the feature's document with nothing set in it (S3's never-set form)."""
+
+    async def handler(ctx: Context) -> Response:
+        await _existing_bucket(ctx)
+        return xml_response(to_document(s3_root(root)))
+
+    return handler
 
 
-@handles("GetBucketAccelerateConfiguration")
-async def get_accelerate(ctx: Context) -> Response:
-    return await _empty(ctx, "AccelerateConfiguration")  # no Status: never enabled
+def _not_configured(code: S3Code) -> Handler:
+    """A handler answering S3's 404 for a feature the bucket never configured."""
+
+    async def handler(ctx: Context) -> Response:
+        await _existing_bucket(ctx)
+        raise s3_error(code).with_resource(f"/{ctx.bucket}")
+
+    return handler
 
 
-@handles("GetBucketLogging")
-async def get_logging(ctx: Context) -> Response:
-    return await _empty(ctx, "BucketLoggingStatus")  # no LoggingEnabled: not logged
+for _operation, _root in (
+    ("GetBucketAccelerateConfiguration", "AccelerateConfiguration"),  # no Status: never enabled
+    ("GetBucketLogging", "BucketLoggingStatus"),  # no LoggingEnabled: not logged
+    ("GetBucketNotificationConfiguration", "NotificationConfiguration"),
+):
+    handles(_operation)(_empty_document(_root))
 
-
-@handles("GetBucketNotificationConfiguration")
-async def get_notification(ctx: Context) -> Response:
-    return await _empty(ctx, "NotificationConfiguration")
+_NOT_CONFIGURED: tuple[tuple[str, S3Code], ...] = (
+    ("GetBucketWebsite", "NoSuchWebsiteConfiguration"),
+    ("GetBucketReplication", "ReplicationConfigurationNotFoundError"),
+    ("GetPublicAccessBlock", "NoSuchPublicAccessBlockConfiguration"),
+    ("GetBucketOwnershipControls", "OwnershipControlsNotFoundError"),
+)
+for _operation, _code in _NOT_CONFIGURED:
+    handles(_operation)(_not_configured(_code))
 
 
 @handles("GetBucketRequestPayment")
@@ -51,28 +68,3 @@ async def get_request_payment(ctx: Context) -> Response:
     root = s3_root("RequestPaymentConfiguration")
     SubElement(root, "Payer").text = "BucketOwner"
     return xml_response(to_document(root))
-
-
-async def _not_configured(ctx: Context, code: S3Code) -> Response:
-    await _existing_bucket(ctx)
-    raise s3_error(code).with_resource(f"/{ctx.bucket}")
-
-
-@handles("GetBucketWebsite")
-async def get_website(ctx: Context) -> Response:
-    return await _not_configured(ctx, "NoSuchWebsiteConfiguration")
-
-
-@handles("GetBucketReplication")
-async def get_replication(ctx: Context) -> Response:
-    return await _not_configured(ctx, "ReplicationConfigurationNotFoundError")
-
-
-@handles("GetPublicAccessBlock")
-async def get_public_access_block(ctx: Context) -> Response:
-    return await _not_configured(ctx, "NoSuchPublicAccessBlockConfiguration")
-
-
-@handles("GetBucketOwnershipControls")
-async def get_ownership_controls(ctx: Context) -> Response:
-    return await _not_configured(ctx, "OwnershipControlsNotFoundError")
