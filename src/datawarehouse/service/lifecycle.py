@@ -139,12 +139,18 @@ def rules_from_json(text: str) -> tuple[LifecycleRule, ...]:
 
 # --- evaluation -----------------------------------------------------------------------------------------
 
+NEVER = datetime.max.replace(tzinfo=UTC)
+
 
 def due_after(start: datetime, days: int) -> datetime:
-    """``start + days``, rounded up to the next midnight UTC (S3's rule for day counts)."""
-    moment = start.astimezone(UTC) + timedelta(days=days)
-    midnight = datetime.combine(moment.date(), time(0), tzinfo=UTC)
-    return midnight if midnight == moment else midnight + timedelta(days=1)
+    """``start + days``, rounded up to the next midnight UTC (S3's rule for day counts); a day
+    count past the calendar's end (year 9999; a rule may say any 19-digit number) is never due."""
+    try:
+        moment = start.astimezone(UTC) + timedelta(days=days)
+        midnight = datetime.combine(moment.date(), time(0), tzinfo=UTC)
+        return midnight if midnight == moment else midnight + timedelta(days=1)
+    except OverflowError:
+        return NEVER
 
 
 def _current_expired(rule: LifecycleRule, current: VersionInfo, now: datetime) -> bool:

@@ -35,6 +35,12 @@ def test_due_after_rounds_up_to_the_next_midnight_utc() -> None:
     assert due_after(datetime(2026, 1, 10, tzinfo=UTC), 1) == datetime(2026, 1, 11, tzinfo=UTC)  # already midnight
 
 
+@pytest.mark.parametrize("days", [2_913_000, 999_999_999, 10**12, 9_999_999_999_999_999_999])
+def test_a_day_count_past_year_9999_is_never_due(days: int) -> None:
+    """A rule may say any 19-digit day count; the job must not fail on it (it raised OverflowError)."""
+    assert due_after(T0, days) == datetime.max.replace(tzinfo=UTC)
+
+
 def test_expiration_days_expires_the_current_version_only_when_due() -> None:
     rules = [LifecycleRule("r", True, expiration_days=30)]
     versions = [v("2", day(0)), v("1", day(-40))]

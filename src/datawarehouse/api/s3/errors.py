@@ -16,6 +16,7 @@ from typing import Final, Literal
 from xml.etree.ElementTree import Element, SubElement
 
 from datawarehouse import errors as dwh
+from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.xmlrender import to_document
 
 S3Code = Literal[
@@ -466,6 +467,17 @@ def invalid_argument(message: str, *, name: str | None = None, value: str | None
     if value is not None:
         extra["ArgumentValue"] = value[:256]
     return S3Error("InvalidArgument", message, extra=extra)
+
+
+def count_argument(name: str, text: str | None, default: int, maximum: int) -> int:
+    """A non-negative count a request carries (``max-keys``, ``x-amz-max-parts``, a marker):
+    ``default`` when absent, at most ``maximum``; InvalidArgument naming it otherwise."""
+    if text is None:
+        return default
+    number = whole_number(text.strip())
+    if number is None:
+        raise invalid_argument(f"{name} must be a non-negative integer", name=name, value=text)
+    return min(number, maximum)
 
 
 def missing_content_length() -> S3Error:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from datawarehouse.api.numbers import whole_number
-from datawarehouse.api.s3.errors import invalid_argument
+from datawarehouse.api.s3.errors import count_argument, invalid_argument
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.http import Response, xml_response
@@ -19,13 +18,7 @@ MAX_KEYS = 1000
 
 
 def max_keys_param(ctx: Context) -> int:
-    raw = ctx.request.param("max-keys")
-    if raw is None:
-        return MAX_KEYS
-    number = whole_number(raw)
-    if number is None:
-        raise invalid_argument("max-keys must be a non-negative integer", name="max-keys", value=raw)
-    return min(number, MAX_KEYS)
+    return count_argument("max-keys", ctx.request.param("max-keys"), MAX_KEYS, MAX_KEYS)
 
 
 def encoding_param(ctx: Context) -> str | None:

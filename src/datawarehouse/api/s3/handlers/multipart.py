@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import re
 
-from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3 import checksums
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import bad_digest, invalid_argument, invalid_request
+from datawarehouse.api.s3.errors import bad_digest, count_argument, invalid_argument, invalid_request
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
 from datawarehouse.api.s3.handlers.copy import copy_source, copy_source_read, copy_version_headers
@@ -57,13 +56,7 @@ ACL_KEY = UPLOAD_ONLY_PREFIX + "acl"
 
 
 def _int_param(ctx: Context, name: str, default: int, maximum: int) -> int:
-    raw = ctx.request.param(name)
-    if raw is None:
-        return default
-    number = whole_number(raw)
-    if number is None:
-        raise invalid_argument(f"{name} must be a non-negative integer", name=name, value=raw)
-    return min(number, maximum)
+    return count_argument(name, ctx.request.param(name), default, maximum)
 
 
 def _upload_id(ctx: Context) -> str:

@@ -8,9 +8,12 @@ written in one piece has one part: ``partNumber=1`` reads it whole, any other nu
 
 from __future__ import annotations
 
+import dataclasses
+
 from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.checksums import stored_checksums
 from datawarehouse.api.s3.errors import (
+    count_argument,
     invalid_argument,
     invalid_part,
     invalid_part_number,
@@ -83,16 +86,6 @@ def _requested_attributes(ctx: Context) -> set[str]:
     return names
 
 
-def _int_header(ctx: Context, name: str, default: int) -> int:
-    text = ctx.request.headers.get(name)
-    if text is None:
-        return default
-    number = whole_number(text.strip())
-    if number is None:
-        raise invalid_argument(f"{name} must be a non-negative integer", name=name, value=text)
-    return number
-
-
 def _object_parts(v: ObjectVersion, marker: int, max_parts: int) -> ObjectParts | None:
     count = parts.parts_count(v)
     if count is None:
@@ -116,20 +109,19 @@ def _object_parts(v: ObjectVersion, marker: int, max_parts: int) -> ObjectParts 
 @handles("GetObjectAttributes")
 async def get_object_attributes(ctx: Context) -> Response:
     wanted = _requested_attributes(ctx)
-    marker = _int_header(ctx, "x-amz-part-number-marker", 0)
-    max_parts = min(_int_header(ctx, "x-amz-max-parts", MAX_LISTED_PARTS), MAX_LISTED_PARTS)
+    headers = ctx.request.headers
+    marker = count_argument("x-amz-part-number-marker", headers.get("x-amz-part-number-marker"), 0, MAX_PARTS)
+    max_parts = count_argument("x-amz-max-parts", headers.get("x-amz-max-parts"), MAX_LISTED_PARTS, MAX_LISTED_PARTS)
     version_id = requested_version(ctx)
     _, v = await ctx.offload.run(ctx.warehouse.lookup, ctx.bucket, ctx.key, version_id)
-    checksums = stored_checksums(v.system_meta)
-    has_checksum = any(getattr(checksums, name) for name in ("crc32", "crc32c", "crc64nvme", "sha1", "sha256"))
-    if has_checksum and checksums.checksum_type is None:
-        # Stored by a single PUT (or POST), which S3 reports as a checksum of the whole object.
-        checksums = Checksums(
-            checksums.crc32, checksums.crc32c, checksums.crc64nvme, checksums.sha1, checksums.sha256, "FULL_OBJECT"
-        )
+    stored = stored_checksums(v.system_meta)
+    checksums: Checksums | None = None
+    if "Checksum" in wanted and stored != Checksums():
+        # Without a type it was stored by a single PUT (or POST): S3 reports that as FULL_OBJECT.
+        checksums = stored if stored.checksum_type else dataclasses.replace(stored, checksum_type="FULL_OBJECT")
     result = ObjectAttributes(
-        etag=v.etag.strip('"') if "ETag" in wanted else None,
-        checksums=checksums if "Checksum" in wanted and has_checksum else None,
+        etag=v.etag if "ETag" in wanted else None,  # stored bare: S3 sends this one unquoted
+        checksums=checksums,
         object_parts=_object_parts(v, marker, max_parts) if "ObjectParts" in wanted else None,
         storage_class="STANDARD" if "StorageClass" in wanted else None,
         object_size=v.size if "ObjectSize" in wanted else None,
