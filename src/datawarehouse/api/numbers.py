@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-MAX_DIGITS = 19  # every count and size a request may carry fits in a signed 64-bit integer
+MAX_DIGITS = 19  # more than any count or size needs; callers bound the value itself (and 19 digits stay cheap)
 _DIGITS = re.compile(f"[0-9]{{1,{MAX_DIGITS}}}", re.ASCII)
 
 
