@@ -140,6 +140,21 @@ class InvalidBucketState(Conflict):
     with object lock, object lock settings on a bucket without it)."""
 
 
+# --- public access and ACLs ----------------------------------------------------------------------
+
+
+class PublicAccessBlocked(DwhError):
+    """The bucket's public access block refuses a public ACL or a public bucket policy."""
+
+
+class AclsDisabled(InvalidInput):
+    """The bucket's object ownership is ``BucketOwnerEnforced``: ACLs cannot be set."""
+
+
+class AclConflictsWithOwnership(InvalidInput):
+    """``BucketOwnerEnforced`` asked for on a bucket whose ACL grants beyond its owner."""
+
+
 # --- integrity and durability ------------------------------------------------------------------
 
 

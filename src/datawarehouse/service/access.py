@@ -14,6 +14,8 @@ and ``AuthzRequest.resource_tenant`` says whose bucket it is.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -22,13 +24,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from datawarehouse.errors import InvalidInput, NotFound
+from datawarehouse.errors import AclConflictsWithOwnership, AclsDisabled, InvalidInput, NotFound, PublicAccessBlocked
 from datawarehouse.ids import DEFAULT_TENANT_NAME, UserId, split_bucket_name
 from datawarehouse.records import BucketRecord, PrincipalKind
 from datawarehouse.service import policy, s3_actions
 from datawarehouse.service.iam import IamService
 from datawarehouse.service.iam_auth import Identity
 from datawarehouse.service.policy import AuthzRequest, ContextValue, Decision, Policy, Principal
+from datawarehouse.service.public_access import (
+    BLOCK_SETTING,
+    BUCKET_OWNER_ENFORCED,
+    NO_BLOCK,
+    OWNER_ONLY_ACL,
+    OWNERSHIP_SETTING,
+    AccessBlock,
+    policy_is_public,
+)
 from datawarehouse.service.warehouse import OWNER_META, Warehouse
 
 log = logging.getLogger(__name__)
@@ -100,16 +111,19 @@ class RequestFacts:
     sets_legal_hold: bool = False
     enables_object_lock: bool = False
     sets_acl: bool = False  # x-amz-acl granting something, sent with a bucket or object creation
+    sets_ownership: bool = False  # x-amz-object-ownership, sent with a bucket creation
     context: Mapping[str, ContextValue] = field(default_factory=dict)  # aws:SourceIp, s3:prefix, ...
 
 
 class BucketAccess:
-    """Parsed bucket policies and ACLs, cached by their settings text (the Warehouse's settings
-    cache already avoids the metadata read; this avoids re-parsing JSON per request)."""
+    """Parsed bucket policies, ACLs and public access blocks, cached by their settings text (the
+    Warehouse's settings cache already avoids the metadata read; this avoids re-parsing JSON per
+    request)."""
 
     def __init__(self, wh: Warehouse) -> None:
         self._wh = wh
         self._parsed: dict[str, Policy] = {}
+        self._public: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def policy(self, rec: BucketRecord) -> Policy | None:
@@ -125,9 +139,37 @@ class BucketAccess:
                 self._parsed[text] = parsed
         return parsed
 
+    def policy_public(self, parsed: Policy) -> bool:
+        public = self._public.get(parsed.text)
+        if public is None:
+            public = policy_is_public(parsed)
+            with self._lock:
+                if len(self._public) > 4096:
+                    self._public.clear()
+                self._public[parsed.text] = public
+        return public
+
     def acl(self, rec: BucketRecord) -> dict[str, Any]:
         text = self._wh.bucket_setting_cached(rec, ACL_SETTING)
         return json.loads(text) if text else {}
+
+    def block(self, rec: BucketRecord) -> AccessBlock:
+        return access_block(self._wh.bucket_setting_cached(rec, BLOCK_SETTING))
+
+    def acls_ignored(self, rec: BucketRecord) -> bool:
+        """Whether the bucket's ACLs grant nothing: ACLs are off (BucketOwnerEnforced) or its
+        public access block ignores public ACLs (the only ACLs here that grant anything)."""
+        return acls_disabled(self._wh, rec) or self.block(rec).ignore_public_acls
+
+
+@functools.lru_cache(maxsize=1024)
+def access_block(text: str | None) -> AccessBlock:
+    """A stored public access block setting (none: every flag false)."""
+    return AccessBlock.from_json(text) if text else NO_BLOCK
+
+
+def acls_disabled(wh: Warehouse, rec: BucketRecord) -> bool:
+    return wh.bucket_setting_cached(rec, OWNERSHIP_SETTING) == BUCKET_OWNER_ENFORCED
 
 
 def acl_statements(acl: Mapping[str, Any], bucket: str, key: str | None) -> tuple[policy.Statement, ...]:
@@ -177,6 +219,7 @@ class Authorizer:
             sets_legal_hold=facts.sets_legal_hold,
             enables_object_lock=facts.enables_object_lock,
             sets_acl=facts.sets_acl,
+            sets_ownership=facts.sets_ownership,
         )
         if not needs:
             return Decision(True, "allowed", reason="no permission needed")
@@ -201,9 +244,18 @@ class Authorizer:
                 rec = None  # the handler answers NoSuchBucket (for whoever may ask)
             if rec is not None:
                 bucket_policy = self.buckets.policy(rec)
-                acl = acl_statements(self.buckets.acl(rec), bare, key)
+                if not self.buckets.acls_ignored(rec):
+                    acl = acl_statements(self.buckets.acl(rec), bare, key)
         p = caller.principal
         own_bucket = tenant is None or tenant == p.tenant
+        if (
+            not own_bucket
+            and rec is not None
+            and bucket_policy is not None
+            and self.buckets.block(rec).restrict_public_buckets
+            and self.buckets.policy_public(bucket_policy)
+        ):
+            bucket_policy = _denies_only(bucket_policy)  # RestrictPublicBuckets: own tenant only
         if p.kind == "root" and own_bucket and bucket_policy is None:
             return Decision(True, "allowed", source="root", reason="tenant root, no bucket policy")
         context: dict[str, ContextValue] = dict(facts.context)
@@ -265,12 +317,19 @@ class Authorizer:
         return True
 
 
+def _denies_only(parsed: Policy) -> Policy:
+    return dataclasses.replace(parsed, statements=tuple(s for s in parsed.statements if s.effect == "Deny"))
+
+
 # --- bucket policy and ACL settings ---------------------------------------------------------------
 
 
 def put_bucket_policy(wh: Warehouse, bucket: str, text: str) -> Policy:
-    """Validate and store a bucket policy (``InvalidPolicy`` for a malformed one)."""
+    """Validate and store a bucket policy (``InvalidPolicy`` for a malformed one;
+    ``PublicAccessBlocked`` for a public one when the bucket blocks public policies)."""
     parsed = policy.parse_policy(text, "bucket")
+    if (get_access_block(wh, bucket) or NO_BLOCK).block_public_policy and policy_is_public(parsed):
+        raise PublicAccessBlocked("the bucket's public access block (BlockPublicPolicy) refuses a public policy")
     wh.set_bucket_setting(bucket, POLICY_SETTING, text)
     return parsed
 
@@ -290,18 +349,78 @@ def _stored_acl(wh: Warehouse, bucket: str) -> dict[str, Any]:
 
 
 def is_public(wh: Warehouse, bucket: str) -> bool:
-    """GetBucketPolicyStatus: whether the bucket policy or ACL grants anything to everyone."""
+    """GetBucketPolicyStatus: whether the bucket policy is public (``public_access``) or an ACL
+    that is not ignored grants anything to everyone."""
     acl = _stored_acl(wh, bucket)
-    if acl.get("bucket") == "public-read" or acl.get("public_keys"):
+    if not _acls_ignored(wh, bucket) and (acl.get("bucket") == "public-read" or acl.get("public_keys")):
         return True
     text = wh.get_bucket_setting(bucket, POLICY_SETTING)
-    if not text:
+    return text is not None and policy_is_public(policy.parse_policy(text, "bucket"))
+
+
+# --- public access blocks and object ownership (service/public_access.py) -------------------------
+
+
+def get_access_block(wh: Warehouse, bucket: str) -> AccessBlock | None:
+    """The bucket's public access block, None when it has none (every flag false)."""
+    text = wh.get_bucket_setting(bucket, BLOCK_SETTING)
+    return access_block(text) if text is not None else None
+
+
+def set_access_block(wh: Warehouse, bucket: str, block: AccessBlock | None) -> None:
+    """Store (``None``: remove) the bucket's public access block. As on S3 it changes no ACL or
+    policy already set: it refuses new public ones and, by its other two flags, limits what
+    the existing ones grant."""
+    wh.set_bucket_setting(bucket, BLOCK_SETTING, block.to_json() if block is not None else None)
+
+
+def get_ownership(wh: Warehouse, bucket: str) -> str | None:
+    return wh.get_bucket_setting(bucket, OWNERSHIP_SETTING)
+
+
+def set_ownership(wh: Warehouse, bucket: str, ownership: str | None) -> None:
+    """Store (``None``: remove) the bucket's object ownership. ``BucketOwnerEnforced`` needs a
+    bucket ACL that grants nothing beyond the owner (S3's rule; object ACLs are kept, ignored,
+    and grant again if ownership controls are removed)."""
+    with _acl_lock:
+        if ownership == BUCKET_OWNER_ENFORCED and policy.acl_grants(_stored_acl(wh, bucket).get("bucket", "private")):
+            raise AclConflictsWithOwnership(
+                "the bucket ACL grants public-read: set it to private before turning ACLs off (BucketOwnerEnforced)"
+            )
+        wh.set_bucket_setting(bucket, OWNERSHIP_SETTING, ownership)
+
+
+def _acls_ignored(wh: Warehouse, bucket: str) -> bool:
+    if get_ownership(wh, bucket) == BUCKET_OWNER_ENFORCED:
+        return True
+    return (get_access_block(wh, bucket) or NO_BLOCK).ignore_public_acls
+
+
+def check_requested_acl(wh: Warehouse, bucket: str, canned: str | None) -> None:
+    """Refuse, before anything is written, an ACL a request names that the bucket does not take:
+    when ACLs are off, anything but ``bucket-owner-full-control`` (``AclsDisabled``); an ACL this
+    server does not support (``InvalidInput``); a public ACL under BlockPublicAcls
+    (``PublicAccessBlocked``). ``None`` (no ACL named) is always accepted."""
+    if canned is None:
+        return
+    canned = canned.strip()
+    rec = wh.bucket_for_write(bucket)
+    if acls_disabled(wh, rec):
+        if canned != OWNER_ONLY_ACL:
+            raise AclsDisabled("The bucket does not allow ACLs")
+        return
+    check_canned_acl(canned, bucket)
+    if policy.acl_grants(canned) and access_block(wh.bucket_setting_cached(rec, BLOCK_SETTING)).block_public_acls:
+        raise PublicAccessBlocked("the bucket's public access block (BlockPublicAcls) refuses a public ACL")
+
+
+def acl_checks_needed(wh: Warehouse, bucket: str, canned: str | None) -> bool:
+    """False when ``check_requested_acl`` has nothing to refuse, decided without a metadata read
+    (no ACL named; or the bucket, with neither setting, already in memory): the event loop's
+    test before it hands the check to a thread."""
+    if canned is None:
         return False
-    parsed = policy.parse_policy(text, "bucket")
-    return any(
-        s.effect == "Allow" and s.principal is not None and s.principal.everyone and not s.not_principal
-        for s in parsed.statements
-    )
+    return not (wh.cached_bucket_has_no(bucket, OWNERSHIP_SETTING) and wh.cached_bucket_has_no(bucket, BLOCK_SETTING))
 
 
 _acl_lock = threading.Lock()
@@ -338,7 +457,10 @@ def set_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
 
 
 def acl_of(wh: Warehouse, bucket: str, key: str | None = None) -> str:
-    """The canned ACL a Get*Acl answer describes: ``public-read`` or ``private``."""
+    """The canned ACL a Get*Acl answer describes: ``public-read`` or ``private`` (always
+    ``private`` when ACLs are off: the owner's FULL_CONTROL alone, as S3 shows it)."""
+    if get_ownership(wh, bucket) == BUCKET_OWNER_ENFORCED:
+        return "private"
     acl = _stored_acl(wh, bucket)
     if acl.get("bucket") == "public-read":
         return "public-read"

@@ -85,7 +85,11 @@ _TABLE: Final[Mapping[str, tuple[Scope, str, str | None]]] = {
     "GetBucketWebsite": ("bucket", "s3:GetBucketWebsite", None),
     "GetBucketReplication": ("bucket", "s3:GetReplicationConfiguration", None),
     "GetPublicAccessBlock": ("bucket", "s3:GetBucketPublicAccessBlock", None),
+    "PutPublicAccessBlock": ("bucket", "s3:PutBucketPublicAccessBlock", None),
+    "DeletePublicAccessBlock": ("bucket", "s3:PutBucketPublicAccessBlock", None),
     "GetBucketOwnershipControls": ("bucket", "s3:GetBucketOwnershipControls", None),
+    "PutBucketOwnershipControls": ("bucket", "s3:PutBucketOwnershipControls", None),
+    "DeleteBucketOwnershipControls": ("bucket", "s3:PutBucketOwnershipControls", None),
     "PutObjectAcl": ("object", "s3:PutObjectAcl", "s3:PutObjectVersionAcl"),
     "GetBucketEncryption": ("bucket", "s3:GetEncryptionConfiguration", None),
     "PutBucketEncryption": ("bucket", "s3:PutEncryptionConfiguration", None),
@@ -122,6 +126,7 @@ def actions_for(
     sets_legal_hold: bool = False,
     enables_object_lock: bool = False,
     sets_acl: bool = False,
+    sets_ownership: bool = False,
 ) -> list[Need]:
     """The (action, resource ARN) pairs ``operation`` needs; all must be allowed.
 
@@ -133,8 +138,9 @@ def actions_for(
     needs PutBucketObjectLockConfiguration and PutBucketVersioning). ``sets_acl``: a CreateBucket
     or an object-creating write carries an ``x-amz-acl`` that grants something (``public-read``;
     AWS then also needs PutBucketAcl / PutObjectAcl; the no-op private ACLs need nothing, so
-    tools that always send ``x-amz-acl: private`` work with write-only keys). Raises ``InvalidInput`` for an
-    unknown operation or a missing bucket/key/copy source.
+    tools that always send ``x-amz-acl: private`` work with write-only keys). ``sets_ownership``:
+    CreateBucket with ``x-amz-object-ownership`` (AWS also needs PutBucketOwnershipControls).
+    Raises ``InvalidInput`` for an unknown operation or a missing bucket/key/copy source.
     """
     row = _TABLE.get(operation)
     if row is None:
@@ -155,6 +161,8 @@ def actions_for(
             ]
         if operation == "CreateBucket" and sets_acl:
             needs.append(("s3:PutBucketAcl", bucket_arn(bucket)))
+        if operation == "CreateBucket" and sets_ownership:
+            needs.append(("s3:PutBucketOwnershipControls", bucket_arn(bucket)))
         return needs
     if not key:
         raise InvalidInput(f"{operation}: needs an object key")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -285,6 +285,7 @@ class Warehouse:
         snapshot_view: bool = False,
         system: bool = False,
         owner_user_id: UserId | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> BucketRecord:
         """``name`` is tenant-qualified (``tenant:bucket``, bare for the default tenant); the
         bucket joins its tenant's dedup/encryption domain unless ``domain_id`` says otherwise.
@@ -292,7 +293,8 @@ class Warehouse:
         Enabled (both settings are part of the journaled creation). ``snapshot_view``: the
         bucket is a snapshot view (service/snapshots.py), the only way to a ``--snap--`` name.
         ``system``: a system bucket (``dwh--`` names, such as the audit log's).
-        ``owner_user_id``: the IAM user creating it (counted by user quotas)."""
+        ``owner_user_id``: the IAM user creating it (counted by user quotas). ``settings``: bucket
+        settings documents the bucket is created with (in the same journaled creation)."""
         tenant, name = split_bucket_name(name)
         check_bucket_name(name, allow_snapshot=snapshot_view, allow_system=system)
         if domain_id is None:
@@ -303,14 +305,12 @@ class Warehouse:
             sc.check_fits(len(self.engine.disks.active()))
         now = self.engine.now()
         created: list[BucketRecord] = []
-        settings: dict[str, str] = {}
+        settings = dict(settings or {})
         if object_lock:
             from datawarehouse.service import objectlock
 
-            settings = {
-                catalog.VERSIONING_SETTING: catalog.VERSIONING_ENABLED,
-                objectlock.SETTING: objectlock.LockConfig(True).to_json(),
-            }
+            settings[catalog.VERSIONING_SETTING] = catalog.VERSIONING_ENABLED
+            settings[objectlock.SETTING] = objectlock.LockConfig(True).to_json()
 
         def apply(tx: MetaTx) -> BucketRecord:
             rec = tx.create_bucket(domain_id, name, now, sc, owner_user_id)

@@ -37,17 +37,13 @@ def test_features_read_as_never_configured(s3: Any, bucket: str) -> None:
 @pytest.mark.s3op(
     "GetBucketWebsite",
     "GetBucketReplication",
-    "GetPublicAccessBlock",
-    "GetBucketOwnershipControls",
-    note="404 with S3's not-configured code (NoSuchWebsiteConfiguration, ReplicationConfigurationNotFoundError, "
-    "NoSuchPublicAccessBlockConfiguration, OwnershipControlsNotFoundError); setting them: NotImplemented",
+    note="404 with S3's not-configured code (NoSuchWebsiteConfiguration, ReplicationConfigurationNotFoundError); "
+    "setting them: NotImplemented",
 )
 def test_features_answer_not_configured(s3: Any, bucket: str) -> None:
     for call, expected in (
         (s3.get_bucket_website, "NoSuchWebsiteConfiguration"),
         (s3.get_bucket_replication, "ReplicationConfigurationNotFoundError"),
-        (s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration"),
-        (s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError"),
     ):
         with pytest.raises(ClientError) as exc:
             call(Bucket=bucket)
@@ -55,7 +51,7 @@ def test_features_answer_not_configured(s3: Any, bucket: str) -> None:
 
 
 def test_missing_bucket_and_writes(s3: Any, bucket: str) -> None:
-    for call in (s3.get_bucket_accelerate_configuration, s3.get_bucket_website, s3.get_public_access_block):
+    for call in (s3.get_bucket_accelerate_configuration, s3.get_bucket_website, s3.get_bucket_replication):
         with pytest.raises(ClientError) as exc:
             call(Bucket=bucket + "-missing")
         assert code(exc) == "NoSuchBucket"
@@ -63,7 +59,7 @@ def test_missing_bucket_and_writes(s3: Any, bucket: str) -> None:
         lambda: s3.put_bucket_accelerate_configuration(Bucket=bucket, AccelerateConfiguration={"Status": "Enabled"}),
         lambda: s3.put_bucket_request_payment(Bucket=bucket, RequestPaymentConfiguration={"Payer": "Requester"}),
         lambda: s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration={"IndexDocument": {"Suffix": "i.html"}}),
-        lambda: s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"BlockPublicAcls": True}),
+        lambda: s3.delete_bucket_replication(Bucket=bucket),
         lambda: s3.delete_bucket_website(Bucket=bucket),
     )
     for write in writes:

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 from botocore.exceptions import ClientError
-from iamkit import GRACEFUL
+from iamkit import GRACEFUL, anonymous
 from s3server import DWH, DwhServer, unique_bucket
 
 from datawarehouse.cli.admin_client import AdminClient
@@ -207,6 +207,33 @@ def test_revoked_key_is_refused_by_every_process(server: DwhServer) -> None:
         return _error_host(err.value)
 
     _until_both(refused)
+
+
+def test_public_access_block_is_enforced_by_every_process(server: DwhServer) -> None:
+    """A public access block set through the primary binds the read worker at once: the worker
+    authorizes GETs itself, from settings it must not serve stale."""
+    s3 = _fresh(server)
+    bucket = unique_bucket("wp")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="pub", Body=b"public", ACL="public-read")
+
+    def public() -> str:
+        got = anonymous(server).get_object(Bucket=bucket, Key="pub")
+        assert got["Body"].read() == b"public"
+        return _host(got)
+
+    _until_both(public)
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"IgnorePublicAcls": True})
+
+    def ignored() -> str:
+        with pytest.raises(ClientError) as err:
+            anonymous(server).get_object(Bucket=bucket, Key="pub")
+        assert err.value.response["Error"]["Code"] == "AccessDenied"
+        return _error_host(err.value)
+
+    _until_both(ignored)
+    s3.delete_public_access_block(Bucket=bucket)
+    _until_both(public)
 
 
 def test_internal_endpoint_is_not_reachable_by_clients(server: DwhServer) -> None:

@@ -22,7 +22,7 @@ def code(call: object) -> str:
     [
         ({}, None),
         ({"x-amz-acl": " public-read "}, "public-read"),
-        ({"x-amz-grant-full-control": f'id="{OWNER}"'}, "private"),
+        ({"x-amz-grant-full-control": f'id="{OWNER}"'}, "bucket-owner-full-control"),
         ({"x-amz-grant-full-control": f"id={OWNER}", "x-amz-grant-read": f"uri={ALL_USERS}"}, "public-read"),
         # several grantees in one header, white space around them
         (
@@ -41,7 +41,7 @@ def test_names_that_s3_does_not_define_are_not_grants() -> None:
     headers = {"x-amz-grant-everything": f"uri={ALL_USERS}", "x-amz-granted": "x"}
     assert not names_grants(headers)
     assert requested_acl(headers, OWNER) is None
-    assert requested_acl({**headers, "x-amz-grant-full-control": f"id={OWNER}"}, OWNER) == "private"
+    assert requested_acl({**headers, "x-amz-grant-full-control": f"id={OWNER}"}, OWNER) == "bucket-owner-full-control"
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ ALL_READ = f'<Grant><Grantee xsi:type="Group"><URI>{ALL_USERS}</URI></Grantee><P
 
 
 def test_documents() -> None:
-    assert acl_from_document(_document(OWNER_FULL), OWNER) == "private"
+    assert acl_from_document(_document(OWNER_FULL), OWNER) == "bucket-owner-full-control"
     assert acl_from_document(_document(OWNER_FULL, ALL_READ), OWNER) == "public-read"
     assert acl_from_document(_document(ALL_READ, OWNER_FULL, owner=""), OWNER) == "public-read"  # Owner optional
     assert code(lambda: acl_from_document(_document(ALL_READ), OWNER)) == "NotImplemented"

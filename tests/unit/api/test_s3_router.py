@@ -100,6 +100,12 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("GET", "/b", "encryption", {}, "GetBucketEncryption"),
     ("PUT", "/b", "encryption", {}, "PutBucketEncryption"),
     ("DELETE", "/b", "encryption", {}, "DeleteBucketEncryption"),
+    ("GET", "/b", "publicAccessBlock", {}, "GetPublicAccessBlock"),
+    ("PUT", "/b", "publicAccessBlock", {}, "PutPublicAccessBlock"),
+    ("DELETE", "/b", "publicAccessBlock", {}, "DeletePublicAccessBlock"),
+    ("GET", "/b", "ownershipControls", {}, "GetBucketOwnershipControls"),
+    ("PUT", "/b", "ownershipControls", {}, "PutBucketOwnershipControls"),
+    ("DELETE", "/b", "ownershipControls", {}, "DeleteBucketOwnershipControls"),
     ("GET", "/b/k", "attributes", {}, "GetObjectAttributes"),
     *[("GET", "/b", name, {}, operation) for name, operation in UNCONFIGURED_BUCKET_READS],
     ("GET", "/b/k", "attributes&versionId=v", {}, "GetObjectAttributes"),
@@ -180,9 +186,11 @@ def test_unsupported_subresources_never_fall_through_to_writes() -> None:
         with pytest.raises(S3Error) as exc:
             r(method, "/b/k", "attributes")
         assert exc.value.code == "MethodNotAllowed"
-    for query in ("website", "publicAccessBlock"):
+    for query in ("website", "replication"):
         with pytest.raises(S3Error):
             r("PUT", "/b", query)
+    assert r("PUT", "/b", "publicAccessBlock").operation == "PutPublicAccessBlock"
+    assert r("PUT", "/b", "ownershipControls").operation == "PutBucketOwnershipControls"
     assert r("PUT", "/b/k", "acl", COPY).operation == "PutObjectAcl"
     assert r("PUT", "/b", "policy").operation == "PutBucketPolicy"
     assert r("PUT", "/b/k", "retention", COPY).operation == "PutObjectRetention"

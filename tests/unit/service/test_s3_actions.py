@@ -91,7 +91,11 @@ PLAIN: dict[str, list[tuple[str, str]]] = {
     "GetBucketWebsite": [("s3:GetBucketWebsite", B)],
     "GetBucketReplication": [("s3:GetReplicationConfiguration", B)],
     "GetPublicAccessBlock": [("s3:GetBucketPublicAccessBlock", B)],
+    "PutPublicAccessBlock": [("s3:PutBucketPublicAccessBlock", B)],
+    "DeletePublicAccessBlock": [("s3:PutBucketPublicAccessBlock", B)],
     "GetBucketOwnershipControls": [("s3:GetBucketOwnershipControls", B)],
+    "PutBucketOwnershipControls": [("s3:PutBucketOwnershipControls", B)],
+    "DeleteBucketOwnershipControls": [("s3:PutBucketOwnershipControls", B)],
 }
 
 
@@ -171,6 +175,10 @@ def test_writes_with_tags_retention_or_legal_hold() -> None:
         ("s3:CreateBucket", B),
         ("s3:PutBucketObjectLockConfiguration", B),
         ("s3:PutBucketVersioning", B),
+    ]
+    assert actions_for("CreateBucket", "b", None, sets_ownership=True) == [
+        ("s3:CreateBucket", B),
+        ("s3:PutBucketOwnershipControls", B),
     ]
 
 

@@ -26,6 +26,7 @@ from xml.etree.ElementTree import Element
 
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, invalid_request, not_implemented, s3_error
 from datawarehouse.api.s3.xml import child_text, children, parse_document
+from datawarehouse.service.public_access import OWNER_ONLY_ACL
 
 ALL_USERS: Final = "http://acs.amazonaws.com/groups/global/AllUsers"
 MAX_ACL_DOCUMENT: Final = 64 * 1024
@@ -74,7 +75,9 @@ def acl_from_document(body: bytes, owner_id: str) -> str:
 
 
 def canned_for(grants: list[Grant], owner_id: str) -> str:
-    """``private`` or ``public-read``, when ``grants`` are equal to it; NotImplemented otherwise."""
+    """``public-read``, or ``bucket-owner-full-control`` for the owner's FULL_CONTROL alone (the
+    same as ``private`` here, and the form a bucket with ACLs off still takes), when ``grants``
+    are equal to it; NotImplemented otherwise."""
     owner_full = public_read = False
     for kind, grantee, permission in grants:
         if permission not in _PERMISSIONS:
@@ -93,7 +96,7 @@ def canned_for(grants: list[Grant], owner_id: str) -> str:
             "an ACL must grant its owner FULL_CONTROL here (access is given by IAM and bucket policies); "
             "only ACLs equal to the canned ACLs private and public-read are supported"
         )
-    return "public-read" if public_read else "private"
+    return "public-read" if public_read else OWNER_ONLY_ACL
 
 
 def names_grants(headers: Mapping[str, str]) -> bool:

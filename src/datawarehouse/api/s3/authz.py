@@ -74,6 +74,7 @@ def request_facts(
         sets_legal_hold="x-amz-object-lock-legal-hold" in headers,
         enables_object_lock=headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true",
         sets_acl=operation in ACL_ON_CREATE and _sets_acl(headers),
+        sets_ownership=operation == "CreateBucket" and "x-amz-object-ownership" in headers,
         context=context,
     )
 

@@ -20,6 +20,7 @@ from datawarehouse.api.numbers import whole_number
 from datawarehouse.api.s3.xmlrender import to_document
 
 S3Code = Literal[
+    "AccessControlListNotSupported",
     "AccessDenied",
     "AuthorizationHeaderMalformed",
     "AuthorizationQueryParametersError",
@@ -35,6 +36,7 @@ S3Code = Literal[
     "InternalError",
     "InvalidAccessKeyId",
     "InvalidArgument",
+    "InvalidBucketAclWithObjectOwnership",
     "InvalidBucketName",
     "InvalidBucketState",
     "InvalidDigest",
@@ -85,6 +87,7 @@ S3Code = Literal[
 # code -> (HTTP status, default message). Messages follow S3's wording where clients or humans
 # may recognise them.
 CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
+    "AccessControlListNotSupported": (400, "The bucket does not allow ACLs"),
     "AccessDenied": (403, "Access Denied"),
     "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": (400, "The authorization query parameters are invalid."),
@@ -103,6 +106,10 @@ CATALOGUE: Final[Mapping[S3Code, tuple[int, str]]] = {
     "InternalError": (500, "We encountered an internal error. Please try again."),
     "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
     "InvalidArgument": (400, "Invalid Argument"),
+    "InvalidBucketAclWithObjectOwnership": (
+        400,
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+    ),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
     "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
     "IllegalVersioningConfigurationException": (
@@ -267,6 +274,9 @@ _FROM_PROJECT: Final[Mapping[type[dwh.DwhError], tuple[S3Code, bool]]] = {
     dwh.InvalidVersionId: ("InvalidArgument", True),
     dwh.InvalidBucketState: ("InvalidBucketState", True),
     dwh.ObjectLocked: ("AccessDenied", True),
+    dwh.PublicAccessBlocked: ("AccessDenied", True),
+    dwh.AclsDisabled: ("AccessControlListNotSupported", True),
+    dwh.AclConflictsWithOwnership: ("InvalidBucketAclWithObjectOwnership", True),
     dwh.Conflict: ("OperationAborted", False),
     dwh.BucketAlreadyExists: ("BucketAlreadyOwnedByYou", False),  # single owner per deployment
     dwh.BucketNotEmpty: ("BucketNotEmpty", False),

@@ -24,8 +24,6 @@ _UNSUPPORTED_BUCKET = (
     "logging",
     "metrics",
     "notification",
-    "ownershipControls",
-    "publicAccessBlock",
     "replication",
     "requestPayment",
     "session",
@@ -40,8 +38,6 @@ UNCONFIGURED_BUCKET_READS = (
     ("notification", "GetBucketNotificationConfiguration"),
     ("website", "GetBucketWebsite"),
     ("replication", "GetBucketReplication"),
-    ("publicAccessBlock", "GetPublicAccessBlock"),
-    ("ownershipControls", "GetBucketOwnershipControls"),
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
 _UNSUPPORTED_OBJECT = ("renameObject", "restore", "select", "torrent")
@@ -111,7 +107,11 @@ OPERATIONS = (
     "GetBucketWebsite",
     "GetBucketReplication",
     "GetPublicAccessBlock",
+    "PutPublicAccessBlock",
+    "DeletePublicAccessBlock",
     "GetBucketOwnershipControls",
+    "PutBucketOwnershipControls",
+    "DeleteBucketOwnershipControls",
 )
 
 
@@ -182,6 +182,8 @@ def _bucket_operation(
             ("policy", "GetBucketPolicy"),
             ("acl", "GetBucketAcl"),
             ("encryption", "GetBucketEncryption"),
+            ("publicAccessBlock", "GetPublicAccessBlock"),
+            ("ownershipControls", "GetBucketOwnershipControls"),
             *UNCONFIGURED_BUCKET_READS,
         ],
         "PUT": [
@@ -193,6 +195,8 @@ def _bucket_operation(
             ("policy", "PutBucketPolicy"),
             ("acl", "PutBucketAcl"),
             ("encryption", "PutBucketEncryption"),
+            ("publicAccessBlock", "PutPublicAccessBlock"),
+            ("ownershipControls", "PutBucketOwnershipControls"),
         ],
         "DELETE": [
             ("cors", "DeleteBucketCors"),
@@ -200,6 +204,8 @@ def _bucket_operation(
             ("lifecycle", "DeleteBucketLifecycle"),
             ("policy", "DeleteBucketPolicy"),
             ("encryption", "DeleteBucketEncryption"),
+            ("publicAccessBlock", "DeletePublicAccessBlock"),
+            ("ownershipControls", "DeleteBucketOwnershipControls"),
         ],
         "POST": [("delete", "DeleteObjects")],
     }

@@ -284,3 +284,28 @@ def parse_encryption_configuration(body: bytes, *, limit: int = DEFAULT_BODY_LIM
         raise malformed_xml()
     bucket_key = child_text(rules[0], "BucketKeyEnabled")
     return algorithm, _optional_stripped(defaults[0], "KMSMasterKeyID"), bucket_key is not None and _bool(bucket_key)
+
+
+# --- public access blocks and ownership controls --------------------------------------------------
+
+PUBLIC_ACCESS_BLOCK_FLAGS: Final = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+
+def parse_public_access_block(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT) -> dict[str, bool]:
+    """A PublicAccessBlockConfiguration: each of the four flags, false when absent."""
+    root = parse_document(body, "PublicAccessBlockConfiguration", limit=limit)
+    flags: dict[str, bool] = {}
+    for name in PUBLIC_ACCESS_BLOCK_FLAGS:
+        text = child_text(root, name)
+        flags[name] = text is not None and _bool(text)
+    return flags
+
+
+def parse_ownership_controls(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT) -> str:
+    """An OwnershipControls document: its one Rule's ObjectOwnership, as written (the caller
+    checks the value)."""
+    root = parse_document(body, "OwnershipControls", limit=limit)
+    rules = children(root, "Rule")
+    if len(rules) != 1:
+        raise malformed_xml()
+    return required_text(rules[0], "ObjectOwnership").strip()

@@ -468,3 +468,15 @@ def _add_object_parts(parent: Element, parts: ObjectParts) -> None:
     for part in parts.parts:
         rows = [r for r in _checksum_rows(part.checksums) if r[0] != "ChecksumType"]
         add_rows(SubElement(element, "Part"), [*rows, ("PartNumber", part.part_number), ("Size", part.part_size)])
+
+
+def render_public_access_block(flags: Iterable[tuple[str, bool]]) -> bytes:
+    root = s3_root("PublicAccessBlockConfiguration")
+    add_rows(root, flags)
+    return to_document(root)
+
+
+def render_ownership_controls(ownership: str) -> bytes:
+    root = s3_root("OwnershipControls")
+    add_rows(SubElement(root, "Rule"), [("ObjectOwnership", ownership)])
+    return to_document(root)

@@ -109,6 +109,7 @@ def load_all() -> None:
         parts,
         policy,
         post,
+        public_access,
         tagging,
         unconfigured,
         versioning,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datawarehouse.api.s3.acl import requested_acl
 from datawarehouse.api.s3.body import BodyReader
-from datawarehouse.api.s3.errors import s3_error
+from datawarehouse.api.s3.errors import invalid_argument, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
+from datawarehouse.api.s3.handlers.public_access import requested_ownership
 from datawarehouse.api.s3.http import Response, xml_response
 from datawarehouse.api.s3.xml import parse_create_bucket_configuration
 from datawarehouse.api.s3.xmlmodel import BucketSummary, ListAllMyBucketsResult, Owner
@@ -13,6 +14,8 @@ from datawarehouse.api.s3.xmlrender import render_list_all_my_buckets, render_lo
 from datawarehouse.errors import BucketAlreadyExists
 from datawarehouse.service import access
 from datawarehouse.service.naming import SNAPSHOT_MARK
+from datawarehouse.service.policy import acl_grants
+from datawarehouse.service.public_access import OWNERSHIP_SETTING, OWNERSHIP_VALUES
 
 MAX_CONFIG_SIZE = 64 * 1024
 
@@ -33,6 +36,22 @@ async def list_buckets(ctx: Context) -> Response:
     return xml_response(render_list_all_my_buckets(result))
 
 
+def _ownership_settings(header: str | None, canned: str | None) -> dict[str, str]:
+    """The settings ``x-amz-object-ownership`` creates a bucket with; with ACLs off, an ACL that
+    grants anything is refused (InvalidBucketAclWithObjectOwnership), as on S3."""
+    if header is None:
+        return {}
+    ownership = requested_ownership(
+        header.strip(),
+        lambda: invalid_argument(
+            f"x-amz-object-ownership must be one of {', '.join(OWNERSHIP_VALUES)}", name="x-amz-object-ownership"
+        ),
+    )
+    if canned is not None and acl_grants(canned):
+        raise s3_error("InvalidBucketAclWithObjectOwnership")
+    return {OWNERSHIP_SETTING: ownership}
+
+
 @handles("CreateBucket")
 async def create_bucket(ctx: Context) -> Response:
     body = await BodyReader(ctx.request, ctx.auth, MAX_CONFIG_SIZE).read_all(MAX_CONFIG_SIZE)
@@ -47,10 +66,13 @@ async def create_bucket(ctx: Context) -> Response:
     lock = ctx.request.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true"
     canned = requested_acl(ctx.request.headers, owner(ctx).id)
     access.check_canned_acl(canned, ctx.bucket)
+    settings = _ownership_settings(ctx.request.headers.get("x-amz-object-ownership"), canned)
     owner_id = ctx.caller.user_id
     try:
         await ctx.offload.run(
-            lambda: ctx.warehouse.create_bucket(ctx.bucket, storage_class, object_lock=lock, owner_user_id=owner_id)
+            lambda: ctx.warehouse.create_bucket(
+                ctx.bucket, storage_class, object_lock=lock, owner_user_id=owner_id, settings=settings
+            )
         )
     except BucketAlreadyExists:
         # One owner for now: re-creating your own bucket is BucketAlreadyOwnedByYou (409), as S3

@@ -131,7 +131,7 @@ async def copy_object(ctx: Context) -> Response:
             system_meta=system_metadata(headers),
         )
     tags = header_tags(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
-    canned = write_acl(ctx)
+    canned = await write_acl(ctx)
     lock = lock_request(headers)  # a copy's lock is its own, never the source's
     await check_lock_headers(ctx, ctx.bucket, {"lock": lock})
     source: list[ObjectVersion] = []

@@ -96,7 +96,7 @@ async def create(ctx: Context) -> Response:
     headers = ctx.request.headers
     spec = object_spec(headers, ctx.caller.principal.arn)
     check_encryption_request(headers)
-    canned = write_acl(ctx)
+    canned = await write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
     checksum = _upload_checksum(headers)
     # The ACL is the completed object's, as S3 has it: kept with the upload, applied at completion.

@@ -175,7 +175,7 @@ async def put_object(ctx: Context) -> Response:
     size = announced_size(headers)
     spec = object_spec(headers, ctx.caller.principal.arn)
     check_encryption_request(headers)
-    canned = write_acl(ctx)
+    canned = await write_acl(ctx)
     await check_lock_headers(ctx, ctx.bucket, spec)
     length = whole_number(headers.get("content-length"))
     if length is not None and length <= ONE_HOP_PUT_BYTES:
@@ -228,12 +228,22 @@ async def put_object(ctx: Context) -> Response:
     return version_headers(resp, version)
 
 
-def write_acl(ctx: Context) -> str | None:
+async def write_acl(ctx: Context) -> str | None:
     """The canned ACL an object write asks for (x-amz-acl, or grant headers equal to one; None
-    means S3's default, private), refused before anything is stored when it is not supported."""
+    means S3's default, private), refused before anything is stored when the server does not
+    support it or the bucket does not take it (``check_acl``)."""
     canned = requested_acl(ctx.request.headers, owner(ctx).id)
-    access.check_canned_acl(canned, ctx.bucket)
+    await check_acl(ctx, canned)
     return canned
+
+
+async def check_acl(ctx: Context, canned: str | None) -> None:
+    """``access.check_requested_acl`` on a worker thread only when the bucket might refuse the
+    ACL (ACLs off, or a public access block); otherwise the support check alone, on the loop."""
+    if access.acl_checks_needed(ctx.warehouse, ctx.bucket, canned):
+        await ctx.offload.run(access.check_requested_acl, ctx.warehouse, ctx.bucket, canned)
+    else:
+        access.check_canned_acl(canned, ctx.bucket)
 
 
 async def object_acl_after_write(ctx: Context, canned: str | None, key: str | None = None) -> None:

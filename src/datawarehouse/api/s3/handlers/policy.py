@@ -4,7 +4,8 @@ Get/PutBucketAcl, Get/PutObjectAcl.
 Policies are stored as sent and evaluated by ``service.policy``. ACLs are supported as the two
 canned ACLs that map onto policy (``private``, ``public-read``), asked for by name, by grant
 headers or by a document equal to one of them (``api.s3.acl``); other grants answer
-NotImplemented (S3 itself recommends policies over ACLs).
+NotImplemented (S3 itself recommends policies over ACLs). A bucket's public access block and
+object ownership (``handlers/public_access.py``) may refuse an ACL or a policy.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ async def get_bucket_acl(ctx: Context) -> Response:
 @handles("PutBucketAcl")
 async def put_bucket_acl(ctx: Context) -> Response:
     canned = await _requested_acl(ctx)
+    await ctx.offload.run(access.check_requested_acl, ctx.warehouse, ctx.bucket, canned)
     await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, canned)
     return Response(200)
 
@@ -126,6 +128,7 @@ async def get_object_acl(ctx: Context) -> Response:
 @handles("PutObjectAcl")
 async def put_object_acl(ctx: Context) -> Response:
     canned = await _requested_acl(ctx)
+    await ctx.offload.run(access.check_requested_acl, ctx.warehouse, ctx.bucket, canned)
     await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
     await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, canned)
     return Response(200)

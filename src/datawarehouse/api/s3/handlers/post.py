@@ -20,6 +20,7 @@ from datawarehouse.api.s3.errors import S3Error, invalid_argument, malformed_pos
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.objects import (
     SSE_S3,
+    check_acl,
     check_encryption_request,
     check_lock_headers,
     etag_header,
@@ -171,6 +172,7 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
     ctx.caller = caller
     ctx.request.notes["caller"] = caller
     await ctx.authorize(operation="PostObject", key=key)
+    await check_acl(ctx, fields.get("acl"))
     now = ctx.warehouse.engine.now()
     try:
         post_policy.check_conditions(policy, {**fields, "key": key}, ctx.bucket, now)

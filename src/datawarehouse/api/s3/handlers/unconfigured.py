@@ -1,14 +1,13 @@
 """Bucket features this server does not have, read back the way S3 reads a bucket that never
 configured them: transfer acceleration, requester pays, access logging, event notifications,
-static websites, replication, public access blocks and ownership controls.
+static websites and replication.
 
 Tools read these before they write anything: Terraform's ``aws_s3_bucket`` refreshes its state
 with GetBucketAccelerateConfiguration, GetBucketRequestPayment, GetBucketLogging,
 GetBucketWebsite and GetBucketReplication, and browsers of buckets ask for the logging and
 website settings. Each answer is true of every bucket here (nothing is accelerated, logged,
-replicated or served as a website; the owner pays; no public access block or ownership control
-is set), so these reads are answered; every request to set one of them still answers
-NotImplemented (``router._UNSUPPORTED_BUCKET``).
+replicated or served as a website; the owner pays), so these reads are answered; every request
+to set one of them still answers NotImplemented (``router._UNSUPPORTED_BUCKET``).
 """
 
 from __future__ import annotations
@@ -55,8 +54,6 @@ for _operation, _root in (
 _NOT_CONFIGURED: tuple[tuple[str, S3Code], ...] = (
     ("GetBucketWebsite", "NoSuchWebsiteConfiguration"),
     ("GetBucketReplication", "ReplicationConfigurationNotFoundError"),
-    ("GetPublicAccessBlock", "NoSuchPublicAccessBlockConfiguration"),
-    ("GetBucketOwnershipControls", "OwnershipControlsNotFoundError"),
 )
 for _operation, _code in _NOT_CONFIGURED:
     handles(_operation)(_not_configured(_code))
