@@ -157,9 +157,7 @@ class BucketAccess:
         return access_block(self._wh.bucket_setting_cached(rec, BLOCK_SETTING))
 
     def acls_ignored(self, rec: BucketRecord) -> bool:
-        """Whether the bucket's ACLs grant nothing: ACLs are off (BucketOwnerEnforced) or its
-        public access block ignores public ACLs (the only ACLs here that grant anything)."""
-        return acls_disabled(self._wh, rec) or self.block(rec).ignore_public_acls
+        return acls_ignored(self._wh, rec)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -170,6 +168,12 @@ def access_block(text: str | None) -> AccessBlock:
 
 def acls_disabled(wh: Warehouse, rec: BucketRecord) -> bool:
     return wh.bucket_setting_cached(rec, OWNERSHIP_SETTING) == BUCKET_OWNER_ENFORCED
+
+
+def acls_ignored(wh: Warehouse, rec: BucketRecord) -> bool:
+    """Whether the bucket's ACLs grant nothing: ACLs are off (BucketOwnerEnforced) or its public
+    access block ignores public ACLs (the only ACLs here that grant anything)."""
+    return acls_disabled(wh, rec) or access_block(wh.bucket_setting_cached(rec, BLOCK_SETTING)).ignore_public_acls
 
 
 def acl_statements(acl: Mapping[str, Any], bucket: str, key: str | None) -> tuple[policy.Statement, ...]:
@@ -349,10 +353,11 @@ def _stored_acl(wh: Warehouse, bucket: str) -> dict[str, Any]:
 
 
 def is_public(wh: Warehouse, bucket: str) -> bool:
-    """GetBucketPolicyStatus: whether the bucket policy is public (``public_access``) or an ACL
-    that is not ignored grants anything to everyone."""
+    """GetBucketPolicyStatus: whether the bucket policy is public (``policy_is_public``) or an
+    ACL that is not ignored grants anything to everyone."""
     acl = _stored_acl(wh, bucket)
-    if not _acls_ignored(wh, bucket) and (acl.get("bucket") == "public-read" or acl.get("public_keys")):
+    public_acl = acl.get("bucket") == "public-read" or bool(acl.get("public_keys"))
+    if public_acl and not acls_ignored(wh, wh.bucket_for_write(bucket)):
         return True
     text = wh.get_bucket_setting(bucket, POLICY_SETTING)
     return text is not None and policy_is_public(policy.parse_policy(text, "bucket"))
@@ -388,12 +393,6 @@ def set_ownership(wh: Warehouse, bucket: str, ownership: str | None) -> None:
                 "the bucket ACL grants public-read: set it to private before turning ACLs off (BucketOwnerEnforced)"
             )
         wh.set_bucket_setting(bucket, OWNERSHIP_SETTING, ownership)
-
-
-def _acls_ignored(wh: Warehouse, bucket: str) -> bool:
-    if get_ownership(wh, bucket) == BUCKET_OWNER_ENFORCED:
-        return True
-    return (get_access_block(wh, bucket) or NO_BLOCK).ignore_public_acls
 
 
 def check_requested_acl(wh: Warehouse, bucket: str, canned: str | None) -> None:
@@ -459,7 +458,7 @@ def set_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
 def acl_of(wh: Warehouse, bucket: str, key: str | None = None) -> str:
     """The canned ACL a Get*Acl answer describes: ``public-read`` or ``private`` (always
     ``private`` when ACLs are off: the owner's FULL_CONTROL alone, as S3 shows it)."""
-    if get_ownership(wh, bucket) == BUCKET_OWNER_ENFORCED:
+    if acls_disabled(wh, wh.bucket_for_write(bucket)):
         return "private"
     acl = _stored_acl(wh, bucket)
     if acl.get("bucket") == "public-read":

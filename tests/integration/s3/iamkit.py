@@ -9,7 +9,7 @@ real boto3 clients (one per access key) or raw signed/unsigned HTTP (``s3http``)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,3 +112,37 @@ def data_files(root: Path) -> Iterator[Path]:
     for path in root.rglob("*"):
         if path.is_file():
             yield path
+
+
+class UsersEnv:
+    """A server with IAM users of one tenant (an access key each), and boto3 clients for its
+    root, for anonymous requests and for each user."""
+
+    def __init__(self, server: DwhServer, keys: dict[str, tuple[str, str]]) -> None:
+        self.server = server
+        self.keys = keys
+        self.root = server.boto3_client()
+        self.anon = anonymous(server)
+
+    def s3(self, user: str) -> Any:
+        access, secret = self.keys[user]
+        return client(self.server, access, secret)
+
+
+@contextmanager
+def users_env(data_dir: Path, users: Mapping[str, str | None], tenant: str = "default") -> Iterator[UsersEnv]:
+    """A server on ``data_dir`` whose ``users`` (name -> built-in policy attached, or None) exist
+    in ``tenant``; stopped afterwards."""
+    server = DwhServer(data_dir)
+    keys: dict[str, tuple[str, str]] = {}
+    with offline(server) as wh:
+        for user, builtin in users.items():
+            wh.iam.create_user(tenant, user)
+            made = wh.iam.create_access_key(tenant, user)
+            keys[user] = (made.access_key_id, made.secret_key)
+            if builtin is not None:
+                wh.iam.attach_policy(tenant, builtin, user=user)
+    try:
+        yield UsersEnv(server, keys)
+    finally:
+        server.terminate()

@@ -12,40 +12,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from iamkit import anonymous, client, denied, error_code, offline, policy, status_of
+from iamkit import UsersEnv as Env
+from iamkit import denied, error_code, policy, status_of, users_env
 from s3http import assert_s3_error, signed
 from s3server import DwhServer, unique_bucket
 
-TENANT = "default"
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-
-
-class Env:
-    def __init__(self, server: DwhServer, keys: dict[str, tuple[str, str]]) -> None:
-        self.server = server
-        self.keys = keys
-        self.root = server.boto3_client()
-        self.anon = anonymous(server)
-
-    def s3(self, user: str) -> Any:
-        access, secret = self.keys[user]
-        return client(self.server, access, secret)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    server = DwhServer(tmp_path_factory.mktemp("policies") / "data")
-    keys: dict[str, tuple[str, str]] = {}
-    with offline(server) as wh:
-        for user in ("alice", "bob", "carol"):
-            wh.iam.create_user(TENANT, user)
-            made = wh.iam.create_access_key(TENANT, user)
-            keys[user] = (made.access_key_id, made.secret_key)
-        wh.iam.attach_policy(TENANT, "readwrite", user="carol")
-    try:
-        yield Env(server, keys)
-    finally:
-        server.terminate()
+    with users_env(
+        tmp_path_factory.mktemp("policies") / "data", {"alice": None, "bob": None, "carol": "readwrite"}
+    ) as made:
+        yield made
 
 
 @pytest.fixture
