@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.httpchecksum import StreamingChecksumBody
 from s3http import assert_s3_error, code, signed
 from s3server import DwhServer
 
@@ -51,7 +52,10 @@ def parts_data() -> list[bytes]:
 
 
 @pytest.mark.s3op(
-    "GetObject", "HeadObject", note="partNumber: one part of a multipart object (206, x-amz-mp-parts-count)"
+    "GetObject",
+    "HeadObject",
+    note="partNumber: one part of a multipart object (206, x-amz-mp-parts-count; the part's checksum with "
+    "x-amz-checksum-mode: ENABLED when the parts had checksums)",
 )
 def test_get_and_head_by_part_number(s3: Any, bucket: str, parts_data: list[bytes]) -> None:
     upload(s3, bucket, "mp", parts_data)
@@ -80,6 +84,30 @@ def test_get_and_head_by_part_number(s3: Any, bucket: str, parts_data: list[byte
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="mp", PartNumber=1, Range="bytes=0-9")
     assert code(exc) == "InvalidRequest"
+
+
+def test_part_checksums_on_part_number_reads(
+    dwh_server: DwhServer, s3: Any, bucket: str, parts_data: list[bytes]
+) -> None:
+    """With x-amz-checksum-mode: ENABLED a partNumber read carries that part's checksum, which
+    botocore checks against the body it received; the whole object keeps its composite one."""
+    done = upload(s3, bucket, "mp", parts_data, "SHA256")
+    for n, data in enumerate(parts_data, 1):
+        got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=n, ChecksumMode="ENABLED")
+        assert got["ChecksumSHA256"] == sha256_b64(data)
+        assert got["Body"].read() == data
+        head = s3.head_object(Bucket=bucket, Key="mp", PartNumber=n, ChecksumMode="ENABLED")
+        assert head["ChecksumSHA256"] == sha256_b64(data)
+    assert isinstance(got["Body"], StreamingChecksumBody)  # botocore verified the part's checksum
+    unasked = dwh_server.boto3_client(response_checksum_validation="when_required")  # no checksum mode
+    assert "ChecksumSHA256" not in unasked.get_object(Bucket=bucket, Key="mp", PartNumber=2)
+    ranged = s3.get_object(Bucket=bucket, Key="mp", Range="bytes=0-99", ChecksumMode="ENABLED")
+    assert "ChecksumSHA256" not in ranged  # a byte range has no checksum of its own
+    whole = s3.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
+    assert whole["ChecksumSHA256"] == done["ChecksumSHA256"] and done["ChecksumSHA256"].endswith("-3")
+    # Parts without checksums: a partNumber read carries none.
+    upload(s3, bucket, "plain", parts_data[:2])
+    assert "ChecksumSHA256" not in s3.head_object(Bucket=bucket, Key="plain", PartNumber=1, ChecksumMode="ENABLED")
 
 
 def test_part_number_of_a_single_part_object(s3: Any, bucket: str) -> None:

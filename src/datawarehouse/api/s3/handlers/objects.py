@@ -19,7 +19,7 @@ from datawarehouse.api.s3.body import BodyReader, BodyResult
 from datawarehouse.api.s3.errors import S3Error, invalid_argument, not_implemented, precondition_failed, s3_error
 from datawarehouse.api.s3.handlers import Context, handles
 from datawarehouse.api.s3.handlers.buckets import owner
-from datawarehouse.api.s3.handlers.parts import part_range, requested_part
+from datawarehouse.api.s3.handlers.parts import part_checksum, part_range, requested_part
 from datawarehouse.api.s3.handlers.tagging import header_tags
 from datawarehouse.api.s3.handlers.versioning import requested_version, version_headers
 from datawarehouse.api.s3.http import Response, header_value_ok, http_date
@@ -379,6 +379,21 @@ def _wants_checksums(ctx: Context) -> bool:
     return ctx.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
 
 
+def _read_headers(
+    ctx: Context, resp: Response, v: ObjectVersion, rng: tuple[int, int] | None, part: int | None
+) -> Response:
+    """A GET's or HEAD's stored headers. Asked for (x-amz-checksum-mode: ENABLED), checksums
+    go with what the body is: the whole object's, or the part's for a ``partNumber`` read of a
+    multipart object whose parts had them; a byte range has none."""
+    wants = _wants_checksums(ctx)
+    object_headers(resp, v, checksums=wants and not rng)
+    if wants and part is not None and rng is not None:
+        found = part_checksum(v, part)
+        if found is not None:
+            resp.header(*found)
+    return resp
+
+
 def _overrides(ctx: Context, resp: Response) -> None:
     for param, header in RESPONSE_OVERRIDES.items():
         value = ctx.request.param(param)
@@ -405,7 +420,7 @@ async def head_object(ctx: Context) -> Response:
         rng, count = parse_range(ctx.request.headers.get("range"), v.size), None
     else:
         rng, count = part_range(v, part)
-    resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
+    resp = _read_headers(ctx, Response(206 if rng else 200), v, rng, part)
     resp.header("x-amz-mp-parts-count", count)
     version_headers(resp, v, named=named)
     resp.content_type = v.content_type
@@ -545,7 +560,7 @@ async def get_object(ctx: Context) -> Response:
         raise precondition_failed("If-Match" if "if-match" in headers else "If-Unmodified-Since")
     rng = opened.rng
     start, end = rng or (0, v.size)
-    resp = object_headers(Response(206 if rng else 200), v, checksums=_wants_checksums(ctx) and not rng)
+    resp = _read_headers(ctx, Response(206 if rng else 200), v, rng, part)
     version_headers(resp, v, named=named)
     resp.content_type = v.content_type
     resp.header("content-length", end - start)

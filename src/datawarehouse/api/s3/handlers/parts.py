@@ -73,6 +73,16 @@ def part_range(v: ObjectVersion, part_number: int) -> tuple[tuple[int, int] | No
     return ((start, end) if end > start else None), count
 
 
+def part_checksum(v: ObjectVersion, part_number: int) -> tuple[str, str] | None:
+    """``(x-amz-checksum-<alg>, value)`` of part ``part_number``, when the completed upload
+    recorded every part's checksum: what a ``partNumber`` read with ``x-amz-checksum-mode:
+    ENABLED`` returns, so that the client can check the part it received."""
+    layout = parts.part_layout(v)
+    if layout is None or layout.checksum_header is None or layout.checksums is None or part_number > layout.count:
+        return None
+    return layout.checksum_header, layout.checksums[part_number - 1]
+
+
 def _requested_attributes(ctx: Context) -> set[str]:
     text = ctx.request.headers.get("x-amz-object-attributes", "")
     names = {name.strip() for name in text.split(",") if name.strip()}
