@@ -177,7 +177,12 @@ def _cell(items: list[str]) -> str:
 
 
 def render(ops: list[Row], features: list[Row]) -> str:
-    from datawarehouse.api.s3.router import _UNSUPPORTED_BUCKET, _UNSUPPORTED_OBJECT, UNCONFIGURED_BUCKET_READS
+    from datawarehouse.api.s3.router import (
+        _UNSUPPORTED_BUCKET,
+        _UNSUPPORTED_OBJECT,
+        UNCONFIGURED_BUCKET_READS,
+        UNCONFIGURED_BUCKET_WRITES,
+    )
 
     described = dict(FEATURES)
     counts = {s: sum(1 for r in ops if r.status == s) for s in ("supported", "partial", "NotImplemented")}
@@ -218,8 +223,10 @@ def render(ops: list[Row], features: list[Row]) -> str:
         "Bucket: " + ", ".join(f"`?{n}`" for n in _UNSUPPORTED_BUCKET) + ".",
         "Of these, a GET of "
         + ", ".join(f"`?{n}`" for n, _ in UNCONFIGURED_BUCKET_READS)
-        + " answers as S3 does for a bucket that never configured the feature (the operations above);"
-        " setting or deleting it is NotImplemented.",
+        + " answers as S3 does for a bucket that never configured the feature, and "
+        + ", ".join(f"{m} `?{n}`" for m, n, _ in UNCONFIGURED_BUCKET_WRITES)
+        + " are accepted when they restate that (the operations above); turning a feature on, and every other"
+        " method, is NotImplemented.",
         "Object: " + ", ".join(f"`?{n}`" for n in _UNSUPPORTED_OBJECT) + ".",
         "",
         "## Versioning notes",

@@ -10,6 +10,7 @@ from datawarehouse.api.s3.router import (
     _UNSUPPORTED_OBJECT,
     OPERATIONS,
     UNCONFIGURED_BUCKET_READS,
+    UNCONFIGURED_BUCKET_WRITES,
     Endpoint,
     route,
 )
@@ -108,6 +109,7 @@ TABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("DELETE", "/b", "ownershipControls", {}, "DeleteBucketOwnershipControls"),
     ("GET", "/b/k", "attributes", {}, "GetObjectAttributes"),
     *[("GET", "/b", name, {}, operation) for name, operation in UNCONFIGURED_BUCKET_READS],
+    *[(method, "/b", name, {}, operation) for method, name, operation in UNCONFIGURED_BUCKET_WRITES],
     ("GET", "/b/k", "attributes&versionId=v", {}, "GetObjectAttributes"),
     ("GET", "/t1:b/k", "", {}, "GetObject"),
 ]
@@ -161,6 +163,10 @@ def test_virtual_hosted_details() -> None:
 def test_unsupported_bucket_subresources(method: str, name: str) -> None:
     if method == "GET" and name in dict(UNCONFIGURED_BUCKET_READS):
         assert r(method, "/b", name).operation == dict(UNCONFIGURED_BUCKET_READS)[name]
+        return
+    writes = {(m, n): op for m, n, op in UNCONFIGURED_BUCKET_WRITES}
+    if (method, name) in writes:
+        assert r(method, "/b", name).operation == writes[method, name]
         return
     for call in (r, virtual):
         with pytest.raises(S3Error) as exc:

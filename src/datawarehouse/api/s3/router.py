@@ -29,8 +29,8 @@ _UNSUPPORTED_BUCKET = (
     "session",
     "website",
 )
-# Bucket features this server does not have: a GET reads them as never configured
-# (handlers/unconfigured.py); every other method on them stays NotImplemented.
+# Bucket features this server does not have: a GET reads them as never configured, and a PUT or
+# DELETE that restates that is accepted (handlers/unconfigured.py); the rest stays NotImplemented.
 UNCONFIGURED_BUCKET_READS = (
     ("accelerate", "GetBucketAccelerateConfiguration"),
     ("requestPayment", "GetBucketRequestPayment"),
@@ -38,6 +38,14 @@ UNCONFIGURED_BUCKET_READS = (
     ("notification", "GetBucketNotificationConfiguration"),
     ("website", "GetBucketWebsite"),
     ("replication", "GetBucketReplication"),
+)
+UNCONFIGURED_BUCKET_WRITES = (
+    ("PUT", "accelerate", "PutBucketAccelerateConfiguration"),
+    ("PUT", "requestPayment", "PutBucketRequestPayment"),
+    ("PUT", "logging", "PutBucketLogging"),
+    ("PUT", "notification", "PutBucketNotificationConfiguration"),
+    ("DELETE", "website", "DeleteBucketWebsite"),
+    ("DELETE", "replication", "DeleteBucketReplication"),
 )
 # renameObject matters most: a PUT carrying it must never fall through to PutObject.
 _UNSUPPORTED_OBJECT = ("renameObject", "restore", "select", "torrent")
@@ -106,6 +114,12 @@ OPERATIONS = (
     "GetBucketNotificationConfiguration",
     "GetBucketWebsite",
     "GetBucketReplication",
+    "PutBucketAccelerateConfiguration",
+    "PutBucketRequestPayment",
+    "PutBucketLogging",
+    "PutBucketNotificationConfiguration",
+    "DeleteBucketWebsite",
+    "DeleteBucketReplication",
     "GetPublicAccessBlock",
     "PutPublicAccessBlock",
     "DeletePublicAccessBlock",
@@ -197,6 +211,7 @@ def _bucket_operation(
             ("encryption", "PutBucketEncryption"),
             ("publicAccessBlock", "PutPublicAccessBlock"),
             ("ownershipControls", "PutBucketOwnershipControls"),
+            *[(name, op) for method, name, op in UNCONFIGURED_BUCKET_WRITES if method == "PUT"],
         ],
         "DELETE": [
             ("cors", "DeleteBucketCors"),
@@ -206,6 +221,7 @@ def _bucket_operation(
             ("encryption", "DeleteBucketEncryption"),
             ("publicAccessBlock", "DeletePublicAccessBlock"),
             ("ownershipControls", "DeleteBucketOwnershipControls"),
+            *[(name, op) for method, name, op in UNCONFIGURED_BUCKET_WRITES if method == "DELETE"],
         ],
         "POST": [("delete", "DeleteObjects")],
     }

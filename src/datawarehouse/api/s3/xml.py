@@ -309,3 +309,19 @@ def parse_ownership_controls(body: bytes, *, limit: int = DEFAULT_BODY_LIMIT) ->
     if len(rules) != 1:
         raise malformed_xml()
     return required_text(rules[0], "ObjectOwnership").strip()
+
+
+# --- bucket features this server does not have (handlers/unconfigured.py) -------------------------
+
+
+def parse_feature_value(body: bytes, root_name: str, field: str, *, limit: int = DEFAULT_BODY_LIMIT) -> str | None:
+    """The text of ``field`` in an AccelerateConfiguration (Status) or RequestPaymentConfiguration
+    (Payer) document; None when absent."""
+    root = parse_document(body, root_name, limit=limit)
+    return _optional_stripped(root, field)
+
+
+def element_names(body: bytes, root_name: str, *, limit: int = DEFAULT_BODY_LIMIT) -> list[str]:
+    """The local names of the root's children (BucketLoggingStatus, NotificationConfiguration):
+    whether the document configures anything at all."""
+    return [local_name(child) for child in parse_document(body, root_name, limit=limit)]
