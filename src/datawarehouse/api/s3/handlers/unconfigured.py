@@ -102,8 +102,8 @@ def _restating(root: str, field: str, unset: str, others: tuple[str, ...], featu
 
 
 def _empty_only(root: str, feature: str) -> Handler:
-    """A Put handler for a document that configures nothing when it is empty (``unset``); any
-    child element would turn ``feature`` on and answers NotImplemented."""
+    """A Put handler for a document that configures nothing when it is empty (accepted, nothing
+    to store); any child element would turn ``feature`` on and answers NotImplemented."""
 
     async def handler(ctx: Context) -> Response:
         body = await _body(ctx)
