@@ -34,7 +34,6 @@ from datawarehouse.service.policy import AuthzRequest, ContextValue, Decision, P
 from datawarehouse.service.public_access import (
     BLOCK_SETTING,
     BUCKET_OWNER_ENFORCED,
-    NO_BLOCK,
     OWNER_ONLY_ACL,
     OWNERSHIP_SETTING,
     AccessBlock,
@@ -116,9 +115,8 @@ class RequestFacts:
 
 
 class BucketAccess:
-    """Parsed bucket policies, ACLs and public access blocks, cached by their settings text (the
-    Warehouse's settings cache already avoids the metadata read; this avoids re-parsing JSON per
-    request)."""
+    """Parsed bucket policies and ACLs, cached by their settings text (the Warehouse's settings
+    cache already avoids the metadata read; this avoids re-parsing JSON per request)."""
 
     def __init__(self, wh: Warehouse) -> None:
         self._wh = wh
@@ -153,17 +151,15 @@ class BucketAccess:
         text = self._wh.bucket_setting_cached(rec, ACL_SETTING)
         return json.loads(text) if text else {}
 
-    def block(self, rec: BucketRecord) -> AccessBlock:
-        return access_block(self._wh.bucket_setting_cached(rec, BLOCK_SETTING))
-
-    def acls_ignored(self, rec: BucketRecord) -> bool:
-        return acls_ignored(self._wh, rec)
-
 
 @functools.lru_cache(maxsize=1024)
-def access_block(text: str | None) -> AccessBlock:
-    """A stored public access block setting (none: every flag false)."""
-    return AccessBlock.from_json(text) if text else NO_BLOCK
+def _parsed_block(text: str | None) -> AccessBlock:
+    return AccessBlock.from_json(text)
+
+
+def cached_block(wh: Warehouse, rec: BucketRecord) -> AccessBlock:
+    """The bucket's public access block from the settings cache (none: every flag false)."""
+    return _parsed_block(wh.bucket_setting_cached(rec, BLOCK_SETTING))
 
 
 def acls_disabled(wh: Warehouse, rec: BucketRecord) -> bool:
@@ -173,7 +169,7 @@ def acls_disabled(wh: Warehouse, rec: BucketRecord) -> bool:
 def acls_ignored(wh: Warehouse, rec: BucketRecord) -> bool:
     """Whether the bucket's ACLs grant nothing: ACLs are off (BucketOwnerEnforced) or its public
     access block ignores public ACLs (the only ACLs here that grant anything)."""
-    return acls_disabled(wh, rec) or access_block(wh.bucket_setting_cached(rec, BLOCK_SETTING)).ignore_public_acls
+    return acls_disabled(wh, rec) or cached_block(wh, rec).ignore_public_acls
 
 
 def acl_statements(acl: Mapping[str, Any], bucket: str, key: str | None) -> tuple[policy.Statement, ...]:
@@ -248,7 +244,7 @@ class Authorizer:
                 rec = None  # the handler answers NoSuchBucket (for whoever may ask)
             if rec is not None:
                 bucket_policy = self.buckets.policy(rec)
-                if not self.buckets.acls_ignored(rec):
+                if not acls_ignored(self.wh, rec):
                     acl = acl_statements(self.buckets.acl(rec), bare, key)
         p = caller.principal
         own_bucket = tenant is None or tenant == p.tenant
@@ -256,7 +252,7 @@ class Authorizer:
             not own_bucket
             and rec is not None
             and bucket_policy is not None
-            and self.buckets.block(rec).restrict_public_buckets
+            and cached_block(self.wh, rec).restrict_public_buckets
             and self.buckets.policy_public(bucket_policy)
         ):
             bucket_policy = _denies_only(bucket_policy)  # RestrictPublicBuckets: own tenant only
@@ -332,7 +328,7 @@ def put_bucket_policy(wh: Warehouse, bucket: str, text: str) -> Policy:
     """Validate and store a bucket policy (``InvalidPolicy`` for a malformed one;
     ``PublicAccessBlocked`` for a public one when the bucket blocks public policies)."""
     parsed = policy.parse_policy(text, "bucket")
-    if (get_access_block(wh, bucket) or NO_BLOCK).block_public_policy and policy_is_public(parsed):
+    if cached_block(wh, wh.bucket_for_write(bucket)).block_public_policy and policy_is_public(parsed):
         raise PublicAccessBlocked("the bucket's public access block (BlockPublicPolicy) refuses a public policy")
     wh.set_bucket_setting(bucket, POLICY_SETTING, text)
     return parsed
@@ -369,7 +365,7 @@ def is_public(wh: Warehouse, bucket: str) -> bool:
 def get_access_block(wh: Warehouse, bucket: str) -> AccessBlock | None:
     """The bucket's public access block, None when it has none (every flag false)."""
     text = wh.get_bucket_setting(bucket, BLOCK_SETTING)
-    return access_block(text) if text is not None else None
+    return AccessBlock.from_json(text) if text is not None else None
 
 
 def set_access_block(wh: Warehouse, bucket: str, block: AccessBlock | None) -> None:
@@ -409,7 +405,7 @@ def check_requested_acl(wh: Warehouse, bucket: str, canned: str | None) -> None:
             raise AclsDisabled("The bucket does not allow ACLs")
         return
     check_canned_acl(canned, bucket)
-    if policy.acl_grants(canned) and access_block(wh.bucket_setting_cached(rec, BLOCK_SETTING)).block_public_acls:
+    if policy.acl_grants(canned) and cached_block(wh, rec).block_public_acls:
         raise PublicAccessBlocked("the bucket's public access block (BlockPublicAcls) refuses a public ACL")
 
 
@@ -453,6 +449,21 @@ def set_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
         if not acl["public_keys"]:
             del acl["public_keys"]
         wh.set_bucket_setting(bucket, ACL_SETTING, json.dumps(acl, sort_keys=True) if acl else None)
+
+
+def put_bucket_acl(wh: Warehouse, bucket: str, canned: str) -> None:
+    """PutBucketAcl: the ACL checked against the bucket's settings (``check_requested_acl``),
+    then stored."""
+    check_requested_acl(wh, bucket, canned)
+    set_bucket_acl(wh, bucket, canned)
+
+
+def put_object_acl(wh: Warehouse, bucket: str, key: str, canned: str) -> None:
+    """PutObjectAcl: the ACL checked against the bucket's settings, the key looked up
+    (NoSuchKey), then the ACL stored."""
+    check_requested_acl(wh, bucket, canned)
+    wh.head_object(bucket, key)
+    set_object_acl(wh, bucket, key, canned)
 
 
 def acl_of(wh: Warehouse, bucket: str, key: str | None = None) -> str:

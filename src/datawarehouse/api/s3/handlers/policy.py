@@ -113,8 +113,7 @@ async def get_bucket_acl(ctx: Context) -> Response:
 @handles("PutBucketAcl")
 async def put_bucket_acl(ctx: Context) -> Response:
     canned = await _requested_acl(ctx)
-    await ctx.offload.run(access.check_requested_acl, ctx.warehouse, ctx.bucket, canned)
-    await ctx.offload.run(access.set_bucket_acl, ctx.warehouse, ctx.bucket, canned)
+    await ctx.offload.run(access.put_bucket_acl, ctx.warehouse, ctx.bucket, canned)
     return Response(200)
 
 
@@ -128,7 +127,5 @@ async def get_object_acl(ctx: Context) -> Response:
 @handles("PutObjectAcl")
 async def put_object_acl(ctx: Context) -> Response:
     canned = await _requested_acl(ctx)
-    await ctx.offload.run(access.check_requested_acl, ctx.warehouse, ctx.bucket, canned)
-    await ctx.offload.run(ctx.warehouse.head_object, ctx.bucket, ctx.key)
-    await ctx.offload.run(access.set_object_acl, ctx.warehouse, ctx.bucket, ctx.key, canned)
+    await ctx.offload.run(access.put_object_acl, ctx.warehouse, ctx.bucket, ctx.key, canned)
     return Response(200)
