@@ -94,6 +94,9 @@ class ServerConfig:
     domain: str = ""  # set to enable virtual-hosted-style addressing (BUCKET.<domain>)
     region: str = "us-east-1"
     lifecycle_interval: int = 3600  # seconds between runs of the lifecycle job; 0: never
+    # Accept AWS Signature Version 2 (old SDKs, s3cmd --signature-v2), as MinIO does; version 4
+    # is always accepted. A bucket policy can refuse it per bucket (s3:signatureversion).
+    signature_v2: bool = True
 
     def __post_init__(self) -> None:
         if self.lifecycle_interval < 0:

@@ -112,6 +112,7 @@ def serve(
         domain=domain or settings.domain,
         region=region or settings.region,
         lifecycle_interval=settings.lifecycle_interval,
+        signature_v2=settings.signature_v2,
     )
     host, port = settings.host_port
     wh = open_for_serving(data_dir, disk)
@@ -144,6 +145,7 @@ def serve(
                     root_secret_key=creds.secret_key,
                     domain=settings.domain or None,
                     region=settings.region,
+                    signature_v2=settings.signature_v2,
                 ),
             )
         app = S3App(
@@ -154,6 +156,7 @@ def serve(
             lifecycle_interval=settings.lifecycle_interval,
             audit=audit,
             internal=internal,
+            signature_v2=settings.signature_v2,
         )
         endpoint = f"http://{host}:{port}"
         console.print(f"DataWarehouse S3 endpoint: {endpoint}  (data: {data_dir.absolute()})", highlight=False)

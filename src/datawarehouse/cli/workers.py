@@ -53,6 +53,7 @@ class WorkerSettings:
     root_secret_key: str
     domain: str | None
     region: str
+    signature_v2: bool = True
 
 
 def exit_cleanly_on_sigterm() -> None:
@@ -224,6 +225,7 @@ def worker_main() -> None:
             region=settings.region,
             record_audit=sink.record,
             pass_on=PassOn(PrimaryLink(settings.socket_path, settings.token)),
+            signature_v2=settings.signature_v2,
         )
         server = uvicorn.Server(server_config(app))
         threading.Thread(target=_watch_parent, args=(server,), name="dwh-parent-watch", daemon=True).start()

@@ -62,6 +62,8 @@ SERVER_CONDITION_KEYS: Final[tuple[str, ...]] = (
     "s3:object-lock-mode",
     "s3:object-lock-retain-until-date",
     "s3:object-lock-legal-hold",
+    "s3:signatureversion",  # "AWS4-HMAC-SHA256", or "AWS" for Signature Version 2 (absent: anonymous)
+    "s3:authType",  # "REST-HEADER", "REST-QUERY-STRING" (presigned) or "POST" (browser form)
     "dwh:ObjectExists",  # Bool: the key already has a current version (write-only keys: no overwrite)
     "dwh:ObjectOwner",  # the ARN of the principal that wrote the version a read returns ("" if unknown)
 )

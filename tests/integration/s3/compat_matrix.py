@@ -7,7 +7,7 @@ A test declares what it proves::
 
     @pytest.mark.s3op("GetObject", "HeadObject", note="single ranges a-b, a-, -n; 416 InvalidRange")
     @pytest.mark.s3op("ListObjectVersions", status="NotImplemented")
-    @pytest.mark.s3op("auth:sigv2", status="refused")
+    @pytest.mark.s3op("auth:sigv4a", status="refused")
 
 Names are the router's operation names (``router.OPERATIONS``) or the feature names of
 ``FEATURES`` below. The markers are read from the test sources (no server, no collection), so the
@@ -45,7 +45,7 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ),
     ("auth:content-sha256", "x-amz-content-sha256 verified against the body (XAmzContentSHA256Mismatch)"),
     ("auth:clock-skew", "request time within 15 minutes of the server's (RequestTimeTooSkewed)"),
-    ("auth:sigv2", "Signature Version 2 (header and query string)"),
+    ("auth:sigv2", "Signature Version 2 (header, query string and POST forms; `server.signature_v2`)"),
     ("auth:sigv4a", "SigV4a (AWS4-ECDSA-P256-SHA256)"),
     ("auth:anonymous", "unsigned (anonymous) requests"),
     ("addressing:path-style", "path-style addressing (`http://host/bucket/key`)"),

@@ -340,18 +340,6 @@ def test_presigned_tampered(s3: Any, bucket: str) -> None:
 # --- refused schemes -----------------------------------------------------------------------------------
 
 
-@pytest.mark.s3op("auth:sigv2", status="refused", note="header and query string: InvalidRequest / AccessDenied")
-def test_sigv2_is_refused(dwh_server: DwhServer, bucket: str) -> None:
-    v2 = client_with(dwh_server, config=Config(signature_version="s3", retries={"max_attempts": 1}))
-    with pytest.raises(ClientError) as exc:
-        v2.list_objects(Bucket=bucket)
-    assert code(exc) == "InvalidRequest"
-    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "x"}, ExpiresIn=60)
-    assert "AWSAccessKeyId=" in url
-    reply = urlopen(url)
-    assert_s3_error(reply, 400, "InvalidRequest")
-
-
 @pytest.mark.s3op("auth:sigv4a", status="refused", note="InvalidRequest")
 def test_sigv4a_is_refused(dwh_server: DwhServer, bucket: str) -> None:
     headers = sign(dwh_server, "GET", f"/{bucket}")

@@ -31,8 +31,8 @@ MiB = 1024 * 1024
 
 
 class S3cmd:
-    def __init__(self, server: DwhServer, home: Path) -> None:
-        self.config = home / "s3cfg"
+    def __init__(self, server: DwhServer, home: Path, *, signature_v2: bool = False) -> None:
+        self.config = home / ("s3cfg-v2" if signature_v2 else "s3cfg")
         address = f"{server.host}:{server.port}"
         self.config.write_text(
             "[default]\n"
@@ -40,7 +40,7 @@ class S3cmd:
             f"secret_key = {server.secret_key}\n"
             f"host_base = {address}\nhost_bucket = {address}\n"
             f"bucket_location = {server.region}\n"
-            "use_https = False\nsignature_v2 = False\n"
+            f"use_https = False\nsignature_v2 = {signature_v2}\n"
         )
         self.config.chmod(0o600)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"HOME": str(home)}
@@ -83,8 +83,14 @@ def anonymous_status(server: DwhServer, bucket: str, key: str) -> int:
     "client:s3cmd",
     note="s3cmd mb/put/get (12 MiB in 5 MiB parts)/ls/info/sync --delete-removed/cp/mv/modify/del/rb",
 )
-def test_put_get_sync_copy_move(tool: tuple[DwhServer, S3cmd], tmp_path: Path) -> None:
+@pytest.mark.s3op("auth:sigv2", note="s3cmd with signature_v2 = True: the same round")
+@pytest.mark.parametrize("signature_v2", [False, True], ids=["sigv4", "sigv2"])
+def test_put_get_sync_copy_move(
+    tool: tuple[DwhServer, S3cmd], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, signature_v2: bool
+) -> None:
     server, s3cmd = tool
+    if signature_v2:
+        s3cmd = S3cmd(server, tmp_path_factory.mktemp("s3cmd-v2"), signature_v2=True)
     bucket = unique_bucket("s3cmd")
     big, small = os.urandom(12 * MiB + 3), b"hello s3cmd\n"
     (tmp_path / "big.bin").write_bytes(big)

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,32 @@ def test_public_access_block_is_enforced_by_every_process(server: DwhServer) -> 
     _until_both(ignored)
     s3.delete_public_access_block(Bucket=bucket)
     _until_both(public)
+
+
+def test_signature_version_2_is_verified_by_every_process(server: DwhServer) -> None:
+    """A read worker verifies the GETs it serves itself, version 2 signatures and presigned URLs
+    included; what it passes on (a PUT) the primary verifies from the headers it forwards."""
+    s3 = _fresh(server)
+    bucket = unique_bucket("wv2")
+    s3.create_bucket(Bucket=bucket)
+    for n in range(6):
+        _fresh(server, signature_version="s3").put_object(Bucket=bucket, Key=f"k{n}", Body=b"v2 %d" % n)
+
+    def get_v2() -> str:
+        got = _fresh(server, signature_version="s3").get_object(Bucket=bucket, Key="k5")
+        assert got["Body"].read() == b"v2 5"
+        return _host(got)
+
+    def presigned_v2() -> str:
+        url = _fresh(server, signature_version="s3").generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": "k0"}
+        )
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert reply.read() == b"v2 0"
+            return str(reply.headers["x-amz-id-2"])
+
+    _until_both(get_v2)
+    _until_both(presigned_v2)
 
 
 def test_internal_endpoint_is_not_reachable_by_clients(server: DwhServer) -> None:

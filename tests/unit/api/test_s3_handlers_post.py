@@ -33,7 +33,11 @@ def lookup(access_key: str) -> str | None:
 
 
 def presigned(
-    key: str = "up/${filename}", conditions: list[Any] | None = None, expires: int = 300, **fields: str
+    key: str = "up/${filename}",
+    conditions: list[Any] | None = None,
+    expires: int = 300,
+    signature_version: str = "s3v4",
+    **fields: str,
 ) -> dict[str, str]:
     client = boto3.client(
         "s3",
@@ -41,7 +45,7 @@ def presigned(
         aws_access_key_id=ACCESS,
         aws_secret_access_key=SECRET,
         region_name="us-east-1",
-        config=Config(signature_version="s3v4"),
+        config=Config(signature_version=signature_version),
     )
     post = client.generate_presigned_post("bkt", key, Fields=fields, Conditions=conditions or [], ExpiresIn=expires)
     return {k.lower(): v for k, v in post["fields"].items()}
@@ -58,7 +62,7 @@ def denied(exc: pytest.ExceptionInfo[S3Error]) -> str:
 
 def test_signature() -> None:
     fields = presigned()
-    assert post_policy.verify_signature(fields, lookup) == ACCESS
+    assert post_policy.verify_signature(fields, lookup) == (ACCESS, "AWS4-HMAC-SHA256")
     with pytest.raises(S3Error) as exc:
         post_policy.verify_signature({**fields, "policy": fields["policy"][:-4] + "AAAA"}, lookup)
     assert exc.value.code == "SignatureDoesNotMatch"
@@ -74,6 +78,28 @@ def test_signature() -> None:
     with pytest.raises(S3Error) as exc:
         post_policy.verify_signature({**fields, "x-amz-credential": "AK/20260101/us-east-1/ec2/aws4_request"}, lookup)
     assert exc.value.code == "InvalidArgument"
+
+
+def test_signature_version_2() -> None:
+    """boto3's generate_presigned_post signs with version 2 unless told otherwise."""
+    fields = presigned(signature_version="s3")
+    assert {"awsaccesskeyid", "signature"} <= set(fields) and "x-amz-algorithm" not in fields
+    assert post_policy.verify_signature(fields, lookup, signature_v2=True) == (ACCESS, "AWS")
+    for name, value, code in [
+        ("policy", fields["policy"][:-4] + "AAAA", "SignatureDoesNotMatch"),
+        ("signature", "x" * 28, "SignatureDoesNotMatch"),
+        ("signature", "", "SignatureDoesNotMatch"),
+        ("awsaccesskeyid", "AKIDUNKNOWN", "InvalidAccessKeyId"),
+        ("awsaccesskeyid", "", "InvalidAccessKeyId"),
+    ]:
+        with pytest.raises(S3Error) as exc:
+            post_policy.verify_signature({**fields, name: value}, lookup, signature_v2=True)
+        assert exc.value.code == code, (name, value)
+    with pytest.raises(S3Error) as exc:
+        post_policy.verify_signature(fields, lookup, signature_v2=False)
+    assert exc.value.code == "InvalidRequest"
+    # The signature fields need no condition of their own.
+    post_policy.check_conditions(post_policy.parse_policy(fields["policy"]), fields, "bkt", now())
 
 
 def test_parse_policy() -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from datawarehouse.api.s3 import authn
 from datawarehouse.api.s3.authz import qualify
 from datawarehouse.api.s3.errors import (
     S3Error,
@@ -39,8 +40,8 @@ from datawarehouse.api.s3.http import (
     error_response,
     send_response,
 )
-from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route
-from datawarehouse.api.s3.sigv4 import SignedRequest, verify_request
+from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route, virtual_host_bucket
+from datawarehouse.api.s3.sigv4 import SignedRequest
 from datawarehouse.api.s3.worker import INTERNAL_PREFIX, PassOn
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
@@ -96,6 +97,7 @@ class S3App:
         record_audit: Callable[..., None] | None = None,
         internal: InternalEndpoint | None = None,
         pass_on: PassOn | None = None,
+        signature_v2: bool = True,
     ) -> None:
         """``lookup_caller``: the principal (with its secret and policies) of an access key id,
         None for an unknown key; it may raise a ``DwhError`` for a disabled or expired key.
@@ -103,7 +105,8 @@ class S3App:
         ``record_audit``: where request records go instead (a read worker's link to the
         primary's log; called with ``AuditLog.record``'s keywords). ``internal``: the primary's
         endpoint for its read workers; ``pass_on``: a read worker's way to the primary, for the
-        requests it does not serve (both api/s3/worker.py)."""
+        requests it does not serve (both api/s3/worker.py). ``signature_v2``: accept AWS
+        Signature Version 2 (``server.signature_v2``; version 4 is always accepted)."""
         from datawarehouse.api.admin.app import AdminApp
 
         load_all()
@@ -121,6 +124,7 @@ class S3App:
         self.internal = internal
         self.pass_on = pass_on
         self.secure = secure
+        self.signature_v2 = signature_v2
         self._audit_expiry: asyncio.Task[None] | None = None
         self.admin = AdminApp(warehouse, lookup_caller, audit=audit, clock=self.clock, offload=self.offload)
 
@@ -254,10 +258,12 @@ class S3App:
             found.append(caller)
             return caller.secret
 
-        auth = verify_request(
+        auth = authn.verify(
             SignedRequest(request.method, request.raw_path, request.query, request.header_list),
             now=self.clock.now(),
             lookup_secret=secret_of,
+            signature_v2=self.signature_v2,
+            virtual_bucket=virtual_host_bucket(request.headers.get("host"), self.domain),
         )
         caller = ANONYMOUS if auth is None else (found[-1] if found else self._caller(auth.access_key_id))
         request.notes["caller"] = caller
@@ -291,6 +297,7 @@ class S3App:
             secure=self.secure or request.notes.get("scheme") == "https",
             clock=self.clock,
             lookup_caller=self.lookup_caller,
+            signature_v2=self.signature_v2,
         )
         if endpoint.operation not in SELF_AUTHORIZED:
             copy = request.headers.get("x-amz-copy-source")

@@ -51,14 +51,18 @@ def request_facts(
     operation: str | None = None,
     key: str | None = None,
     version_id: str | None = None,
+    signature: tuple[str, str] | None = None,
 ) -> RequestFacts:
     """The facts of ``request`` (``operation``/``key``/``version_id`` override the endpoint's,
-    for the per-key checks of DeleteObjects and the form fields of a browser POST)."""
+    for the per-key checks of DeleteObjects and the form fields of a browser POST).
+    ``signature``: how the request was signed, ``s3:signatureversion`` and ``s3:authType``."""
     headers = request.headers
     operation = operation or endpoint.operation
     query: Mapping[str, str] = dict(request.query)
     context = connection_context(request, secure)
     context.update(s3_actions.request_condition_keys(operation, query, headers))
+    if signature is not None:
+        context["s3:signatureversion"], context["s3:authType"] = signature
     if copy_source is not None:
         src_bucket, src_key, src_version = copy_source
         copy_source = (qualify(caller, src_bucket), src_key, src_version)

@@ -1,8 +1,10 @@
 """Browser POST-policy uploads: the signed policy document and its conditions (pure functions).
 
-The form carries a base64 JSON policy (an expiration and a list of conditions) and a SigV4
-signature over that base64 text. Every form field except ``policy``, ``x-amz-signature``,
-``file`` and ``x-ignore-*`` must be allowed by a condition, as S3 requires.
+The form carries a base64 JSON policy (an expiration and a list of conditions) and a signature
+over that base64 text: SigV4 (``x-amz-algorithm``, ``x-amz-credential``, ``x-amz-signature``) or,
+where version 2 is accepted, SigV2 (``AWSAccessKeyId`` and ``signature``, base64 HMAC-SHA1).
+Every form field except the signature, ``policy``, ``file`` and ``x-ignore-*`` must be allowed by
+a condition, as S3 requires (field names are compared lower-cased).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from datawarehouse.api.s3.errors import S3Error, access_denied, invalid_argument, s3_error
-from datawarehouse.api.s3.signing import derive_signing_key, sign, signatures_equal
+from datawarehouse.api.s3 import sigv2
+from datawarehouse.api.s3.authn import V2_REFUSED
+from datawarehouse.api.s3.errors import S3Error, access_denied, invalid_argument, invalid_request, s3_error
+from datawarehouse.api.s3.signing import ALGORITHM, derive_signing_key, sign, signatures_equal
+from datawarehouse.api.s3.sigv4 import MAX_ACCESS_KEY_ID_CHARS
 
-EXEMPT = ("policy", "x-amz-signature", "file")
+EXEMPT = ("policy", "x-amz-signature", "file", "awsaccesskeyid", "signature")
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,13 @@ def parse_policy(policy_b64: str) -> Policy:
     return Policy(expiration, conditions, min_size, max_size)
 
 
-def verify_signature(fields: Mapping[str, str], lookup_secret: Callable[[str], str | None]) -> str:
-    """Check x-amz-algorithm/credential/signature over the policy; return the access key id."""
+def verify_signature(
+    fields: Mapping[str, str], lookup_secret: Callable[[str], str | None], *, signature_v2: bool = False
+) -> tuple[str, str]:
+    """Check the signature over the policy; return the access key id and the signature version
+    (``s3:signatureversion``). ``fields``: names lower-cased."""
+    if "x-amz-algorithm" not in fields and "awsaccesskeyid" in fields:
+        return _verify_v2(fields, lookup_secret, signature_v2), sigv2.VERSION
     if fields.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
         raise invalid_argument("POST uploads need x-amz-algorithm AWS4-HMAC-SHA256", name="x-amz-algorithm")
     parts = fields.get("x-amz-credential", "").split("/")
@@ -65,7 +75,19 @@ def verify_signature(fields: Mapping[str, str], lookup_secret: Callable[[str], s
     expected = sign(derive_signing_key(secret, parts[1], parts[2], "s3"), fields.get("policy", ""))
     if not signatures_equal(expected, fields.get("x-amz-signature", "")):
         raise s3_error("SignatureDoesNotMatch")
-    return parts[0]
+    return parts[0], ALGORITHM
+
+
+def _verify_v2(fields: Mapping[str, str], lookup_secret: Callable[[str], str | None], allowed: bool) -> str:
+    if not allowed:
+        raise invalid_request(V2_REFUSED)
+    access_key_id = fields["awsaccesskeyid"]
+    secret = lookup_secret(access_key_id) if 0 < len(access_key_id) <= MAX_ACCESS_KEY_ID_CHARS else None
+    if secret is None:
+        raise s3_error("InvalidAccessKeyId")
+    if not sigv2.signatures_equal_v2(sigv2.sign_v2(secret, fields.get("policy", "")), fields.get("signature", "")):
+        raise s3_error("SignatureDoesNotMatch")
+    return access_key_id
 
 
 def check_conditions(policy: Policy, fields: Mapping[str, str], bucket: str, now: datetime) -> None:
@@ -99,8 +121,6 @@ def check_conditions(policy: Policy, fields: Mapping[str, str], bucket: str, now
             raise invalid_argument("Invalid Policy: a condition is neither an object nor a 3-element list")
     for name in values:
         if name in EXEMPT or name.startswith("x-ignore-") or name in covered:
-            continue
-        if name in ("x-amz-signature",):
             continue
         raise _denied(f"Extra input fields: {name}")
 

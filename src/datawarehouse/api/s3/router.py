@@ -136,12 +136,19 @@ class Endpoint:
     key: str | None = None
 
 
+def virtual_host_bucket(host: str | None, domain: str | None) -> str | None:
+    """The bucket a Host header names in virtual-hosted style (``bucket.<domain>``), else None."""
+    if not domain or not host or host.startswith("["):
+        return None
+    host_name = host.rsplit(":", 1)[0].lower()
+    return host_name[: -len(domain) - 1] if host_name.endswith("." + domain.lower()) else None
+
+
 def split_path(raw_path: str, host: str | None, domain: str | None) -> tuple[str | None, str | None]:
     """(bucket, key) from the request path, honouring virtual-hosted style for ``domain``."""
     path = unquote(raw_path.split("?", 1)[0])
-    host_name = (host or "").rsplit(":", 1)[0].lower() if host and not host.startswith("[") else ""
-    if domain and host_name.endswith("." + domain.lower()):
-        bucket = host_name[: -len(domain) - 1]
+    bucket = virtual_host_bucket(host, domain)
+    if bucket is not None:
         key = path[1:] if path.startswith("/") else path
         return bucket, key or None
     trimmed = path[1:] if path.startswith("/") else path

@@ -101,7 +101,9 @@ class AuthResult:
     else ``None``. ``signing`` carries what aws-chunked verification needs (key hidden from repr).
     ``session_token`` is the x-amz-security-token the request carried (signed, since every
     x-amz-* header must be): temporary credentials are not validated here, so a service that
-    does not issue them should refuse requests where it is set.
+    does not issue them should refuse requests where it is set. ``version`` is the signature
+    scheme (``s3:signatureversion``): ``AWS4-HMAC-SHA256``, or ``AWS`` (``sigv2``), which has no
+    region and no ``signing`` context.
     """
 
     access_key_id: str
@@ -112,8 +114,9 @@ class AuthResult:
     signed_headers: tuple[str, ...]
     request_at: datetime
     expires_at: datetime | None
-    signing: SigningContext
+    signing: SigningContext | None
     session_token: str | None = field(default=None, repr=False)
+    version: str = ALGORITHM
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -197,7 +200,7 @@ def parse_authorization_header(value: str, *, region: str | None = None) -> tupl
     return credential, signed, components["Signature"]
 
 
-def _single(headers: dict[str, list[str]], name: str) -> str | None:
+def single_header(headers: dict[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     if not values:
         return None
@@ -206,7 +209,7 @@ def _single(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def _parse_amz_date(value: str) -> datetime | None:
+def parse_amz_date(value: str) -> datetime | None:
     if not _AMZ_DATE.fullmatch(value):
         return None
     try:  # yyyyMMddTHHmmssZ, shape checked above (strptime costs ten times more)
@@ -226,13 +229,13 @@ def _parse_amz_date(value: str) -> datetime | None:
 def _request_time(headers: dict[str, list[str]]) -> tuple[str, datetime]:
     """The signed timestamp: X-Amz-Date if present, else the Date header (RFC 1123)."""
     invalid = errors.access_denied("AWS authentication requires a valid Date or x-amz-date header")
-    amz_date = _single(headers, "x-amz-date")
+    amz_date = single_header(headers, "x-amz-date")
     if amz_date is not None:
-        moment = _parse_amz_date(amz_date.strip())
+        moment = parse_amz_date(amz_date.strip())
         if moment is None:
             raise invalid
         return amz_date.strip(), moment
-    date = _single(headers, "date")
+    date = single_header(headers, "date")
     if date is None:
         raise invalid
     try:
@@ -246,7 +249,7 @@ def _request_time(headers: dict[str, list[str]]) -> tuple[str, datetime]:
 _LITERAL_MODES: Final = {mode.value: mode for mode in PayloadMode if mode is not PayloadMode.SHA256}
 
 
-def _payload_mode(value: str, *, presigned: bool) -> tuple[PayloadMode, str | None]:
+def payload_mode(value: str, *, presigned: bool) -> tuple[PayloadMode, str | None]:
     if _HEX_SHA256.fullmatch(value):
         return PayloadMode.SHA256, value.lower()
     mode = _LITERAL_MODES.get(value)
@@ -269,7 +272,7 @@ def _from_header(request: SignedRequest, headers: dict[str, list[str]], region: 
     timestamp, request_at = _request_time(headers)
     if timestamp[:8] != credential.date:
         raise errors.authorization_header_malformed("Invalid credential date. Date is not the same as X-Amz-Date.")
-    payload_hash = _single(headers, "x-amz-content-sha256")
+    payload_hash = single_header(headers, "x-amz-content-sha256")
     if payload_hash is None:
         raise errors.invalid_request("Missing required header for this request: x-amz-content-sha256")
     return _Presented(
@@ -315,7 +318,7 @@ def _from_query(request: SignedRequest, headers: dict[str, list[str]], region: s
         lambda detail: fail(f"Error parsing the X-Amz-Credential parameter; {detail}"),
         region,
     )
-    request_at = _parse_amz_date(param["X-Amz-Date"])
+    request_at = parse_amz_date(param["X-Amz-Date"])
     if request_at is None:
         raise fail("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     if param["X-Amz-Date"][:8] != credential.date:
@@ -325,9 +328,8 @@ def _from_query(request: SignedRequest, headers: dict[str, list[str]], region: s
         raise fail("X-Amz-Expires should be a number between 1 and 604800")
     if not 1 <= int(expires) <= MAX_PRESIGNED_EXPIRES:
         raise fail("X-Amz-Expires must be less than a week (in seconds) that is 604800, and positive")
-    payload_hash = (
-        _single(headers, "x-amz-content-sha256") or param.get("X-Amz-Content-Sha256") or PayloadMode.UNSIGNED.value
-    )
+    payload_hash = single_header(headers, "x-amz-content-sha256") or param.get("X-Amz-Content-Sha256")
+    payload_hash = payload_hash or PayloadMode.UNSIGNED.value
     return _Presented(
         credential=credential,
         signed_headers=_parse_signed_headers(param["X-Amz-SignedHeaders"], fail),
@@ -373,6 +375,15 @@ def _session_token(request: SignedRequest, headers: dict[str, list[str]]) -> str
 # --- the entry point -------------------------------------------------------------------------------
 
 
+def mixed_mechanisms() -> S3Error:
+    """An Authorization header and a signed query together."""
+    return errors.invalid_argument(
+        "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature "
+        "query string parameter or the Authorization header should be specified",
+        name="Authorization",
+    )
+
+
 def verify_request(
     request: SignedRequest,
     *,
@@ -394,11 +405,7 @@ def verify_request(
     presign = bool(query_names & {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"})
     legacy_presign = "AWSAccessKeyId" in query_names and "Signature" in query_names
     if "authorization" in headers and (presign or legacy_presign):
-        raise errors.invalid_argument(
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature "
-            "query string parameter or the Authorization header should be specified",
-            name="Authorization",
-        )
+        raise mixed_mechanisms()
     if legacy_presign and not presign:
         raise errors.invalid_request("Query-string authentication version 2 is not supported; use version 4.")
     if "authorization" in headers:
@@ -407,7 +414,7 @@ def verify_request(
         presented = _from_query(request, headers, region)
     else:
         return None
-    mode, payload_sha256 = _payload_mode(presented.payload_hash, presigned=presented.presigned)
+    mode, payload_sha256 = payload_mode(presented.payload_hash, presigned=presented.presigned)
     _check_time(presented, now)
     _check_signed_headers(presented, headers)
     secret = lookup_secret(presented.credential.access_key_id)

@@ -35,6 +35,8 @@ class Context:
     secure: bool = False  # the connection is TLS (aws:SecureTransport)
     clock: Clock = field(default_factory=SystemClock)
     lookup_caller: Callable[[str], Caller | None] | None = None  # for handlers that verify their own auth
+    signature_v2: bool = True  # AWS Signature Version 2 is accepted (server.signature_v2)
+    post_signature: str | None = None  # a browser POST's signature version, once its form is verified
 
     def qualify(self, bucket: str) -> str:
         """A bucket named in the request (a copy source): in the caller's tenant unless qualified."""
@@ -66,8 +68,17 @@ class Context:
             operation=operation,
             key=key,
             version_id=version_id,
+            signature=self._signature(),
         )
         await self.offload.run(authz.check, self.authorizer, who, facts, self.clock.now())
+
+    def _signature(self) -> tuple[str, str] | None:
+        """(s3:signatureversion, s3:authType) of the request, None when it is anonymous."""
+        if self.post_signature is not None:
+            return self.post_signature, "POST"
+        if self.auth is None:
+            return None
+        return self.auth.version, "REST-QUERY-STRING" if self.auth.presigned else "REST-HEADER"
 
     @property
     def bucket(self) -> str:

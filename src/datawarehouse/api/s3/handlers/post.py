@@ -158,7 +158,9 @@ async def _start(ctx: Context, fields: dict[str, str], filename: str | None, hea
         raise s3_error("AccessDenied")
     if "policy" not in fields:
         raise s3_error("AccessDenied", "POST uploads need a signed policy")
-    access_key = post_policy.verify_signature(fields, ctx.lookup_secret)
+    access_key, ctx.post_signature = post_policy.verify_signature(
+        fields, ctx.lookup_secret, signature_v2=ctx.signature_v2
+    )
     policy = post_policy.parse_policy(fields["policy"])
     key = fields.get("key", "")
     if not key:
