@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from unittest import mock
 
-from botocore.auth import S3SigV4Auth
+from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -94,6 +94,18 @@ def sign(
     req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
     creds = Credentials(access_key or server.access_key, secret or server.secret_key)
     _PayloadAuth(creds, server.region, payload_hash or hashlib.sha256(body).hexdigest()).add_auth(req)
+    out = {k: v for k, v in req.headers.items()}
+    out.setdefault("Host", host or f"{server.host}:{server.port}")
+    return out
+
+
+def sign_v2(
+    server: Any, method: str, target: str, *, headers: Mapping[str, str] | None = None, host: str | None = None
+) -> dict[str, str]:
+    """Headers (Date and Authorization) for ``method target``, signed by botocore's SigV2 signer."""
+    url = f"http://{host or f'{server.host}:{server.port}'}{target}"
+    req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    HmacV1Auth(Credentials(server.access_key, server.secret_key)).add_auth(req)
     out = {k: v for k, v in req.headers.items()}
     out.setdefault("Host", host or f"{server.host}:{server.port}")
     return out
