@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,22 @@ def test_lifecycle_configuration(dwh_server: DwhServer, tmp_path: Path) -> None:
         "--lifecycle-configuration", f"file://{doc}")  # fmt: skip
     got = api(dwh_server, tmp_path, "get-bucket-lifecycle-configuration", "--bucket", bucket)
     assert got["Rules"] == [rule]
+
+
+@pytest.mark.s3op(
+    "client:awscli",
+    "auth:sigv2",
+    note="`aws s3 presign` as configured by default (SigV2), `aws s3 cp/ls` with signature_version = s3",
+)
+def test_default_presign_and_version_2_signing(dwh_server: DwhServer, tmp_path: Path) -> None:
+    (tmp_path / "aws-config").write_text("[default]\nregion = us-east-1\ns3 =\n    signature_version = s3\n")
+    bucket = unique_bucket("awsv2")
+    aws(dwh_server, tmp_path, "s3", "mb", f"s3://{bucket}")
+    body = write_random(tmp_path / "up" / "v2 file.bin", 9 * MiB)  # multipart: the CLI splits at 8 MiB
+    aws(dwh_server, tmp_path, "s3", "cp", str(body), f"s3://{bucket}/v2 file.bin")
+    assert "v2 file.bin" in aws(dwh_server, tmp_path, "s3", "ls", f"s3://{bucket}/").stdout
+    (tmp_path / "aws-config").write_text("[default]\nregion = us-east-1\n")  # nothing about signatures
+    url = aws(dwh_server, tmp_path, "s3", "presign", f"s3://{bucket}/v2 file.bin", "--expires-in", "120").stdout.strip()
+    assert "AWSAccessKeyId=" in url
+    with urllib.request.urlopen(url, timeout=60) as reply:
+        assert reply.read() == body.read_bytes()
