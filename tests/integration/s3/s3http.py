@@ -100,11 +100,19 @@ def sign(
 
 
 def sign_v2(
-    server: Any, method: str, target: str, *, headers: Mapping[str, str] | None = None, host: str | None = None
+    server: Any,
+    method: str,
+    target: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    host: str | None = None,
+    auth_path: str | None = None,
 ) -> dict[str, str]:
-    """Headers (Date and Authorization) for ``method target``, signed by botocore's SigV2 signer."""
+    """Headers (Date and Authorization) for ``method target``, signed by botocore's SigV2 signer.
+    ``auth_path``: the path-style path botocore signs for a virtual-hosted request."""
     url = f"http://{host or f'{server.host}:{server.port}'}{target}"
     req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    req.auth_path = auth_path
     HmacV1Auth(Credentials(server.access_key, server.secret_key)).add_auth(req)
     out = {k: v for k, v in req.headers.items()}
     out.setdefault("Host", host or f"{server.host}:{server.port}")

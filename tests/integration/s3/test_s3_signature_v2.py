@@ -9,7 +9,6 @@ it per bucket with ``s3:signatureversion``.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 from collections.abc import Callable
 from email.utils import formatdate
@@ -19,12 +18,11 @@ from urllib.request import Request, urlopen
 
 import boto3
 import pytest
-from botocore.auth import HmacV1Auth
-from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from s3http import browser_post
+from s3http import browser_post, sign_v2
+from s3http import send as send_request
 from s3server import DwhServer, unique_bucket
 
 MiB = 1024 * 1024
@@ -188,16 +186,9 @@ def test_virtual_hosted_style_with_version_2(dwh_server_factory: Callable[..., D
     host = f"vhost2.localtest:{server.port}"
 
     def send(method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        request = AWSRequest(method=method, url=f"http://{host}{path}", data=body)
-        request.auth_path = "/vhost2" + path.split("?")[0]  # botocore's path-style view of the request
-        HmacV1Auth(Credentials(server.access_key, server.secret_key)).add_auth(request)
-        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers={**dict(request.headers.items()), "Host": host})
-            reply = conn.getresponse()
-            return reply.status, reply.read()
-        finally:
-            conn.close()
+        headers = sign_v2(server, method, path, host=host, auth_path="/vhost2" + path.split("?")[0])
+        reply = send_request(server, method, path, body=body, headers=headers)
+        return reply.status, reply.body
 
     assert send("PUT", "/a%20key", b"hosted")[0] == 200
     assert send("GET", "/a%20key") == (200, b"hosted")

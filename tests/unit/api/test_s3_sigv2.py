@@ -74,6 +74,19 @@ def presigned(method: str, path: str, *, expires: int = 3600, headers: dict[str,
     return dataclasses.replace(signed, headers=[(n, v) for n, v in signed.headers if n in sent])
 
 
+def hand_signed(
+    string_to_sign: str,
+    *,
+    path: str = "/bucket/key",
+    query: list[tuple[str, str]] | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> SignedRequest:
+    """A request carrying the signature of ``string_to_sign`` (its method is the first line)."""
+    authorization = ("authorization", f"AWS {ACCESS_KEY}:{sigv2.sign_v2(SECRET_KEY, string_to_sign)}")
+    method = string_to_sign.split("\n", 1)[0]
+    return SignedRequest(method, path, query or [], [("host", HOST), *(headers or []), authorization])
+
+
 def verify(request: SignedRequest, *, now: datetime = NOW, virtual_bucket: str | None = None) -> AuthResult:
     return sigv2.verify_v2(request, now=now, lookup_secret=lookup, virtual_bucket=virtual_bucket)
 
@@ -229,23 +242,17 @@ def test_resource_forms() -> None:
 def test_bucket_requests_verify_with_or_without_a_trailing_slash() -> None:
     date = format_datetime(SIGNED_AT, usegmt=True)
     for signed in ("/bucket", "/bucket/"):
-        signature = sigv2.sign_v2(SECRET_KEY, f"GET\n\n\n{date}\n{signed}?acl")
-        headers = [("host", HOST), ("date", date), ("authorization", f"AWS {ACCESS_KEY}:{signature}")]
+        sts = f"GET\n\n\n{date}\n{signed}?acl"
         for sent in ("/bucket", "/bucket/"):
-            assert verify(SignedRequest("GET", sent, [("acl", "")], headers)).access_key_id == ACCESS_KEY
-        refused(SignedRequest("GET", "/bucket/key", [("acl", "")], headers), "SignatureDoesNotMatch")
+            request = hand_signed(sts, path=sent, query=[("acl", "")], headers=[("date", date)])
+            assert verify(request).access_key_id == ACCESS_KEY
+        refused(hand_signed(sts, query=[("acl", "")], headers=[("date", date)]), "SignatureDoesNotMatch")
 
 
 def test_newer_sub_resources_verify_whether_the_client_signed_them_or_not() -> None:
     date = format_datetime(SIGNED_AT, usegmt=True)
     for resource in ("/bucket/key?retention", "/bucket/key"):
-        signature = sigv2.sign_v2(SECRET_KEY, f"PUT\n\n\n{date}\n{resource}")
-        request = SignedRequest(
-            "PUT",
-            "/bucket/key",
-            [("retention", "")],
-            [("host", HOST), ("date", date), ("authorization", f"AWS {ACCESS_KEY}:{signature}")],
-        )
+        request = hand_signed(f"PUT\n\n\n{date}\n{resource}", query=[("retention", "")], headers=[("date", date)])
         assert verify(request).access_key_id == ACCESS_KEY
 
 
@@ -253,33 +260,13 @@ def test_date_line_is_empty_or_the_date_when_x_amz_date_is_sent() -> None:
     date = format_datetime(SIGNED_AT, usegmt=True)
     for date_line in (date, ""):
         sts = f"GET\n\n\n{date_line}\nx-amz-date:{date}\n/bucket/key"
-        request = SignedRequest(
-            "GET",
-            "/bucket/key",
-            [],
-            [
-                ("host", HOST),
-                ("date", date),
-                ("x-amz-date", date),
-                ("authorization", f"AWS {ACCESS_KEY}:{sigv2.sign_v2(SECRET_KEY, sts)}"),
-            ],
-        )
+        request = hand_signed(sts, headers=[("date", date), ("x-amz-date", date)])
         assert verify(request).request_at == SIGNED_AT
 
 
 def test_x_amz_date_alone_dates_the_request_and_is_signed() -> None:
     stamp = SIGNED_AT.strftime("%Y%m%dT%H%M%SZ")
-    sts = f"GET\n\n\n\nx-amz-date:{stamp}\n/bucket/key"
-    request = SignedRequest(
-        "GET",
-        "/bucket/key",
-        [],
-        [
-            ("host", HOST),
-            ("x-amz-date", stamp),
-            ("authorization", f"AWS {ACCESS_KEY}:{sigv2.sign_v2(SECRET_KEY, sts)}"),
-        ],
-    )
+    request = hand_signed(f"GET\n\n\n\nx-amz-date:{stamp}\n/bucket/key", headers=[("x-amz-date", stamp)])
     assert verify(request).request_at == SIGNED_AT
     refused(request, "RequestTimeTooSkewed", now=SIGNED_AT + timedelta(minutes=16))
 
