@@ -223,6 +223,11 @@ def test_virtual_hosted_style_resource_starts_with_the_bucket() -> None:
     refused(request, "SignatureDoesNotMatch")  # without it, the resource is wrong
     root = with_header(header_signed("GET", "/?prefix=a", auth_path="/vhost/"), "host", "vhost.example.lan")
     assert verify(root, virtual_bucket="vhost").access_key_id == ACCESS_KEY
+    # Through authn.verify, the bucket comes from the Host header and the server's domain.
+    for signed in (request, root):
+        result = authn.verify(signed, now=NOW, lookup_secret=lookup, signature_v2=True, domain="example.lan")
+        assert result is not None and result.version == "AWS"
+    refused(request, "SignatureDoesNotMatch")  # no domain: path style
 
 
 def test_resource_forms() -> None:
@@ -317,6 +322,14 @@ def test_any_provided_signature_other_than_the_right_one_is_refused(provided: st
 
 
 # --- payloads ------------------------------------------------------------------------------------------
+
+
+def test_session_tokens_are_reported_for_the_service_to_refuse() -> None:
+    with_token = header_signed("GET", "/bucket/key", headers={"x-amz-security-token": "TOKEN"})
+    assert verify(with_token).session_token == "TOKEN"
+    assert verify(header_signed("GET", "/bucket/key")).session_token is None
+    query = presigned("GET", "/bucket/key?x-amz-security-token=QTOKEN")
+    assert verify(query).session_token == "QTOKEN"
 
 
 def test_payload_hash_is_checked_when_given_and_signed_streaming_is_refused() -> None:

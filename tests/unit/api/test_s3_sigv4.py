@@ -729,3 +729,6 @@ def test_session_token_is_reported_not_validated(signer: BotoSigner) -> None:
     assert verify(signer.sign_header("GET", object_url("k"))).session_token is None
     presigned = signer.presign("GET", with_query(object_url("k"), {"X-Amz-Security-Token": "qtok"}))
     assert verify(presigned).session_token == "qtok"
+    # In any case: a token the service refuses must not slip past as an ordinary parameter.
+    lower = signer.presign("GET", with_query(object_url("k"), {"x-amz-security-token": "ltok"}))
+    assert verify(lower).session_token == "ltok"

@@ -40,7 +40,7 @@ from datawarehouse.api.s3.http import (
     error_response,
     send_response,
 )
-from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route, virtual_host_bucket
+from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route
 from datawarehouse.api.s3.sigv4 import SignedRequest
 from datawarehouse.api.s3.worker import INTERNAL_PREFIX, PassOn
 from datawarehouse.clock import Clock, SystemClock
@@ -263,7 +263,7 @@ class S3App:
             now=self.clock.now(),
             lookup_secret=secret_of,
             signature_v2=self.signature_v2,
-            virtual_bucket=virtual_host_bucket(request.headers.get("host"), self.domain),
+            domain=self.domain,
         )
         caller = ANONYMOUS if auth is None else (found[-1] if found else self._caller(auth.access_key_id))
         request.notes["caller"] = caller

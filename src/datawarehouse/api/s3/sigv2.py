@@ -27,11 +27,11 @@ import hmac
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 from datawarehouse.api.s3 import errors
 from datawarehouse.api.s3.canonical import header_map
+from datawarehouse.api.s3.errors import S3Error
 from datawarehouse.api.s3.sigv4 import (
     MAX_ACCESS_KEY_ID_CHARS,
     MAX_CLOCK_SKEW,
@@ -40,9 +40,12 @@ from datawarehouse.api.s3.sigv4 import (
     PayloadMode,
     SecretLookup,
     SignedRequest,
+    check_skew,
     mixed_mechanisms,
     parse_amz_date,
+    parse_http_date,
     payload_mode,
+    session_token,
     single_header,
 )
 
@@ -182,38 +185,37 @@ def _parse_header(value: str) -> tuple[str, str]:
 
 def _request_time(headers: dict[str, list[str]]) -> datetime:
     """The signed moment: x-amz-date (RFC 1123, or ISO 8601 basic) if present, else Date."""
-    invalid = errors.access_denied("AWS authentication requires a valid Date or x-amz-date header")
     value = single_header(headers, "x-amz-date") or single_header(headers, "date")
-    if value is None:
-        raise invalid
-    moment = parse_amz_date(value.strip())
+    moment = None if value is None else parse_amz_date(value.strip()) or parse_http_date(value)
     if moment is None:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            raise invalid from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        raise errors.access_denied("AWS authentication requires a valid Date or x-amz-date header")
+    return moment
 
 
 def _expires(query: Sequence[tuple[str, str]], now: datetime) -> tuple[str, datetime]:
-    fail = errors.authorization_query_parameters_error
-    values = [value for name, value in query if name == "Expires"]
-    if len(values) != 1 or not values[0].isascii() or not values[0].isdigit() or len(values[0]) > 12:
-        raise fail("Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters")
-    expires_at = datetime.fromtimestamp(int(values[0]), UTC)
+    value = _one(query, "Expires")
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise _missing_parameters()
+    expires_at = datetime.fromtimestamp(int(value), UTC)
     if now > expires_at:
         raise errors.request_expired(expires_at, now)
     if expires_at - now > timedelta(seconds=MAX_PRESIGNED_EXPIRES) + MAX_CLOCK_SKEW:
-        raise fail("Expires must be less than a week (in seconds) that is 604800 from now")
-    return values[0], expires_at
+        raise errors.authorization_query_parameters_error(
+            "Expires must be less than a week (in seconds) that is 604800 from now"
+        )
+    return value, expires_at
+
+
+def _missing_parameters() -> S3Error:
+    return errors.authorization_query_parameters_error(
+        "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
+    )
 
 
 def _one(query: Sequence[tuple[str, str]], name: str) -> str:
     values = [value for key, value in query if key == name]
     if len(values) != 1 or not values[0]:
-        raise errors.authorization_query_parameters_error(
-            "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
-        )
+        raise _missing_parameters()
     return values[0]
 
 
@@ -256,9 +258,7 @@ def verify_v2(
             raise errors.authorization_header_malformed("only one Authorization header is allowed.")
         access_key_id, signature = _parse_header(values[0])
         request_at = _request_time(headers)
-        if abs(now - request_at) > MAX_CLOCK_SKEW:
-            stamp = request_at.strftime("%Y%m%dT%H%M%SZ")
-            raise errors.request_time_too_skewed(stamp, now, int(MAX_CLOCK_SKEW.total_seconds() * 1000))
+        check_skew(request_at.strftime("%Y%m%dT%H%M%SZ"), request_at, now)
         date = (single_header(headers, "date") or "").strip()
         dates = [date, ""] if date and "x-amz-date" in headers else [date]
     if len(access_key_id) > MAX_ACCESS_KEY_ID_CHARS:
@@ -269,9 +269,6 @@ def verify_v2(
         raise errors.invalid_access_key_id(access_key_id)
     for date, where in itertools.product(dates, resources(request.raw_path, query, virtual_bucket)):
         if signatures_equal_v2(sign_v2(secret, string_to_sign(request.method, headers, date, where)), signature):
-            session = single_header(headers, "x-amz-security-token") or next(
-                (value for name, value in query if name.lower() == "x-amz-security-token"), None
-            )
             return AuthResult(
                 access_key_id=access_key_id,
                 region="",
@@ -282,7 +279,7 @@ def verify_v2(
                 request_at=request_at,
                 expires_at=expires_at,
                 signing=None,
-                session_token=session,
+                session_token=session_token(request, headers),
                 version=VERSION,
             )
     raise errors.signature_does_not_match()

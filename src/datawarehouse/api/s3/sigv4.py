@@ -236,14 +236,25 @@ def _request_time(headers: dict[str, list[str]]) -> tuple[str, datetime]:
             raise invalid
         return amz_date.strip(), moment
     date = single_header(headers, "date")
-    if date is None:
+    moment = parse_http_date(date) if date is not None else None
+    if moment is None:
         raise invalid
-    try:
-        moment = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        raise invalid from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.strftime("%Y%m%dT%H%M%SZ"), moment
+
+
+def parse_http_date(value: str) -> datetime | None:
+    """An RFC 1123 date (the Date header) in UTC, or None when it is not one."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def check_skew(timestamp: str, request_at: datetime, now: datetime) -> None:
+    """RequestTimeTooSkewed unless the signed moment is within MAX_CLOCK_SKEW of the server's."""
+    if abs(now - request_at) > MAX_CLOCK_SKEW:
+        raise errors.request_time_too_skewed(timestamp, now, int(MAX_CLOCK_SKEW.total_seconds() * 1000))
 
 
 _LITERAL_MODES: Final = {mode.value: mode for mode in PayloadMode if mode is not PayloadMode.SHA256}
@@ -348,8 +359,7 @@ def _from_query(request: SignedRequest, headers: dict[str, list[str]], region: s
 
 def _check_time(presented: _Presented, now: datetime) -> None:
     if presented.expires_at is None:
-        if abs(now - presented.request_at) > MAX_CLOCK_SKEW:
-            raise errors.request_time_too_skewed(presented.timestamp, now, int(MAX_CLOCK_SKEW.total_seconds() * 1000))
+        check_skew(presented.timestamp, presented.request_at, now)
         return
     if now > presented.expires_at:
         raise errors.request_expired(presented.expires_at, now)
@@ -367,8 +377,9 @@ def _check_signed_headers(presented: _Presented, headers: dict[str, list[str]]) 
         raise errors.headers_not_signed(unsigned)
 
 
-def _session_token(request: SignedRequest, headers: dict[str, list[str]]) -> str | None:
-    values = headers.get("x-amz-security-token") or [v for n, v in request.query if n == "X-Amz-Security-Token"]
+def session_token(request: SignedRequest, headers: dict[str, list[str]]) -> str | None:
+    """The x-amz-security-token header, or the query parameter of a presigned URL (any case)."""
+    values = headers.get("x-amz-security-token") or [v for n, v in request.query if n.lower() == "x-amz-security-token"]
     return values[0] if values else None
 
 
@@ -448,6 +459,6 @@ def verify_request(
                 request_at=presented.request_at,
                 expires_at=presented.expires_at,
                 signing=SigningContext(signing_key, presented.timestamp, credential.scope, expected),
-                session_token=_session_token(request, headers),
+                session_token=session_token(request, headers),
             )
     raise errors.signature_does_not_match()
