@@ -1,5 +1,5 @@
 """S3 benchmark: `dwh serve` next to moto_server and a trivial in-memory ASGI server (the ceiling),
-all driven by the same asyncio aiohttp client with presigned URLs, in one run.
+all driven by the same asyncio client (bench/httpclient.py) with presigned URLs, in one run.
 
     .venv/bin/python bench/s3.py                         # full run
     .venv/bin/python bench/s3.py --quick                 # fewer objects
@@ -31,13 +31,20 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 import boto3
 import psutil
+import uvloop
 from botocore.config import Config
+
+from bench import httpclient
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -197,15 +204,73 @@ class Target:
 CHECKED_BYTES = 64  # of each end of every GET body, compared with what was PUT
 
 
-async def drive(urls: list[str], name: str, method: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+async def drive(
+    urls: list[str], name: str, method: str, bodies: list[bytes], concurrency: int, client: str
+) -> dict[str, Any]:
+    if client == "aiohttp":
+        return await drive_aiohttp(urls, name, method, bodies, concurrency)
+    latencies: list[float] = []
+    moved = 0
+    size = max(len(b) for b in bodies)
+    # Each connection receives its responses into one buffer; a GET body is checked by length and
+    # by its first and last bytes against what was PUT.
+    async with httpclient.Client(urls[0], concurrency, buffer_size=max(2 * size, MiB)) as http:
+
+        async def one(i: int) -> None:
+            nonlocal moved
+            sent = bodies[i % len(bodies)] if method == "PUT" else b""
+            conn = await http.acquire()
+            try:
+                t = time.perf_counter()
+                status, body = await http.send(conn, method, urls[i], sent)
+                if status != 200:
+                    raise RuntimeError(f"{name} {method} {status}: {bytes(body[:300])!r}")
+                if method == "GET":
+                    expected = bodies[i % len(bodies)]
+                    if (
+                        len(body) != len(expected)
+                        or body[:CHECKED_BYTES] != expected[:CHECKED_BYTES]
+                        or body[-CHECKED_BYTES:] != expected[-CHECKED_BYTES:]
+                    ):
+                        raise RuntimeError(f"{name} GET: {len(body)} bytes, not the {len(expected)} bytes PUT")
+                moved += len(body) if method == "GET" else len(sent)
+                latencies.append(time.perf_counter() - t)
+            finally:
+                http.release(conn)
+
+        pending = iter(range(len(urls)))
+
+        async def runner() -> None:  # one per connection, each taking the next request in turn
+            for i in pending:
+                await one(i)
+
+        start = time.perf_counter()
+        async with asyncio.timeout(600):
+            await asyncio.gather(*(runner() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return rates(len(urls), moved, elapsed, latencies)
+
+
+def rates(requests: int, moved: int, elapsed: float, latencies: list[float]) -> dict[str, Any]:
+    latencies.sort()
+    return {
+        "ops_s": requests / elapsed,
+        "mb_s": moved / elapsed / 1e6,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+    }
+
+
+async def drive_aiohttp(
+    urls: list[str], name: str, method: str, bodies: list[bytes], concurrency: int
+) -> dict[str, Any]:
+    """The earlier client (``--client aiohttp``), kept to compare with figures measured with it."""
     latencies: list[float] = []
     sem = asyncio.Semaphore(concurrency)
     conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     moved = 0
     # GET bodies are consumed as they arrive (``iter_any``, 1 MiB reads) and checked by length
-    # and by their first and last bytes against what was PUT, not joined into one ``bytes``: the
-    # join and 64 KiB reads cost ~0.7 ms of client CPU per 1 MiB GET against 0.3-0.4 ms this way
-    # (against the trivial server), CPU the servers under test share on this machine.
+    # and by their first and last bytes against what was PUT, not joined into one ``bytes``.
     timeout = aiohttp.ClientTimeout(total=600)
 
     async with aiohttp.ClientSession(connector=conn, timeout=timeout, read_bufsize=1 << 20) as session:
@@ -239,34 +304,31 @@ async def drive(urls: list[str], name: str, method: str, bodies: list[bytes], co
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(len(urls))))
         elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "ops_s": len(urls) / elapsed,
-        "mb_s": moved / elapsed / 1e6,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
-    }
+    return rates(len(urls), moved, elapsed, latencies)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How each workload is driven and watched."""
+
+    client: str = "lean"  # or "aiohttp"
+    rounds: int = 1  # GET passes (the best is kept)
+    profile: Path | None = None  # py-spy output directory
+    gil: bool = False  # py-spy: only samples that hold the GIL
 
 
 def measured(
-    target: Target,
-    method: str,
-    keys: list[str],
-    bodies: list[bytes],
-    concurrency: int,
-    label: str,
-    profile: Path | None,
-    gil: bool = False,
+    target: Target, method: str, keys: list[str], bodies: list[bytes], concurrency: int, label: str, opts: Options
 ) -> dict[str, Any]:
     """One pass of ``method`` over every key, with the server's CPU per request (and py-spy on the
-    server meanwhile when ``profile`` is set)."""
+    server meanwhile when ``opts.profile`` is set)."""
     urls = [target.url(method, k) for k in keys]  # presigned before the clock starts
-    spy = Profiler(profile if target.name == "dwh" else None, target.proc.pid, label, gil)
+    spy = Profiler(opts.profile if target.name == "dwh" else None, target.proc.pid, label, opts.gil)
     client = psutil.Process()
     cpu, mine, machine = server_cpu(target.ps), client.cpu_times(), psutil.cpu_times()
     switches, faults = context_switches(target.ps), page_faults(target.ps)
     try:
-        res = asyncio.run(drive(urls, target.name, method, bodies, concurrency))
+        res = uvloop.run(drive(urls, target.name, method, bodies, concurrency, opts.client))
     finally:
         spy.stop()
     after, mine_after, machine_after = server_cpu(target.ps), client.cpu_times(), psutil.cpu_times()
@@ -274,7 +336,7 @@ def measured(
     # rates on a shared machine.
     res["server_cpu_ms"] = 1000 * (after[0] - cpu[0]) / len(keys)
     res["server_sys_ms"] = 1000 * (after[1] - cpu[1]) / len(keys)
-    # The client's own CPU per request (this process: aiohttp and the event loop), and how many
+    # The client's own CPU per request (this process: the HTTP client and the event loop), and how many
     # of the machine's cores were busy meanwhile: a target needs its rate times (server + client
     # CPU per request) in cores, which shows whether a miss is a stall or the machine's limit.
     res["client_cpu_ms"] = 1000 * (mine_after.user + mine_after.system - mine.user - mine.system) / len(keys)
@@ -305,28 +367,18 @@ def busy_cores(before: Any, after: Any) -> float:
     return (os.cpu_count() or 1) * (1 - idle / spent) if spent > 0 else 0.0
 
 
-def puts(
-    target: Target, keys: list[str], bodies: list[bytes], concurrency: int, profile: Path | None, gil: bool = False
-) -> dict[str, Any]:
+def puts(target: Target, keys: list[str], bodies: list[bytes], concurrency: int, opts: Options) -> dict[str, Any]:
     label = f"{target.name}-put-{len(bodies[0])}-c{concurrency}"
-    return measured(target, "PUT", keys, bodies, concurrency, label, profile, gil)
+    return measured(target, "PUT", keys, bodies, concurrency, label, opts)
 
 
-def gets(
-    target: Target,
-    keys: list[str],
-    bodies: list[bytes],
-    concurrency: int,
-    rounds: int,
-    profile: Path | None,
-    gil: bool = False,
-) -> dict[str, Any]:
-    """GET every key ``rounds`` times; the best round is kept, every round is printed."""
+def gets(target: Target, keys: list[str], bodies: list[bytes], concurrency: int, opts: Options) -> dict[str, Any]:
+    """GET every key ``opts.rounds`` times; the best round is kept, every round is printed."""
     best: dict[str, Any] = {}
     size = len(bodies[0])
-    for n in range(rounds):
+    for n in range(opts.rounds):
         label = f"{target.name}-get-{size}-c{concurrency}-r{n}"
-        res = measured(target, "GET", keys, bodies, concurrency, label, profile, gil)
+        res = measured(target, "GET", keys, bodies, concurrency, label, opts)
         if not best or res["ops_s"] > best["ops_s"]:
             best = res
     return best
@@ -444,6 +496,13 @@ def main() -> None:
     )
     ap.add_argument("--profile-gil", action="store_true", help="with --profile: only samples that hold the GIL")
     ap.add_argument("--dwh-src", metavar="DIR", help="serve dwh from this source tree (PYTHONPATH), for A/B runs")
+    ap.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="HTTP client for the PUT and GET workloads: bench/httpclient.py (default) or aiohttp, "
+        "the client of figures before 2026-11-25",
+    )
     ap.add_argument("--workers", type=int, default=1, help="dwh serve --workers N (a primary and N-1 read workers)")
     ap.add_argument(
         "--big-only",
@@ -467,7 +526,7 @@ def main() -> None:
     dwh_env = dict(env)
     if args.dwh_src:
         dwh_env["PYTHONPATH"] = str(Path(args.dwh_src).resolve())
-    profile_dir = Path(args.profile) if args.profile else None
+    opts = Options(args.client, args.rounds, Path(args.profile) if args.profile else None, args.profile_gil)
     tmp = Path(tempfile.mkdtemp(prefix="dwh-s3bench-"))
     targets = {
         "trivial": ([sys.executable, str(ROOT / "bench" / "trivial_s3.py"), "PORT"], False),
@@ -502,6 +561,7 @@ def main() -> None:
             "n_4KiB": n_small,
             "multipart_bytes": mp_size,
             "workers": args.workers,
+            "client": args.client,
         },
     }
     for name in servers:
@@ -518,14 +578,14 @@ def main() -> None:
             for conc in (1, 8, 32):
                 keys = [f"big-{conc}-{i}" for i in range(n_big)]
                 if f"put_1MiB_c{conc}" in workloads or f"get_1MiB_c{conc}" in workloads:
-                    res[f"put_1MiB_c{conc}"] = puts(target, keys, big, conc, profile_dir, args.profile_gil)
+                    res[f"put_1MiB_c{conc}"] = puts(target, keys, big, conc, opts)
                 if f"get_1MiB_c{conc}" in workloads:
-                    res[f"get_1MiB_c{conc}"] = gets(target, keys, big, conc, args.rounds, profile_dir, args.profile_gil)
+                    res[f"get_1MiB_c{conc}"] = gets(target, keys, big, conc, opts)
             keys = [f"small-{i}" for i in range(n_small)]
             if "put_4KiB_c16" in workloads or "get_4KiB_c16" in workloads:
-                res["put_4KiB_c16"] = puts(target, keys, small, 16, profile_dir, args.profile_gil)
+                res["put_4KiB_c16"] = puts(target, keys, small, 16, opts)
             if "get_4KiB_c16" in workloads:
-                res["get_4KiB_c16"] = gets(target, keys, small, 16, args.rounds, profile_dir, args.profile_gil)
+                res["get_4KiB_c16"] = gets(target, keys, small, 16, opts)
             if signed and "multipart" in workloads:
                 res["multipart"] = multipart(target, mp_size)
             if not signed and "boto3_ceiling" in workloads:
@@ -592,12 +652,13 @@ def report(r: dict[str, Any]) -> None:
     t = r.get("trivial", {})
     if t.get("put_1MiB_c8") or t.get("boto3_ceiling_1MiB"):
         print("client ceilings against the trivial server:")
+        client = r.get("settings", {}).get("client", "aiohttp")
         for key in ("put_1MiB_c8", "get_1MiB_c8", "put_1MiB_c32", "get_1MiB_c32"):
             if key in t:
-                print(f"  aiohttp {key}: {t[key]['mb_s']:.0f} MB/s")
+                print(f"  {client} {key}: {t[key]['mb_s']:.0f} MB/s")
         for key in ("put_4KiB_c16", "get_4KiB_c16"):
             if key in t:
-                print(f"  aiohttp {key}: {t[key]['ops_s']:.0f} ops/s")
+                print(f"  {client} {key}: {t[key]['ops_s']:.0f} ops/s")
         b1, b4 = t.get("boto3_ceiling_1MiB"), t.get("boto3_ceiling_4KiB")
         if b1:
             print(f"  boto3 8 threads 1 MiB: PUT {b1['put_mb_s']:.0f} MB/s, GET {b1['get_mb_s']:.0f} MB/s")

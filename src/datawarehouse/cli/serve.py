@@ -98,6 +98,7 @@ def serve(
 
     from datawarehouse.api.s3.app import S3App
     from datawarehouse.api.s3.worker import InternalEndpoint
+    from datawarehouse.cli.balance import ConnectionBoard
     from datawarehouse.cli.workers import SupervisedServer, Supervisor, WorkerSettings, exit_cleanly_on_sigterm
     from datawarehouse.cli.workers import server_config as server_config_for
 
@@ -134,6 +135,8 @@ def serve(
             token = secrets.token_urlsafe(32)
             sockets.append(_listen_unix(socket_path))
             internal = InternalEndpoint(socket_path, token, audit, wh.iam.note_key_use, wh.engine.now)
+            board_path = run_dir / "connections"
+            ConnectionBoard.create(board_path, workers)
             supervisor = Supervisor(
                 workers - 1,
                 WorkerSettings(
@@ -145,8 +148,10 @@ def serve(
                     root_secret_key=creds.secret_key,
                     domain=settings.domain or None,
                     region=settings.region,
+                    board_path=str(board_path),
                     signature_v2=settings.signature_v2,
                 ),
+                ConnectionBoard(board_path, 0),
             )
         app = S3App(
             wh,
@@ -185,7 +190,9 @@ def serve(
         # it (one took ~60 ms, a pause of every request in flight).
         gc.collect()
         gc.freeze()
-        server = uvicorn.Server(server_config) if supervisor is None else SupervisedServer(server_config, supervisor)
+        server = (
+            uvicorn.Server(server_config) if supervisor is None else SupervisedServer(server_config, supervisor, listen)
+        )
         server.run(sockets=sockets)
     finally:
         if run_dir is not None:

@@ -26,13 +26,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from datawarehouse.api.s3.protocol import S3HttpProtocol
+from datawarehouse.cli.balance import BalancingServer, ConnectionBoard
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class WorkerSettings:
     root_secret_key: str
     domain: str | None
     region: str
+    board_path: str  # the shared file of open-connection counts (``balance.ConnectionBoard``)
+    board_slot: int = 0  # this worker's slot in it (the primary's is 0); set per worker at its start
     signature_v2: bool = True
 
 
@@ -85,9 +88,10 @@ def server_config(app: Any) -> uvicorn.Config:
 class Supervisor:
     """Starts, watches and stops the read workers."""
 
-    def __init__(self, count: int, settings: WorkerSettings) -> None:
+    def __init__(self, count: int, settings: WorkerSettings, board: ConnectionBoard) -> None:
         self.count = count
         self.settings = settings
+        self.board = board
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self._started = [0.0] * count
         self._pause = [RESTART_PAUSE[0]] * count
@@ -116,7 +120,8 @@ class Supervisor:
         )
         assert proc.stdin is not None
         try:
-            proc.stdin.write((json.dumps(asdict(self.settings)) + "\n").encode())
+            settings = replace(self.settings, board_slot=slot + 1)
+            proc.stdin.write((json.dumps(asdict(settings)) + "\n").encode())
             proc.stdin.close()
         except OSError:
             log.warning("worker %d exited before it read its settings", slot)
@@ -133,6 +138,7 @@ class Supervisor:
                     if proc is None or proc.poll() is None:
                         continue
                     if not self._next_start[slot]:
+                        self.board.mark_gone(slot + 1)  # its connections died with it
                         young = now - self._started[slot] < YOUNG
                         self._pause[slot] = min(self._pause[slot] * 2, RESTART_PAUSE[1]) if young else RESTART_PAUSE[0]
                         self._next_start[slot] = now + self._pause[slot]
@@ -169,11 +175,11 @@ class Supervisor:
                 proc.wait()
 
 
-class SupervisedServer(uvicorn.Server):
+class SupervisedServer(BalancingServer):
     """The primary's uvicorn server: workers start once it listens and stop before it does."""
 
-    def __init__(self, config: uvicorn.Config, supervisor: Supervisor) -> None:
-        super().__init__(config)
+    def __init__(self, config: uvicorn.Config, supervisor: Supervisor, listen: socket.socket) -> None:
+        super().__init__(config, listen, supervisor.board)
         self.supervisor = supervisor
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -227,7 +233,8 @@ def worker_main() -> None:
             pass_on=PassOn(PrimaryLink(settings.socket_path, settings.token)),
             signature_v2=settings.signature_v2,
         )
-        server = uvicorn.Server(server_config(app))
+        board = ConnectionBoard(Path(settings.board_path), settings.board_slot)
+        server = BalancingServer(server_config(app), listen, board)
         threading.Thread(target=_watch_parent, args=(server,), name="dwh-parent-watch", daemon=True).start()
         gc.collect()
         gc.freeze()

@@ -29,6 +29,7 @@ from s3server import DWH, DwhServer, unique_bucket
 from datawarehouse.cli.admin_client import AdminClient
 
 MAX_TRIES = 200  # fresh connections sampled until both processes answered
+BURST, BURSTS = 8, 10  # connections opened at once, and how many times
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +262,25 @@ def test_signature_version_2_is_verified_by_every_process(server: DwhServer) -> 
 
     _until_both(get_v2)
     _until_both(presigned_v2)
+
+
+def test_a_burst_of_connections_is_spread_over_both_processes(server: DwhServer) -> None:
+    """A client that opens its whole pool at once (boto3, rclone, a benchmark) gets both
+    processes: left to the event loop, the first process to wake accepted every waiting
+    connection, and one process served the burst alone."""
+    primary = _primary_host(server)
+    for _ in range(BURSTS):
+        conns = [http.client.HTTPConnection(server.host, server.port, timeout=10) for _ in range(BURST)]
+        try:
+            for conn in conns:
+                conn.connect()
+            hosts = [_ask(conn, "HEAD", "/anybucket/key")[2] for conn in conns]
+        finally:
+            for conn in conns:
+                conn.close()
+        on_primary = hosts.count(primary)
+        assert BURST // 4 <= on_primary <= BURST - BURST // 4, hosts
+        time.sleep(0.3)  # the processes republish their counts after the connections close
 
 
 def test_internal_endpoint_is_not_reachable_by_clients(server: DwhServer) -> None:
