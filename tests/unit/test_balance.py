@@ -6,6 +6,7 @@ connection (after its pause); closing stops accepting and marks the slot gone.""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 from collections.abc import Iterator
@@ -142,3 +143,42 @@ def test_an_over_share_acceptor_still_takes_what_nobody_else_does(listener: sock
     accepted, after_close = uvloop.run(main())
     assert accepted == 6
     assert after_close == 6
+
+
+class _OutOfDescriptors(socket.socket):
+    """A listening socket whose ``accept`` fails, while ``failing``, as when the process has no
+    descriptor left."""
+
+    calls = 0
+    failing = True
+
+    def accept(self) -> tuple[socket.socket, object]:
+        type(self).calls += 1
+        if type(self).failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_a_failing_accept_pauses_instead_of_spinning(listener: socket.socket, board_path: Path) -> None:
+    """The socket stays readable while accept fails: the acceptor stops watching it for a second
+    (the other processes keep accepting) and then takes the connection."""
+
+    async def main() -> tuple[int, int]:
+        live: set[asyncio.Protocol] = set()
+        ConnectionBoard(board_path, 0).mark_gone(1)
+        ConnectionBoard(board_path, 0).mark_gone(2)
+        sock = _OutOfDescriptors(fileno=os.dup(listener.fileno()))
+        acceptor = BalancedAcceptor(sock, lambda: _Held(live), live, ConnectionBoard(board_path, 0))
+        client = socket.create_connection(listener.getsockname())
+        await asyncio.sleep(0.5)
+        during_pause = _OutOfDescriptors.calls
+        _OutOfDescriptors.failing = False
+        await _settle([live], 1)
+        acceptor.close()
+        await acceptor.wait_closed()
+        client.close()
+        return during_pause, _OutOfDescriptors.calls
+
+    during_pause, in_all = uvloop.run(main())
+    assert during_pause == 1  # a spinning loop would have tried thousands of times
+    assert in_all == 2  # after the pause: one accept, which took the connection
