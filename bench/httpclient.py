@@ -42,6 +42,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._head_end = -1  # offset of the body, once the head is complete
         self._length = 0  # body length; -1 chunked; -2 until the connection closes
         self._status = 0
+        self._method = "GET"  # of the request in progress (a HEAD response has no body)
         self._close_after = False
         self._done: asyncio.Future[Response] | None = None
         self.transport: asyncio.Transport | None = None
@@ -151,8 +152,6 @@ class _Connection(asyncio.BufferedProtocol):
         self._done.set_result(Response(self._status, body))
 
     # -- requests
-
-    _method = "GET"
 
     async def request(self, method: str, target: str, host: str, body: bytes) -> Response:
         if self.closed or self.transport is None:
