@@ -4,13 +4,25 @@ process that writes: it reads what was committed, sees changes to buckets and IA
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from datawarehouse.errors import CredentialsRefused, MetadataError, NoSuchBucket, NoSuchKey
+from datawarehouse.engine.changes import ChangeCounter
+from datawarehouse.errors import (
+    CorruptFrame,
+    CredentialsRefused,
+    DwhError,
+    MetadataError,
+    NoSuchBucket,
+    NoSuchKey,
+    PreconditionFailed,
+)
+from datawarehouse.service import catalog
 from datawarehouse.service.warehouse import Warehouse
 
 
@@ -98,3 +110,99 @@ def test_follower_never_writes(pair: tuple[Warehouse, Warehouse], tmp_path: Path
     assert follower.get_object_bytes("rox", "k")
     assert _tree_digest(tmp_path / "data" / "disks") == before
     assert [b.name for b in primary.list_buckets()] == ["rox"]
+
+
+# --- small writes from a follower, committed by the writer (``dwh serve --workers``) ------------
+
+
+@pytest.fixture
+def writing_pair(pair: tuple[Warehouse, Warehouse], tmp_path: Path):
+    """The pair as a server wires it: the follower commits through the writer
+    (``commit_forwarded_put``, here called directly, not over the socket), and both share the
+    count of configuration changes."""
+    primary, follower = pair
+    counter_path = tmp_path / "changes"
+    primary.engine.share_changes(ChangeCounter.create(counter_path))
+    follower.engine.share_changes(ChangeCounter(counter_path))
+    follower.remote_commit = primary.commit_forwarded_put
+    return primary, follower
+
+
+def test_follower_writes_inline_objects_through_the_writer(writing_pair: tuple[Warehouse, Warehouse]) -> None:
+    primary, follower = writing_pair
+    primary.create_bucket("small")
+    follower.refresh_if_changed()
+    body = os.urandom(3000)
+    v = follower.put_object("small", "k", body, md5_etag=True)
+    assert v.etag == hashlib.md5(body).hexdigest() and v.null_version  # decided by the writer
+    assert primary.get_object_bytes("small", "k") == body
+    assert follower.get_object_bytes("small", "k") == body
+    # A condition is checked in the writer's commit.
+    upload = follower.open_upload("small", "k")
+    upload.write(b"again")
+    with pytest.raises(PreconditionFailed):
+        upload.finish(conditions={"if-none-match": "*"})
+    # Versioning set on the writer is decided there, whatever the follower's cache holds.
+    primary.set_bucket_setting("small", catalog.VERSIONING_SETTING, catalog.VERSIONING_ENABLED)
+    v2 = follower.put_object("small", "k", b"versioned")
+    assert not v2.null_version and v2.version_id != "null"
+    assert primary.get_object_bytes("small", "k") == b"versioned"
+    # More than the inline size cannot be written here: refused, nothing stored.
+    with pytest.raises(DwhError):
+        follower.put_object("small", "big", os.urandom(follower.inline_max_size + 1))
+    with pytest.raises(NoSuchKey):
+        primary.head_object("small", "big")
+
+
+def test_writer_checks_what_a_follower_asks_it_to_commit(writing_pair: tuple[Warehouse, Warehouse]) -> None:
+    primary, follower = writing_pair
+    primary.create_bucket("checked")
+    follower.refresh_if_changed()
+    asked: list[tuple[str, dict[str, object]]] = []
+    follower.remote_commit = lambda bucket, doc: (asked.append((bucket, copy.deepcopy(doc))), Future())[1]
+    follower.open_upload("checked", "k").finish_later()
+    ((bucket, doc),) = asked
+    for bad in (
+        {**doc, "op": "bucket.delete"},
+        {**doc, "null_decided": True},  # the writer decides, never the follower
+        {**doc, "bypass_governance": True},
+        {**doc, "new_chunks": [{"chunk_id": "00" * 32}]},
+        {**doc, "replace": False},
+        {**doc, "version": {**doc["version"], "inline": None}},  # type: ignore[dict-item]
+    ):
+        with pytest.raises(CorruptFrame):
+            primary.commit_forwarded_put(bucket, copy.deepcopy(bad))
+    # The bucket was deleted and made again meanwhile: not the one the follower wrote for.
+    primary.delete_bucket("checked")
+    primary.create_bucket("checked")
+    with pytest.raises(NoSuchBucket):
+        primary.commit_forwarded_put(bucket, copy.deepcopy(doc))
+
+
+def test_only_configuration_commits_move_the_change_count(writing_pair: tuple[Warehouse, Warehouse]) -> None:
+    """Object writes leave the follower's caches alone; bucket, setting and IAM changes drop
+    them, and the count moves before the change's caller is answered."""
+    primary, follower = writing_pair
+    primary.create_bucket("count")
+    assert follower.refresh_if_changed()
+    assert not follower.refresh_if_changed()
+    primary.put_object("count", "a", b"object")
+    primary.put_object("count", "b", os.urandom(200_000))
+    primary.delete_object("count", "a")
+    follower.put_object("count", "c", b"through the writer")
+    assert not follower.refresh_if_changed()
+    counter = primary.engine.changes
+    assert counter is not None
+    seen_when_answered: list[int] = []
+    before = counter.value()
+    rec = primary.get_bucket("count")
+    doc = {"op": "bucket.setting", "bucket_id": rec.bucket_id, "name": "note", "value": "x"}
+    pending = primary.engine.commit_later(
+        lambda tx: catalog.apply_bucket_setting(tx, doc, replay=False), rec.domain_id, doc
+    )
+    pending.add_done_callback(lambda _: seen_when_answered.append(counter.value()))
+    pending.result()
+    assert seen_when_answered == [before + 1]
+    assert follower.refresh_if_changed()
+    primary.iam.create_tenant("acme")
+    assert follower.refresh_if_changed()

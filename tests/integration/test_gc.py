@@ -340,11 +340,17 @@ def test_a_run_of_puts_with_one_collected_chunk_refuses_only_that_put(wh: Wareho
     enqueued = threading.Semaphore(0)
 
     def hold(
-        apply: Any, record: Any, *, batch: Any = None, payload: Any = None, flush: frozenset[Any] = frozenset()
+        apply: Any,
+        record: Any,
+        *,
+        batch: Any = None,
+        payload: Any = None,
+        flush: frozenset[Any] = frozenset(),
+        announce: bool = True,
     ) -> Future[Any]:
         """Queue the operation without committing it; the test commits the run at once."""
         future: Future[Any] = Future()
-        queued.append(_Item(apply, record, future, batch, payload, flush))
+        queued.append(_Item(apply, record, future, batch, payload, flush, announce))
         enqueued.release()
         return future
 

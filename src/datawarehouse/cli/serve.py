@@ -97,10 +97,12 @@ def serve(
     import uvicorn
 
     from datawarehouse.api.s3.app import S3App
+    from datawarehouse.api.s3.commitlink import CommitService
     from datawarehouse.api.s3.worker import InternalEndpoint
     from datawarehouse.cli.balance import ConnectionBoard
     from datawarehouse.cli.workers import SupervisedServer, Supervisor, WorkerSettings, exit_cleanly_on_sigterm
     from datawarehouse.cli.workers import server_config as server_config_for
+    from datawarehouse.engine.changes import ChangeCounter
 
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: 1 to {MAX_WORKERS} server processes")
@@ -134,7 +136,11 @@ def serve(
             socket_path = str(run_dir / "primary.sock")
             token = secrets.token_urlsafe(32)
             sockets.append(_listen_unix(socket_path))
-            internal = InternalEndpoint(socket_path, token, audit, wh.iam.note_key_use, wh.engine.now)
+            commit_socket_path = str(run_dir / "commit.sock")
+            commits = CommitService(_listen_unix(commit_socket_path), token, wh.commit_forwarded_put)
+            internal = InternalEndpoint(socket_path, token, audit, wh.iam.note_key_use, wh.engine.now, commits)
+            changes_path = run_dir / "changes"
+            wh.engine.share_changes(ChangeCounter.create(changes_path))
             board_path = run_dir / "connections"
             ConnectionBoard.create(board_path, workers)
             supervisor = Supervisor(
@@ -143,12 +149,14 @@ def serve(
                     data_dir=str(data_dir.absolute()),
                     listen_fd=listen.fileno(),
                     socket_path=socket_path,
+                    commit_socket_path=commit_socket_path,
                     token=token,
                     root_access_key=creds.access_key,
                     root_secret_key=creds.secret_key,
                     domain=settings.domain or None,
                     region=settings.region,
                     board_path=str(board_path),
+                    changes_path=str(changes_path),
                     signature_v2=settings.signature_v2,
                 ),
                 ConnectionBoard(board_path, 0),

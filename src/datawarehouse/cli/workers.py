@@ -50,11 +50,13 @@ class WorkerSettings:
     listen_fd: int
     socket_path: str
     token: str
+    commit_socket_path: str
     root_access_key: str
     root_secret_key: str
     domain: str | None
     region: str
     board_path: str  # the shared file of open-connection counts (``balance.ConnectionBoard``)
+    changes_path: str  # the primary's count of configuration changes (``engine.changes``)
     board_slot: int = 0  # this worker's slot in it (the primary's is 0); set per worker at its start
     signature_v2: bool = True
 
@@ -207,9 +209,11 @@ def _watch_parent(server: uvicorn.Server) -> None:
 def worker_main() -> None:
     """A read worker: settings from stdin, a follower Warehouse, the shared socket."""
     from datawarehouse.api.s3.app import S3App
+    from datawarehouse.api.s3.commitlink import CommitLink
     from datawarehouse.api.s3.forward import PrimaryLink
     from datawarehouse.api.s3.worker import PassOn, WorkerAudit
     from datawarehouse.cli.common import options
+    from datawarehouse.engine.changes import ChangeCounter
     from datawarehouse.service.access import CallerDirectory
     from datawarehouse.service.credentials import Credentials
     from datawarehouse.service.warehouse import Warehouse
@@ -224,13 +228,16 @@ def worker_main() -> None:
     sink = WorkerAudit(settings.socket_path, settings.token)
     try:
         wh.iam.set_root_credentials(Credentials(settings.root_access_key, settings.root_secret_key))
+        wh.engine.share_changes(ChangeCounter(Path(settings.changes_path)))
+        commits = CommitLink(settings.commit_socket_path, settings.token)
+        wh.remote_commit = commits.submit
         app = S3App(
             wh,
             CallerDirectory(wh.iam).lookup,
             domain=settings.domain,
             region=settings.region,
             record_audit=sink.record,
-            pass_on=PassOn(PrimaryLink(settings.socket_path, settings.token)),
+            pass_on=PassOn(PrimaryLink(settings.socket_path, settings.token), commits),
             signature_v2=settings.signature_v2,
         )
         board = ConnectionBoard(Path(settings.board_path), settings.board_slot)

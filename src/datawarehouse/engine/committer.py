@@ -65,6 +65,7 @@ class _Item:
     batch: BatchApply | None = None
     payload: Any = None
     flush: frozenset[DiskId] = frozenset()
+    announce: bool = True
 
 
 class _ItemFailed(Exception):
@@ -90,6 +91,9 @@ class Committer:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="dwh-committer", daemon=True)
         self._closed = False
+        # Called after a transaction that committed an operation enqueued with ``announce``, before
+        # any operation of its batch is answered (``engine.changes``).
+        self.on_announced: Callable[[], None] | None = None
         self._thread.start()
 
     def submit(
@@ -113,17 +117,19 @@ class Committer:
         batch: BatchApply | None = None,
         payload: Any = None,
         flush: frozenset[DiskId] = frozenset(),
+        announce: bool = True,
     ) -> Future[Any]:
         """``submit`` without blocking: the future is resolved (on the committer's thread) once
         the operation is durable, or refused. An event loop awaits it instead of parking a thread.
         ``flush``: disks holding staged shards the operation refers to; they are made durable
-        before its journal record is written (one flush per disk for the whole batch)."""
+        before its journal record is written (one flush per disk for the whole batch).
+        ``announce``: the operation may change what other processes cache (``on_announced``)."""
         if self._closed:
             raise MetadataError("the data directory is closed")
         if flush and self._flush is None:
             raise MetadataError("this committer cannot flush disks")
         future: Future[Any] = Future()
-        self._queue.put(_Item(apply, record, future, batch, payload, flush))
+        self._queue.put(_Item(apply, record, future, batch, payload, flush, announce))
         return future
 
     def close(self) -> None:
@@ -203,6 +209,10 @@ class Committer:
                 for item in batch:
                     item.future.set_exception(err)
                 return
+            if self.on_announced is not None and any(
+                item.announce and not isinstance(out, Refused) for item, out in zip(batch, outcomes, strict=True)
+            ):
+                self.on_announced()
             for item, out in zip(batch, outcomes, strict=True):
                 if isinstance(out, Refused):
                     item.future.set_exception(out.error)

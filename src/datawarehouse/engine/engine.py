@@ -24,6 +24,7 @@ from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.config import EngineConfig
 from datawarehouse.core import crypto
 from datawarehouse.engine import journal as jr
+from datawarehouse.engine.changes import ChangeCounter
 from datawarehouse.engine.chunkstore import ChunkStore
 from datawarehouse.engine.committer import Apply, BatchApply, Committer
 from datawarehouse.engine.datadir import DataDir
@@ -83,6 +84,7 @@ class Engine:
         creates no domain, records no disk row and queues no heal."""
         self.datadir = datadir
         self.follower = follower
+        self.changes: ChangeCounter | None = None  # see share_changes
         self._journal: jr.Journal | None = None
         self._committer: Committer | None = None
         self.config = config
@@ -199,6 +201,13 @@ class Engine:
         if self._committer is None:
             raise MetadataError("this process only reads the data directory: writes go through the primary")
         return self._committer
+
+    def share_changes(self, counter: ChangeCounter) -> None:
+        """Serving with read workers (``engine.changes``): the writer counts there the commits
+        that may change what the workers cache; a follower reads it to know when to drop them."""
+        self.changes = counter
+        if self._committer is not None:
+            self._committer.on_announced = counter.add
 
     def refresh(self) -> None:
         """A follower after the writer committed: learn domain secrets made since (a new
@@ -404,12 +413,14 @@ class Engine:
         *,
         batch: BatchApply | None = None,
         payload: Any = None,
+        announce: bool = True,
     ) -> Any:
         """Apply an operation to the index and journal it (sealed under the domain's key). ``op``
         is its journal document, or a function that builds it after ``apply`` ran; a document
         given as such is sealed here, on the caller's thread, not on the committer's (the serial
-        stage). ``batch`` and ``payload``: group commit (see ``Committer``)."""
-        return self.commit_later(apply, domain_id, op, batch=batch, payload=payload).result()
+        stage). ``batch`` and ``payload``: group commit (see ``Committer``). ``announce=False``:
+        the operation changes objects only, nothing a read worker caches (``engine.changes``)."""
+        return self.commit_later(apply, domain_id, op, batch=batch, payload=payload, announce=announce).result()
 
     def commit_later(
         self,
@@ -420,16 +431,20 @@ class Engine:
         batch: BatchApply | None = None,
         payload: Any = None,
         flush: frozenset[DiskId] = frozenset(),
+        announce: bool = True,
     ) -> Future[Any]:
         """``commit`` without blocking: a future resolved once the operation is durable.
         ``flush``: disks with staged shards the operation refers to (made durable first)."""
         if callable(op):
             build = op
             return self.committer.enqueue(
-                apply, lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())), flush=flush
+                apply,
+                lambda: (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, build())),
+                flush=flush,
+                announce=announce,
             )
         record = (jr.RECORD_OP, jr.seal_op(self.keyring, domain_id, op))
-        return self.committer.enqueue(apply, record, batch=batch, payload=payload, flush=flush)
+        return self.committer.enqueue(apply, record, batch=batch, payload=payload, flush=flush, announce=announce)
 
     def _report_bad_shard(self, rec: ChunkRecord, index: int, reason: str) -> None:
         log.warning("shard %d of chunk %s is bad: %s", index, rec.chunk_id.hex()[:16], reason)

@@ -347,7 +347,7 @@ class Multipart:
             tags=dict(tags or {}),
         )
         doc = {"op": "multipart.create", "upload": _upload_doc(upload)}
-        engine.commit(lambda tx: apply_create(tx, doc, False), rec.domain_id, lambda: doc)
+        engine.commit(lambda tx: apply_create(tx, doc, False), rec.domain_id, lambda: doc, announce=False)
         return upload
 
     def get_upload(self, bucket: str, key: str, upload_id: str) -> tuple[BucketRecord, UploadRecord]:
@@ -479,7 +479,10 @@ class Multipart:
             "version": catalog.version_to_doc(version),
         }
         stored: ObjectVersion = engine.commit(
-            self.wh.within_quota(rec, lambda tx: apply_complete(tx, doc, False)), rec.domain_id, lambda: doc
+            self.wh.within_quota(rec, lambda tx: apply_complete(tx, doc, False)),
+            rec.domain_id,
+            lambda: doc,
+            announce=False,
         )
         return stored
 
@@ -491,7 +494,7 @@ class Multipart:
             "upload_id": upload_id,
             "at": self.wh.engine.now().isoformat(),
         }
-        self.wh.engine.commit(lambda tx: apply_abort(tx, doc, False), rec.domain_id, lambda: doc)
+        self.wh.engine.commit(lambda tx: apply_abort(tx, doc, False), rec.domain_id, lambda: doc, announce=False)
 
     def list_parts(
         self, bucket: str, key: str, upload_id: str, after: int, limit: int
@@ -550,7 +553,9 @@ def commit_part(wh: Warehouse, bucket: BucketRecord, part: PartRecord, new_chunk
         "part": _part_doc(part),
         "new_chunks": [catalog.chunk_to_doc(c) for c in new_chunks],
     }
-    wh.engine.commit(wh.within_quota(bucket, lambda tx: apply_part(tx, doc, False)), domain_id, lambda: doc)
+    wh.engine.commit(
+        wh.within_quota(bucket, lambda tx: apply_part(tx, doc, False)), domain_id, lambda: doc, announce=False
+    )
     return part
 
 

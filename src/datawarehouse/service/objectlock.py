@@ -215,7 +215,9 @@ def _lock_op(wh: Warehouse, bucket: str, key: str, version_id: str | None, field
         "at": wh.engine.now().isoformat(),
         **fields,
     }
-    wh.engine.commit(lambda tx: catalog.apply_object_lock(tx, doc, replay=False), rec.domain_id, lambda: doc)
+    wh.engine.commit(
+        lambda tx: catalog.apply_object_lock(tx, doc, replay=False), rec.domain_id, lambda: doc, announce=False
+    )
     return v
 
 

@@ -134,7 +134,7 @@ def create(wh: Warehouse, bucket: str, name: str | None = None, retain_until: da
             "version": catalog.version_to_doc(version),
             "new_chunks": [],
         }
-        wh.engine.commit(_putter(doc), dst.domain_id, doc)
+        wh.engine.commit(_putter(doc), dst.domain_id, doc, announce=False)
     info = dataclasses.replace(info, retain_until=retain_until, complete=True)
     wh.set_bucket_setting(full, SETTING, info.to_json())
     return info

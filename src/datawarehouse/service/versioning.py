@@ -159,7 +159,7 @@ def delete_object(
         return DeleteOutcome(stored.s3_version_id, True, True)
 
     try:
-        outcome: DeleteOutcome = wh.engine.commit(apply, rec.domain_id, lambda: docs[-1])
+        outcome: DeleteOutcome = wh.engine.commit(apply, rec.domain_id, lambda: docs[-1], announce=False)
     except NoSuchVersion:
         return DeleteOutcome(version_id, False, False)
     except NoSuchKey:

@@ -25,12 +25,14 @@ from datawarehouse.engine.engine import Engine
 from datawarehouse.engine.writer import ObjectWriter
 from datawarehouse.errors import (
     BucketNotEmpty,
+    CorruptFrame,
     DeleteMarkerFound,
+    DwhError,
     EntityTooLarge,
     InvalidInput,
     NoSuchBucket,
 )
-from datawarehouse.ids import DEFAULT_TENANT, DomainId, TenantId, UserId, qualify_bucket_name, split_bucket_name
+from datawarehouse.ids import DEFAULT_TENANT, DiskId, DomainId, TenantId, UserId, qualify_bucket_name, split_bucket_name
 from datawarehouse.meta.repo import BucketUsage, MetaTx, ObjectSummary, StoredUsage
 from datawarehouse.meta.repo import ObjectRead as ObjectRead  # what open_object returns, for the API layer
 from datawarehouse.records import BucketRecord, ObjectVersion, StorageClass, parse_storage_class
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from datawarehouse.service.objectlock import LockRequest
     from datawarehouse.service.versioning import DeleteOutcome
 
+# What the journal document of an object write from a read worker may hold.
+_FORWARDED_PUT_FIELDS = frozenset({"op", "domain_id", "replace", "conditions", "version", "new_chunks", "lock_request"})
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, as S3
 MAX_PUT_SIZE = 5 * 1024**3  # one PutObject: 5 GiB, as S3
 # Representation headers stored with an object and returned on GET/HEAD.
@@ -143,56 +147,21 @@ class ObjectUpload:
             system_meta={**self._spec.system_meta, **(extra_system_meta or {})},
             tags=dict(self._spec.tags),
         )
-        domain = self._bucket.domain_id
-        vdoc = catalog.version_to_doc(version)
         doc: dict[str, Any] = {
             "op": "object.put",
-            "domain_id": domain,
+            "domain_id": self._bucket.domain_id,
             "replace": True,
             "conditions": conditions or {},
-            "version": vdoc,
+            "version": catalog.version_to_doc(version),
             "new_chunks": [catalog.chunk_to_doc(c) for c in data.new_chunks],
         }
         if self._spec.lock is not None and not self._spec.lock.empty:
             doc["lock_request"] = self._spec.lock.to_doc()
-        if (
-            not self._wh.has_quota(self._bucket)
-            and "lock_request" not in doc
-            and self._wh.bucket_setting_cached(self._bucket, catalog.VERSIONING_SETTING) is None
-        ):
-            # A bucket that never had versioning: the version is its key's "null" version,
-            # decided here (and journaled so), which lets the committer store a run of such
-            # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
-            # same batch; the PUT then counts as written just before it, as S3 allows.
-            vdoc["null"] = True
-            doc["null_decided"] = True
-            version = dataclasses.replace(version, null_version=True)
-            pending = engine.commit_later(
-                lambda tx: catalog.apply_object_put(tx, doc, replay=False),
-                domain,
-                doc,
-                batch=catalog.apply_object_puts,
-                payload=catalog.PutOp(doc, version),
-                flush=data.unflushed,
-            )
-        else:
-            # Versioning decides the version's fate in the commit; a quota is checked there too.
-            pending = engine.commit_later(
-                self._wh.within_quota(self._bucket, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
-                domain,
-                lambda: doc,
-                flush=data.unflushed,
-            )
-        return _then(pending, partial(self._stored, version))
-
-    def _stored(self, version: ObjectVersion, pending: Future[Any]) -> ObjectVersion:
-        """The committed version (the batch path answers ``None`` for the one it was given)."""
-        try:
-            stored = pending.result()
-        except NoSuchBucket:
-            self._wh.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
-            raise
-        return stored if isinstance(stored, ObjectVersion) else version
+        if self._wh.remote_commit is not None:
+            if data.new_chunks or data.unflushed or version.inline_data is None:
+                raise DwhError("a read worker writes only objects small enough to be inline")
+            return self._wh.remote_commit(self._wh.qualified_name(self._bucket), doc)
+        return self._wh.commit_put(self._bucket, doc, version, data.unflushed)
 
 
 def _then(pending: Future[Any], done: Callable[[Future[Any]], T]) -> Future[T]:
@@ -225,6 +194,10 @@ class Warehouse:
         self._settings: dict[tuple[int, str], str | None] = {}
         self._settings_generation = 0
         self._tenant_names: dict[TenantId, str] = {}
+        # A read worker's way to have the primary commit what it wrote (``commit_forwarded_put``
+        # on the other side): set by the worker, ``None`` in the process that holds the data
+        # directory.
+        self.remote_commit: Callable[[str, dict[str, Any]], Future[ObjectVersion]] | None = None
         # Tenants, users, keys, policies, quotas (and the master-rotation hook that reseals
         # access-key secrets, so it is registered whoever opens the data directory).
         self.iam = IamService(engine)
@@ -249,8 +222,10 @@ class Warehouse:
     def refresh_if_changed(self) -> bool:
         """A follower: if the writer committed since the last call, drop every cache of what it
         may have changed (buckets, bucket settings, identities, quotas) and learn new domain
-        secrets. One PRAGMA when nothing changed. True if something had."""
-        if not self.engine.repo.changed():
+        secrets. With the writer's ``engine.changes`` counter only the commits that may change
+        those count; without it (one PRAGMA) every commit does. True if something had."""
+        changes = self.engine.changes
+        if not (changes.moved() if changes is not None else self.engine.repo.changed()):
             return False
         self.forget_buckets()
         self.iam.forget_cached()
@@ -428,6 +403,72 @@ class Warehouse:
         spec = ObjectSpec(content_type, dict(user_meta or {}), dict(system_meta or {}), dict(tags or {}), lock)
         return ObjectUpload(self, rec, key, writer, sc, spec)
 
+    def commit_put(
+        self, rec: BucketRecord, doc: dict[str, Any], version: ObjectVersion, unflushed: frozenset[DiskId]
+    ) -> Future[ObjectVersion]:
+        """Hand a written object's version (``doc``: its ``object.put`` journal document) to the
+        committer; the future resolves to the stored version once it is durable."""
+        domain = rec.domain_id
+        if (
+            not self.has_quota(rec)
+            and "lock_request" not in doc
+            and self.bucket_setting_cached(rec, catalog.VERSIONING_SETTING) is None
+        ):
+            # A bucket that never had versioning: the version is its key's "null" version,
+            # decided here (and journaled so), which lets the committer store a run of such
+            # PUTs together (group commit). A concurrent PutBucketVersioning may land in the
+            # same batch; the PUT then counts as written just before it, as S3 allows.
+            doc["version"]["null"] = True
+            doc["null_decided"] = True
+            version = dataclasses.replace(version, null_version=True)
+            pending = self.engine.commit_later(
+                lambda tx: catalog.apply_object_put(tx, doc, replay=False),
+                domain,
+                doc,
+                batch=catalog.apply_object_puts,
+                payload=catalog.PutOp(doc, version),
+                flush=unflushed,
+                announce=False,
+            )
+        else:
+            # Versioning decides the version's fate in the commit; a quota is checked there too.
+            pending = self.engine.commit_later(
+                self.within_quota(rec, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
+                domain,
+                lambda: doc,
+                flush=unflushed,
+                announce=False,
+            )
+        return _then(pending, partial(self._stored, version))
+
+    def _stored(self, version: ObjectVersion, pending: Future[Any]) -> ObjectVersion:
+        """The committed version (the batch path answers ``None`` for the one it was given)."""
+        try:
+            stored = pending.result()
+        except NoSuchBucket:
+            self.forget_buckets()  # the bucket (by id) is gone: look its name up again next time
+            raise
+        return stored if isinstance(stored, ObjectVersion) else version
+
+    def commit_forwarded_put(self, bucket: str, doc: dict[str, Any]) -> Future[ObjectVersion]:
+        """``commit_put`` of an inline object a read worker wrote (``remote_commit`` there):
+        ``bucket`` is the name it knew the bucket by, ``doc`` the journal document it built. The
+        worker authorized the write and sealed the bytes; what depends on this process's state
+        (versioning, quotas, conditions, the bucket still being the one it meant) is decided
+        here, exactly as for a write of this process's own."""
+        if doc.get("op") != "object.put" or not set(doc) <= _FORWARDED_PUT_FIELDS:
+            raise CorruptFrame("a read worker sent a commit that is not an object write")
+        if doc.get("new_chunks") or doc.get("replace") is not True or not isinstance(doc.get("version"), dict):
+            raise CorruptFrame("a read worker may commit only new inline versions")
+        version = catalog.version_from_doc(doc["version"])
+        if version.inline_data is None or version.is_delete_marker:
+            raise CorruptFrame("a read worker may commit only new inline versions")
+        rec = self.bucket_for_write(bucket)
+        if rec.bucket_id != version.bucket_id or rec.domain_id != doc.get("domain_id"):
+            self.forget_buckets()
+            raise NoSuchBucket(f"bucket {bucket!r} was deleted while the object was written")
+        return self.commit_put(rec, doc, version, frozenset())
+
     def put_object(self, bucket: str, key: str, data: bytes | BinaryIO | Iterable[bytes], **kw: Any) -> ObjectVersion:
         upload = self.open_upload(bucket, key, **kw)
         try:
@@ -576,6 +617,7 @@ class Warehouse:
             self.within_quota(dst, lambda tx: catalog.apply_object_put(tx, doc, replay=False)),
             dst.domain_id,
             lambda: doc,
+            announce=False,
         )
         return stored
 
@@ -591,7 +633,9 @@ class Warehouse:
             "version_id": v.version_id,
             "tags": dict(tags),
         }
-        self.engine.commit(lambda tx: catalog.apply_object_tags(tx, doc, replay=False), rec.domain_id, lambda: doc)
+        self.engine.commit(
+            lambda tx: catalog.apply_object_tags(tx, doc, replay=False), rec.domain_id, lambda: doc, announce=False
+        )
         return v
 
     def get_bucket_setting(self, bucket: str, name: str) -> str | None:

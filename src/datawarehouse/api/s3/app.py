@@ -42,7 +42,7 @@ from datawarehouse.api.s3.http import (
 )
 from datawarehouse.api.s3.router import OPERATIONS, Endpoint, route
 from datawarehouse.api.s3.sigv4 import SignedRequest
-from datawarehouse.api.s3.worker import INTERNAL_PREFIX, PassOn
+from datawarehouse.api.s3.worker import INTERNAL_PREFIX, LOCAL_WRITES, PassOn
 from datawarehouse.clock import Clock, SystemClock
 from datawarehouse.errors import DwhError
 from datawarehouse.ids import split_bucket_name
@@ -243,7 +243,7 @@ class S3App:
 
     async def _handle(self, request: Request, *, may_pass_on: bool = False) -> Response:
         endpoint = route(request.method, request.raw_path, request.query, request.headers, self.domain)
-        if may_pass_on and PassOn.takes(endpoint.operation):
+        if may_pass_on and self.pass_on is not None and self.pass_on.takes(endpoint.operation):
             raise _PassedOn
         request.notes["endpoint"] = endpoint
         if self.warehouse.engine.follower:
@@ -281,6 +281,14 @@ class S3App:
                 request.notes["endpoint"] = endpoint
         if endpoint.key is not None and len(endpoint.key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise key_too_long(MAX_KEY_BYTES)
+        if (
+            may_pass_on
+            and endpoint.operation in LOCAL_WRITES
+            and self.pass_on is not None
+            and endpoint.bucket
+            and not self.pass_on.writes_here(self.warehouse, request.headers, endpoint.bucket)
+        ):
+            raise _PassedOn  # nothing of the body was read: the primary gets the whole request
         handler = HANDLERS.get(endpoint.operation)
         if handler is None:
             raise not_implemented(f"{endpoint.operation} is not implemented by this server")
@@ -380,6 +388,8 @@ class S3App:
                     self._background = asyncio.create_task(self._lifecycle_loop())
                 if self.audit is not None:
                     self._audit_expiry = asyncio.create_task(self._audit_expiry_loop())
+                if self.internal is not None:
+                    await self.internal.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in (self._background, self._audit_expiry):
@@ -387,6 +397,8 @@ class S3App:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                if self.internal is not None:
+                    await self.internal.close()
                 self.admin.close()
                 self.offload.close()
                 if self.pass_on is not None:

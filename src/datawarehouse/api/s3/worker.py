@@ -32,14 +32,19 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from datawarehouse.api.numbers import whole_number
+from datawarehouse.api.s3.acl import names_grants
+from datawarehouse.api.s3.commitlink import CommitLink, CommitService
 from datawarehouse.api.s3.errors import S3Error, s3_error
 from datawarehouse.api.s3.forward import CLIENT_HEADER, TOKEN_HEADER, LinkError, NotPassable, PrimaryLink, drain
 from datawarehouse.api.s3.http import Receive, Scope, Send, error_response, send_response
 from datawarehouse.errors import DwhError
+from datawarehouse.service.access import ACL_SETTING
 from datawarehouse.service.audit.log import GROUP_COMMIT_SECONDS
 
 if TYPE_CHECKING:
     from datawarehouse.service.audit.log import AuditLog
+    from datawarehouse.service.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ AUDIT_PATH = INTERNAL_PREFIX + "audit"
 # What a worker serves itself: reads that write nothing (not even a heal: a bad shard it meets
 # is left to the primary's reads and scrub).
 LOCAL_OPERATIONS = frozenset({"GetObject", "HeadObject", "HeadBucket", "ListObjects", "ListObjectsV2"})
+# Writes a worker serves itself when ``PassOn.writes_here`` says so (small enough to be inline,
+# nothing but the version to commit), the commit made by the primary (``commitlink``).
+LOCAL_WRITES = frozenset({"PutObject"})
 AUDIT_FIELDS: Mapping[str, type] = {
     "operation": str,
     "tenant": str,
@@ -74,14 +82,28 @@ MAX_AUDIT_POST = 16 * 1024 * 1024
 class PassOn:
     """What a read worker's ``S3App`` does with a request it does not serve: the primary answers
     it (streamed through ``PrimaryLink``), or, if the primary cannot be reached, a 503 the
-    client's SDK retries."""
+    client's SDK retries. ``commits``: the link for the small writes it serves itself."""
 
-    def __init__(self, link: PrimaryLink) -> None:
+    def __init__(self, link: PrimaryLink, commits: CommitLink | None = None) -> None:
         self.link = link
+        self.commits = commits
 
-    @staticmethod
-    def takes(operation: str) -> bool:
-        return operation not in LOCAL_OPERATIONS
+    def takes(self, operation: str) -> bool:
+        """Passed on at once, by operation alone (``LOCAL_WRITES`` are decided later by
+        ``writes_here``, once the caller and the bucket are known)."""
+        return operation not in LOCAL_OPERATIONS and (self.commits is None or operation not in LOCAL_WRITES)
+
+    def writes_here(self, wh: Warehouse, headers: Mapping[str, str], bucket: str) -> bool:
+        """Whether this worker serves a PutObject itself: a body announced small enough to be
+        stored inline (its bytes go to the primary with the commit), and no ACL to write — none
+        asked for, and none on the bucket that the write could have to withdraw from its key."""
+        length = whole_number(headers.get("content-length"))
+        if length is None or length > wh.inline_max_size or "x-amz-acl" in headers or names_grants(headers):
+            return False
+        try:
+            return wh.bucket_setting_cached(wh.bucket_for_write(bucket), ACL_SETTING) is None
+        except DwhError:  # no such bucket, ...: the primary answers
+            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         try:
@@ -102,6 +124,8 @@ class PassOn:
 
     def close(self) -> None:
         self.link.close()
+        if self.commits is not None:
+            self.commits.close()
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -212,8 +236,9 @@ class WorkerAudit:
 
 
 class InternalEndpoint:
-    """The primary's side: which requests came through a worker, and the audit records workers
-    post. Only on the Unix socket (``socket_path``) and with the token."""
+    """The primary's side: which requests came through a worker, the audit records workers
+    post, and (``commits``) the small writes they commit here. Only on the Unix sockets
+    (``socket_path``, the commit link's) and with the token."""
 
     def __init__(
         self,
@@ -222,12 +247,22 @@ class InternalEndpoint:
         audit: AuditLog,
         note_key_use: Callable[[str, datetime], None],
         now: Callable[[], datetime],
+        commits: CommitService | None = None,
     ) -> None:
         self.socket_path = socket_path
         self._token = token.encode()
         self._audit = audit
         self._note_key_use = note_key_use
         self._now = now
+        self.commits = commits
+
+    async def start(self) -> None:
+        if self.commits is not None:
+            await self.commits.start()
+
+    async def close(self) -> None:
+        if self.commits is not None:
+            await self.commits.close()
 
     def from_worker(self, scope: Scope) -> bool:
         """Whether a worker sent this (the Unix socket and the token): a client's request it
