@@ -5,7 +5,7 @@ worker that received it: it verifies the signature, authorizes, reads and checks
 seals it, exactly as the primary would. Only the commit needs the one writer, so the worker sends
 the primary the version's journal document (``Warehouse.commit_forwarded_put``) and waits for the
 stored version or the error. Passing the whole HTTP request on instead made the primary parse it
-and verify its signature again, and cost the worker more than serving it.
+and verify its signature again: 4 KiB PUTs with ``--workers 2`` ran at 0.6x of one process.
 
 The link is one Unix-socket connection per worker, in the server's private 0700 run directory,
 opened with the worker token. Both ways it carries frames: a 4-byte big-endian length, then a JSON
