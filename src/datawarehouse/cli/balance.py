@@ -20,10 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import mmap
-import os
 import socket
-import struct
 import weakref
 from collections.abc import Callable, Container
 from pathlib import Path
@@ -31,25 +28,21 @@ from typing import Any
 
 import uvicorn
 
+from datawarehouse.core.slots import MappedSlots
+
 log = logging.getLogger(__name__)
 
 DEFER = 0.002  # how long an over-share process leaves a waiting connection to the others
 REFRESH = 0.1  # how often a process republishes its count (connections also close)
 GONE = 1 << 62  # the count of a process that is not running: never the least loaded
-_SLOT = struct.Struct("<q")
 
 
 class ConnectionBoard:
     """Open connections per serving process, in a shared file of one 8-byte slot each."""
 
     def __init__(self, path: Path, slot: int) -> None:
-        fd = os.open(path, os.O_RDWR)
-        try:
-            size = os.fstat(fd).st_size
-            self._map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self.slots = size // _SLOT.size
+        self._slots = MappedSlots(path)
+        self.slots = self._slots.count
         if not 0 <= slot < self.slots:
             raise ValueError(f"connection board slot {slot} of {self.slots}")
         self.slot = slot
@@ -58,21 +51,17 @@ class ConnectionBoard:
     @staticmethod
     def create(path: Path, slots: int) -> None:
         """A new board where every process but the creator counts as not running yet."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, b"".join(_SLOT.pack(GONE if i else 0) for i in range(slots)))
-        finally:
-            os.close(fd)
+        MappedSlots.create(path, [GONE if i else 0 for i in range(slots)])
 
     def publish(self, count: int) -> None:
-        _SLOT.pack_into(self._map, self.slot * _SLOT.size, count)
+        self._slots.set(self.slot, count)
 
     def mark_gone(self, slot: int) -> None:
         """Called by the supervisor when the process of ``slot`` died (its count is stale)."""
-        _SLOT.pack_into(self._map, slot * _SLOT.size, GONE)
+        self._slots.set(slot, GONE)
 
     def fewest_elsewhere(self) -> int:
-        return min((_SLOT.unpack_from(self._map, i * _SLOT.size)[0] for i in self._others), default=GONE)
+        return min((self._slots.get(i) for i in self._others), default=GONE)
 
 
 class BalancedAcceptor:

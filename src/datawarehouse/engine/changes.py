@@ -11,43 +11,32 @@ operation but those its caller marked as touching objects only (``Engine.commit(
 False)``), so an operation forgotten there costs a cache reload, never a stale answer. It adds one
 here after the transaction committed and before any of the batch's callers is answered, so a
 request that reaches a worker after a change was acknowledged sees the count moved. The counter
-is one 8-byte slot in a 0600 file in the server's private run directory, mapped by every process.
+is one slot of a ``core.slots.MappedSlots`` file in the server's private run directory.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
-import struct
 from pathlib import Path
 
-_COUNT = struct.Struct("<Q")
+from datawarehouse.core.slots import MappedSlots
 
 
 class ChangeCounter:
     def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDWR)
-        try:
-            self._map = mmap.mmap(fd, _COUNT.size)
-        finally:
-            os.close(fd)
+        self._slots = MappedSlots(path)
         self._seen = self.value()
 
     @classmethod
     def create(cls, path: Path) -> ChangeCounter:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, _COUNT.pack(0))
-        finally:
-            os.close(fd)
+        MappedSlots.create(path, [0])
         return cls(path)
 
     def value(self) -> int:
-        return int(_COUNT.unpack_from(self._map)[0])
+        return self._slots.get(0)
 
     def add(self) -> None:
         """The writer (one thread, the committer): a change was committed."""
-        _COUNT.pack_into(self._map, 0, self.value() + 1)
+        self._slots.set(0, self.value() + 1)
 
     def moved(self) -> bool:
         """A reader: whether the count moved since the last call that answered True (or since

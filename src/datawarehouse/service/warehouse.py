@@ -157,10 +157,6 @@ class ObjectUpload:
         }
         if self._spec.lock is not None and not self._spec.lock.empty:
             doc["lock_request"] = self._spec.lock.to_doc()
-        if self._wh.remote_commit is not None:
-            if data.new_chunks or data.unflushed or version.inline_data is None:
-                raise DwhError("a read worker writes only objects small enough to be inline")
-            return self._wh.remote_commit(self._wh.qualified_name(self._bucket), doc)
         return self._wh.commit_put(self._bucket, doc, version, data.unflushed)
 
 
@@ -407,7 +403,12 @@ class Warehouse:
         self, rec: BucketRecord, doc: dict[str, Any], version: ObjectVersion, unflushed: frozenset[DiskId]
     ) -> Future[ObjectVersion]:
         """Hand a written object's version (``doc``: its ``object.put`` journal document) to the
-        committer; the future resolves to the stored version once it is durable."""
+        committer — on a read worker, to the primary's (``remote_commit``); the future resolves
+        to the stored version once it is durable."""
+        if self.remote_commit is not None:
+            if doc["new_chunks"] or unflushed or version.inline_data is None:
+                raise DwhError("a read worker writes only objects small enough to be inline")
+            return self.remote_commit(self.qualified_name(rec), doc)
         domain = rec.domain_id
         if (
             not self.has_quota(rec)

@@ -7,6 +7,8 @@ refused."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import socket
 import struct
 import threading
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from datawarehouse.api.s3 import commitlink
 from datawarehouse.api.s3.commitlink import (
     MAX_FRAME,
     CommitLink,
@@ -95,22 +98,38 @@ def _later(seconds: float, outcome: ObjectVersion | BaseException) -> Future[Obj
     return future
 
 
-def test_answers_reach_their_calls_in_any_order(tmp_path: Path) -> None:
+def test_answers_reach_their_calls_in_any_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call gets its own answer; the answer leaves out the sealed bytes (the worker sent
+    them and keeps them), and the version the worker gets back holds them again."""
     seen: list[tuple[str, dict[str, Any]]] = []
+    frames: list[dict[str, Any]] = []
+    encode = commitlink.encode_frame
+
+    def recording(message: dict[str, Any]) -> bytes:
+        frames.append(message)
+        return encode(message)
+
+    monkeypatch.setattr(commitlink, "encode_frame", recording)
 
     def commit(bucket: str, doc: dict[str, Any]) -> Future[ObjectVersion]:
         seen.append((bucket, doc))
         n = doc["n"]
         return _later(0.05 * (5 - n), _version(f"k{n}"))  # the first call is answered last
 
+    def call(n: int) -> dict[str, Any]:
+        return {"n": n, "version": {"inline": base64.b64encode(f"sealed {n}".encode()).decode()}}
+
     async def body(link: CommitLink) -> None:
-        futures = [link.submit("tenant:bucket", {"n": n}) for n in range(5)]
+        futures = [link.submit("tenant:bucket", call(n)) for n in range(5)]
         got = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         assert [v.key for v in got] == [f"k{n}" for n in range(5)]
-        assert got[0] == _version("k0")
+        assert [v.inline_data for v in got] == [f"sealed {n}".encode() for n in range(5)]
+        assert got[0] == dataclasses.replace(_version("k0"), inline_data=b"sealed 0")
 
     _run(tmp_path, commit, body)
-    assert seen == [("tenant:bucket", {"n": n}) for n in range(5)]
+    assert seen == [("tenant:bucket", call(n)) for n in range(5)]
+    answers = [f["version"] for f in frames if "version" in f and "id" in f and "bucket" not in f]
+    assert len(answers) == 5 and all(a["inline"] is None for a in answers)
 
 
 def test_errors_come_back_as_the_same_project_errors(tmp_path: Path) -> None:
