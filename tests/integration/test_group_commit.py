@@ -6,6 +6,8 @@ exactly what replaying the journal builds (invariants 2 and 3), with one latest 
 from __future__ import annotations
 
 import random
+import shutil
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +17,7 @@ from dwh_testkit import BUCKET, init_wh, manifest_refcounts, open_wh, snapshot_i
 
 from datawarehouse.engine.rebuild import rebuild_meta
 from datawarehouse.errors import NoSuchBucket, NoSuchKey, PreconditionFailed
-from datawarehouse.service import catalog
+from datawarehouse.service import catalog, versioning
 from datawarehouse.service.warehouse import Warehouse
 
 THREADS = 12
@@ -74,6 +76,52 @@ def test_concurrent_puts_match_a_replay_of_the_journal(tmp_path: Path) -> None:
     assert after.versions == before.versions
     # Referenced chunks agree (the rebuild also finds, unreferenced, the shards of refused writes).
     assert {k: v for k, v in after.chunks.items() if v[5]} == {k: v for k, v in before.chunks.items() if v[5]}
+
+
+def test_a_database_many_operations_behind_the_journal_catches_up(tmp_path: Path) -> None:
+    """The database lags the journal by many operations of several kinds (here it is put back
+    to a copy taken in the middle of a run; no GC ran in between): the next open replays every
+    later operation from the journal, and the index is the one the whole run built (invariant 3
+    for more than the one operation a kill leaves)."""
+    root = tmp_path / "dwh"
+    written: dict[str, list[bytes]] = {}
+    lock = threading.Lock()
+    earlier = tmp_path / "earlier.sqlite3"
+    with init_wh(root) as wh:
+        wh.create_bucket(BUCKET)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda s: _work(wh, s, written, lock), range(4)))
+        meta_path = root / "meta" / "meta.sqlite3"
+        live, copy = sqlite3.connect(meta_path), sqlite3.connect(earlier)
+        try:
+            live.backup(copy)  # the commits up to now
+        finally:
+            live.close()
+            copy.close()  # the last connection: its WAL goes into the file
+        # After the copy: more objects (new keys, overwrites, deletes, refused conditional
+        # writes), a bucket, a versioned bucket with two versions of a key.
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda s: _work(wh, s, written, lock), range(4, 8)))
+        wh.create_bucket("later")
+        versioning.set_versioning(wh, "later", "Enabled")
+        first = wh.put_object("later", "k", b"one")
+        wh.put_object("later", "k", b"two")
+        before = snapshot_index(wh.engine)
+        current = {o.key: wh.get_object_bytes(BUCKET, o.key) for o in wh.iter_objects(BUCKET)}
+    for suffix in ("-wal", "-shm"):
+        meta_path.with_name(meta_path.name + suffix).unlink(missing_ok=True)
+    shutil.copyfile(earlier, meta_path)
+    with open_wh(root) as wh:
+        assert wh.engine.replayed > 0
+        after = snapshot_index(wh.engine)
+        assert after.buckets == before.buckets
+        assert after.versions == before.versions
+        assert after.chunks == before.chunks
+        assert {o.key: wh.get_object_bytes(BUCKET, o.key) for o in wh.iter_objects(BUCKET)} == current
+        assert wh.get_object_bytes("later", "k") == b"two"
+        assert wh.head_object("later", "k", first.s3_version_id).version_id == first.version_id
+    with open_wh(root) as wh:
+        assert wh.engine.replayed == 0, "the replay is recorded: a second open applies nothing"
 
 
 def test_group_commit_refusals(tmp_path: Path) -> None:
