@@ -47,12 +47,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from datawarehouse.errors import (
-    InvalidInput,
-    MetadataError,
-    NoSuchBucket,
-    NoSuchKey,
-)
+from datawarehouse.errors import InvalidInput, MetadataError, NoSuchBucket, NoSuchKey
 from datawarehouse.ids import ChunkId, DiskId, DomainId, split_bucket_name
 from datawarehouse.meta.rawread import RawSqliteReader, RawStatement
 from datawarehouse.meta.repo import ObjectRead
@@ -74,10 +69,7 @@ from datawarehouse.meta.sql_statements import (
     _version,
 )
 from datawarehouse.meta.sql_tx import SqlMetaTx
-from datawarehouse.records import (
-    ChunkRecord,
-    ChunkRef,
-)
+from datawarehouse.records import ChunkRecord, ChunkRef
 
 if TYPE_CHECKING:
     from datawarehouse.meta.repo import MetaRepo, MetaTx

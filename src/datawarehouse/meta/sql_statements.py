@@ -9,35 +9,20 @@ repository maps SQLAlchemy errors the same way.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from datawarehouse.errors import (
-    DwhError,
-    InvalidInput,
-    MetadataError,
-)
+from datawarehouse.errors import DwhError, InvalidInput, MetadataError
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, UserId, VersionId
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.keyrange import bounds
 from datawarehouse.meta.rawread import RawBulkStatement, RawStatement
 from datawarehouse.meta.sql_uploads import dump_json as _dump_meta
 from datawarehouse.meta.sql_uploads import load_json as _load_meta
-from datawarehouse.records import (
-    BucketRecord,
-    ChunkerParams,
-    ChunkRecord,
-    ChunkRef,
-    ObjectVersion,
-    StorageClass,
-)
-
-if TYPE_CHECKING:
-    pass
-
+from datawarehouse.records import BucketRecord, ChunkerParams, ChunkRecord, ChunkRef, ObjectVersion, StorageClass
 
 # --- error translation -------------------------------------------------------------------------
 

@@ -15,14 +15,7 @@ from typing import Any, Final, cast
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from datawarehouse.errors import (
-    BucketAlreadyExists,
-    BucketNotEmpty,
-    MetadataError,
-    NoSuchBucket,
-    NoSuchDisk,
-    NoSuchKey,
-)
+from datawarehouse.errors import BucketAlreadyExists, BucketNotEmpty, MetadataError, NoSuchBucket, NoSuchDisk, NoSuchKey
 from datawarehouse.ids import BucketId, ChunkId, DiskId, DomainId, TenantId, UserId, VersionId, split_bucket_name
 from datawarehouse.meta import schema as s
 from datawarehouse.meta.keyrange import key_range
