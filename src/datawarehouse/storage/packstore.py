@@ -1111,12 +1111,16 @@ def load_pack(pack_dir: str, pack_id: int, *, repair: bool, start: int | None = 
     except FileNotFoundError:
         return None
     try:
-        size = os.fstat(fd).st_size
         try:
             with open(idx_path, "rb") as f:
                 idx_data: bytes | None = f.read()
         except FileNotFoundError:
             idx_data = None
+        # The size only after the index: a pack is sealed (its index written) after its last
+        # record, so an index read here covers no record past this size. Taken before, a record
+        # appended in between would be cut off below while the pack counts as sealed, and a
+        # PackFollower would never look at the pack again.
+        size = os.fstat(fd).st_size
         header = fmt.read_file_header(os.pread(fd, fmt.FILE_HEADER, 0))
         if header is None or header[0] != pack_id:
             if repair and size < fmt.FILE_HEADER and idx_data is None:

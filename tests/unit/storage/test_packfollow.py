@@ -217,6 +217,31 @@ def test_an_older_record_seen_late_does_not_win(root: Path, writer: PackStore, f
     assert "shards/k" not in follower._where
 
 
+def test_a_pack_sealed_while_the_follower_loads_it_loses_no_record(
+    writer: PackStore, follower: PackFollower, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer appends to the active pack and seals it between the follower's look at the
+    pack's size and its look for the pack's index (a race the writing-thread test below met once
+    in CI): the appended record is found on the next refresh, not dropped for good with the pack
+    counted as sealed."""
+    writer.put("shards/a", _blob(1))
+    assert follower.get("shards/a") == _blob(1)  # the active pack, followed unsealed
+    real_fstat = os.fstat
+
+    def size_then_append_and_seal(fd: int) -> os.stat_result:
+        seen = real_fstat(fd)
+        monkeypatch.setattr(os, "fstat", real_fstat)
+        writer.put("shards/b", _blob(2, 5000))  # same pack (64 KiB limit)
+        writer.close()  # seals it: its index now covers b
+        return seen
+
+    monkeypatch.setattr(os, "fstat", size_then_append_and_seal)
+    follower.refresh()
+    assert os.fstat is real_fstat, "the follower looked at the pack's size"
+    follower.refresh()
+    assert follower.get("shards/b") == _blob(2, 5000)
+
+
 def test_reads_keep_up_with_a_writing_thread(root: Path, writer: PackStore, follower: PackFollower) -> None:
     """The way read workers use it: each blob is read right after its write was flushed."""
     written: list[int] = []
