@@ -42,6 +42,10 @@ class EngineConfig:
     # inode lock, and a random PUT measured 20-25 % slower with them than all buffered
     # (docs/benchmarks.md). On keeps parity out of the page cache where memory is scarce.
     direct_parity: bool = False
+    # Journal appends (write + fdatasync of the segment on every disk) made by a small process of
+    # their own instead of threads of this one: in a busy server those threads wait for the GIL
+    # (engine/journal_process.py). Off: in-process threads, one process fewer.
+    journal_process: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.compression_level <= 19:

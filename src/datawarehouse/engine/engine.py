@@ -114,7 +114,12 @@ class Engine:
                     "run `dwh repair rebuild-meta` to rebuild it"
                 )
             self.repo = SqlMetaRepo.for_sqlite(datadir.meta_path)
-            self._journal = jr.Journal(self.disks.active_stores, self.required_copies, self._journal_disk_error)
+            self._journal = jr.Journal(
+                self.disks.active_stores,
+                self.required_copies,
+                self._journal_disk_error,
+                writer_process=config.journal_process,
+            )
             self._load_domain_secrets()
             self.replayed = self.catch_up()
             self._committer = Committer(self.repo, self._journal, flush=self.chunks.flush)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import struct
 import threading
@@ -20,13 +21,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from datawarehouse.core import crypto, frame
+from datawarehouse.engine import journal_process
+from datawarehouse.engine.journal_process import JournalProcess, error_for
 from datawarehouse.engine.keys import KeyRing
 from datawarehouse.errors import CorruptFrame, DwhError, StorageError
 from datawarehouse.ids import DiskId
 from datawarehouse.storage.base import AppendFile, BlobStore
+
+log = logging.getLogger(__name__)
 
 PREFIX = "journal/"
 SEGMENT_LIMIT = 64 * 1024 * 1024
@@ -64,6 +69,13 @@ def open_op(keyring: KeyRing, payload: bytes) -> dict[str, Any]:
     return op
 
 
+@runtime_checkable
+class HasFileno(Protocol):
+    """A segment file the writer process can take over (local disks)."""
+
+    def fileno(self) -> int: ...
+
+
 def new_writer_name() -> str:
     return f"{time.time_ns():020d}{secrets.token_hex(4)}"
 
@@ -74,7 +86,10 @@ class Journal:
         stores: Callable[[], Mapping[DiskId, BlobStore]],
         required_copies: Callable[[], int],
         on_disk_error: Callable[[DiskId, Exception], None] | None = None,
+        *,
+        writer_process: bool = False,
     ) -> None:
+        """``writer_process``: make appends in a process of their own (``engine.journal_process``)."""
         self._stores = stores
         self._required = required_copies
         self._on_error = on_disk_error
@@ -84,6 +99,9 @@ class Journal:
         self._offset = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dwh-journal")
+        self._use_process = writer_process
+        self._process: JournalProcess | None = None
+        self._process_has_files = False  # the process holds the open segment's files
 
     @property
     def segment(self) -> str:
@@ -109,10 +127,51 @@ class Journal:
             raise StorageError(f"journal: only {len(self._files)} disks writable, {self._required()} needed")
 
     def _close_files(self) -> None:
+        if self._process is not None and self._process_has_files:
+            try:
+                self._process.set_files([])  # its copies must not keep a removed disk busy
+            except StorageError:
+                self._drop_process()
+        self._process_has_files = False
         for f in self._files.values():
             with contextlib.suppress(DwhError):
                 f.close()
         self._files = {}
+
+    def _ready_process(self, files: Mapping[DiskId, AppendFile]) -> JournalProcess | None:
+        """The writer process holding ``files``, or ``None``: write in-process (no process wanted,
+        a file without a descriptor, or the process not started yet)."""
+        if self._process_has_files:
+            return self._process
+        if not self._use_process:
+            return None
+        fds = [f.fileno() for f in files.values() if isinstance(f, HasFileno)]
+        if len(fds) != len(files):
+            return None
+        if self._process is None:
+            self._process = journal_process.start()
+            if self._process is None:
+                self._use_process = False
+                return None
+        try:
+            if not self._process.ready():
+                return None
+            if not self._process_has_files:
+                self._process.set_files(fds)
+                self._process_has_files = True
+        except StorageError as exc:
+            # It never became ready, or is gone before this append wrote anything: stay in-process.
+            log.warning("journal appends stay in-process: %s", exc)
+            self._drop_process()
+            self._use_process = False
+            return None
+        return self._process
+
+    def _drop_process(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+        self._process_has_files = False
 
     def _report(self, disk_id: DiskId, exc: Exception) -> None:
         if self._on_error is not None:
@@ -126,17 +185,7 @@ class Journal:
             if not self._files or self._offset + len(blob) > SEGMENT_LIMIT:
                 self._open_segment()
             files = dict(self._files)
-
-            def write_one(item: tuple[DiskId, AppendFile]) -> tuple[DiskId, Exception | None]:
-                disk_id, f = item
-                try:
-                    f.write(blob)
-                    f.sync()
-                    return disk_id, None
-                except (DwhError, OSError) as exc:
-                    return disk_id, exc
-
-            results = list(self._pool.map(write_one, files.items()))
+            results = self._write_everywhere(files, blob)
             failed = [(d, e) for d, e in results if e is not None]
             ok = len(results) - len(failed)
             for disk_id, exc in failed:
@@ -154,6 +203,35 @@ class Journal:
                 self._close_files()
             return out
 
+    def _write_everywhere(
+        self, files: Mapping[DiskId, AppendFile], blob: bytes
+    ) -> list[tuple[DiskId, Exception | None]]:
+        """Append ``blob`` to every file and sync it; each disk's failure, or ``None``."""
+        process = self._ready_process(files)
+        if process is not None:
+            try:
+                codes = process.append(blob)
+            except StorageError:
+                # What reached each copy is unknown: the next append starts a new segment.
+                self._drop_process()
+                self._close_files()
+                raise
+            return [
+                (disk_id, None if code == 0 else StorageError(f"journal append on {disk_id}: {error_for(code)}"))
+                for disk_id, code in zip(files, codes, strict=True)
+            ]
+
+        def write_one(item: tuple[DiskId, AppendFile]) -> tuple[DiskId, Exception | None]:
+            disk_id, f = item
+            try:
+                f.write(blob)
+                f.sync()
+                return disk_id, None
+            except (DwhError, OSError) as exc:
+                return disk_id, exc
+
+        return list(self._pool.map(write_one, files.items()))
+
     def rotate(self) -> None:
         """Close the current segment; the next append starts a new one on the current disk set."""
         with self._lock:
@@ -162,6 +240,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._close_files()
+            self._drop_process()
         self._pool.shutdown(wait=True)
 
 

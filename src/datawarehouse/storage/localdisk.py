@@ -751,6 +751,12 @@ class LocalAppendFile:
         """The end of the file as written through this handle."""
         return self._size
 
+    def fileno(self) -> int:
+        """The descriptor, for the journal's writer process (``engine.journal_process``); what is
+        written through it is not counted in ``offset``."""
+        self._check_open()
+        return self._fd
+
     def write(self, data: bytes) -> int:
         with self._lock:
             self._check_open()
