@@ -4,6 +4,7 @@ reaches the segments, a disk failing inside the process, the process killed, Ctr
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 from datawarehouse.engine import journal as jr
+from datawarehouse.engine.journal_process import JournalProcess
 from datawarehouse.errors import StorageError
 from datawarehouse.ids import DiskId
 from datawarehouse.storage.localdisk import LocalAppendFile, LocalDiskStore
@@ -192,3 +194,17 @@ def test_without_the_writer_process_no_process_is_started(disks: Disks) -> None:
     finally:
         journal.close()
     assert len(stored(disks)) == 5
+
+
+def test_the_writer_process_ends_quietly_when_its_parent_vanishes_with_bytes_unread(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # A parent killed with bytes unread in its socket (here the READY greeting) resets the
+    # connection instead of ending it: the child must still end, cleanly and without a traceback
+    # on the server's stderr.
+    writer = JournalProcess()
+    readable, _, _ = select.select([writer._sock], [], [], 30)
+    assert readable, "the writer process never greeted"
+    writer._sock.close()
+    assert writer._proc.wait(timeout=10) == 0
+    assert "Traceback" not in capfd.readouterr().err

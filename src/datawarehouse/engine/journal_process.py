@@ -10,8 +10,8 @@ So the committer hands the buffer to a process of its own (``journal_process_mai
 copies of the segment's file descriptors and does the same writes and syncs on its threads. The
 committer sends one message and blocks on one ``recv``: one GIL hand-off for the whole append.
 The files are the same open file descriptions (``O_APPEND``), so what reaches the disks is what
-the in-process writes produced. Measured (4 KiB PUTs, ``--workers 2``, interleaved rounds): 10 %
-more PUTs per second (``docs/benchmarks.md``).
+the in-process writes produced. Measured (4 KiB PUTs, ``--workers 2``, interleaved rounds):
+3-10 % more PUTs per second (``docs/benchmarks.md``).
 
 Until the process has said it is ready, and whenever a segment file has no descriptor (stores
 other than local disks), the journal writes in-process as before. If the process dies, the

@@ -3,7 +3,7 @@
 Run as a script with the standard library alone (``python -I -S journal_process_main.py FD``): it
 imports nothing of the project, so it starts in milliseconds and owes nothing to the import path.
 FD is its end of a Unix stream socket pair. It says ``READY``, then serves two requests, one at a
-time, until the socket closes (the parent closed the journal, or died):
+time, until the socket closes or is reset (the parent closed the journal, or died):
 
 * ``FILES``: the header alone, sent with the open segment files as ``SCM_RIGHTS``; they replace
   the files held before, which are closed.
@@ -18,6 +18,7 @@ take the journal away from a server that is finishing its in-flight requests.
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import signal
 import socket
@@ -107,7 +108,8 @@ def serve(sock: socket.socket) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with socket.socket(fileno=int(sys.argv[1])) as sock:
+    # A parent that died with bytes unread resets the connection instead of ending the stream.
+    with socket.socket(fileno=int(sys.argv[1])) as sock, contextlib.suppress(ConnectionError):
         serve(sock)
 
 
