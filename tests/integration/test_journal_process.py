@@ -63,7 +63,7 @@ def until_the_process_writes(journal: jr.Journal, records: list[tuple[int, bytes
         time.sleep(0.01)
 
 
-def no_in_process_writes(journal: jr.Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+def no_in_process_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: Any) -> None:
         raise AssertionError("appended in-process")
 
@@ -80,7 +80,7 @@ def test_appends_go_through_the_writer_process_to_every_disk(
 ) -> None:
     records: list[tuple[int, bytes]] = []
     until_the_process_writes(journal, records)
-    no_in_process_writes(journal, monkeypatch)
+    no_in_process_writes(monkeypatch)
     segment = journal.segment
     for i in range(50):
         batch = [(jr.RECORD_OP, os.urandom(i * 97)), (jr.RECORD_OP, f"op {i}".encode())]
@@ -118,7 +118,7 @@ def test_a_disk_failing_inside_the_writer_process_is_reported_and_the_journal_go
         return real_fileno(self)
 
     monkeypatch.setattr(LocalAppendFile, "fileno", fileno)
-    no_in_process_writes(journal, monkeypatch)
+    no_in_process_writes(monkeypatch)
     record = (jr.RECORD_OP, b"reaches two of three disks")
     (position,) = journal.append([record])
     records.append(record)

@@ -156,9 +156,8 @@ class Journal:
         try:
             if not self._process.ready():
                 return None
-            if not self._process_has_files:
-                self._process.set_files(fds)
-                self._process_has_files = True
+            self._process.set_files(fds)
+            self._process_has_files = True
         except StorageError as exc:
             # It never became ready, or is gone before this append wrote anything: stay in-process.
             log.warning("journal appends stay in-process: %s", exc)

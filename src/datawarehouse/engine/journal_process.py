@@ -94,21 +94,12 @@ class JournalProcess:
                     pending.pop(0)
                 if pending and sent:
                     pending[0] = pending[0][sent:]
-            answer = self._receive(child.CODE.size * self._files)
+            answer = child.receive_exactly(self._sock, child.CODE.size * self._files)
         except OSError as exc:
             raise StorageError(f"the journal writer process is gone: {exc}") from exc
+        if answer is None:
+            raise StorageError("the journal writer process ended during an append")
         return [code for (code,) in child.CODE.iter_unpack(answer)]
-
-    def _receive(self, size: int) -> bytes:
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = self._sock.recv_into(view[got:], size - got)
-            if n == 0:
-                raise StorageError("the journal writer process ended during an append")
-            got += n
-        return bytes(buf)
 
     def close(self) -> None:
         """Close the socket (the process then closes its files and ends) and reap the process."""

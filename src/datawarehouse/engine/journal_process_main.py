@@ -54,7 +54,8 @@ def _receive_header(sock: socket.socket) -> tuple[bytes, int, list[int]] | None:
     return kind, size, fds
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytearray | None:
+def receive_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    """``size`` bytes from ``sock``; ``None`` if the stream ends first (the parent uses it too)."""
     buf = bytearray(size)
     view = memoryview(buf)
     got = 0
@@ -96,7 +97,7 @@ def serve(sock: socket.socket) -> None:
                 os.close(fd)
             if kind != APPEND:
                 break
-            data = _receive_exactly(sock, size)
+            data = receive_exactly(sock, size)
             if data is None:
                 break
             codes = list(pool.map(_append, files, [data] * len(files)))
